@@ -1,0 +1,315 @@
+"""Ingest a knowledge-base folder into the SQLite file: passages, FTS5 indexes and vectors.
+
+- Every file is tracked by the sha256 of its bytes: unchanged files are skipped, changed ones
+  re-indexed, passages of deleted files removed.
+- Each file is replaced in one transaction (its old passages out, new ones in), and embedding
+  happens before that transaction opens; an ingest interrupted at any point leaves every file
+  either at its previous or at its new version, so the index stays usable.
+- Passages whose embedded text is unchanged keep their vector (looked up by content hash), so
+  editing one CSV row re-embeds one row.
+- The vector table is created here because its dimension depends on the model. The model's
+  identity and dimension are kept in kb_meta; a different model drops the vectors and every
+  file is re-embedded (their words stay searchable meanwhile).
+- A file that cannot be used (not UTF-8, binary, empty, too large) is skipped with a warning;
+  if an earlier version of it was indexed, that version is kept.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import sqlite3
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..store.db import Database
+from . import text as textmod
+from .embed import Embedder
+from .sources import MAX_FILE_BYTES, Passage, SourceSkipped, SourceWarning, kind_of, parse_source
+
+log = logging.getLogger(__name__)
+
+VEC_TABLE = "kb_vec"
+
+
+class KbError(Exception):
+    """The knowledge base cannot be ingested or searched. ``code`` is a short machine code."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class IngestProgress:
+    files_done: int
+    files_total: int
+    path: str               # the file being worked on ("" when finished)
+
+
+ProgressCallback = Callable[[IngestProgress], None]
+
+
+@dataclass
+class IngestReport:
+    added: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)   # (path, reason)
+    warnings: list[SourceWarning] = field(default_factory=list)
+    passages_embedded: int = 0
+    passages_reused: int = 0
+    passages_total: int = 0
+    vectors: bool = True            # False: indexed for keyword search only (no model)
+    model_changed: bool = False
+    seconds: float = 0.0
+
+
+def vec_table_exists(conn: sqlite3.Connection) -> bool:
+    return conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (VEC_TABLE,)).fetchone() \
+        is not None
+
+
+def meta(conn: sqlite3.Connection) -> dict[str, str]:
+    return {row[0]: row[1] for row in conn.execute("SELECT key, value FROM kb_meta")}
+
+
+def _set_meta(conn: sqlite3.Connection, **values: str) -> None:
+    conn.executemany("INSERT INTO kb_meta(key, value) VALUES (?, ?) "
+                     "ON CONFLICT(key) DO UPDATE SET value = excluded.value", values.items())
+
+
+def scan(directory: Path) -> list[str]:
+    """Files under ``directory`` (relative, '/'-separated, sorted), hidden and temp files left out.
+
+    Files of types the indexer does not read are listed too, so they are reported as skipped.
+    """
+    found = []
+    for path in directory.rglob("*"):
+        rel = path.relative_to(directory)
+        if any(part.startswith((".", "~$")) or part.endswith("~") for part in rel.parts):
+            continue
+        if path.is_file():
+            found.append(rel.as_posix())
+    return sorted(found)
+
+
+class Indexer:
+    """Brings the database in line with a folder. Run it off the event loop (it blocks)."""
+
+    def __init__(self, db: Database, embedder: Embedder | None,
+                 max_file_bytes: int = MAX_FILE_BYTES) -> None:
+        self.db = db
+        self.embedder = embedder
+        self.max_file_bytes = max_file_bytes
+
+    def ingest(self, directory: Path, progress: ProgressCallback | None = None) -> IngestReport:
+        started = time.monotonic()
+        directory = Path(directory)
+        if not directory.is_dir():
+            raise KbError("no_directory", f"knowledge-base folder {directory} does not exist")
+        report = IngestReport(vectors=self.embedder is not None)
+        report.model_changed = self.db.write_sync(self._prepare_model)
+        files = scan(directory)
+        known = {row["path"]: row for row in self.db.read_sync(
+            lambda c: c.execute("SELECT * FROM kb_files").fetchall())}
+        present = set(files)
+        for done, rel in enumerate(files):
+            if progress:
+                progress(IngestProgress(done, len(files), rel))
+            self._ingest_file(directory, rel, known.get(rel), report)
+        for rel in sorted(set(known) - present):
+            self.db.write_sync(lambda c, rel=rel: self._delete_file(c, rel))
+            report.removed.append(rel)
+            log.info("kb: %s removed (file deleted)", rel)
+        if progress:
+            progress(IngestProgress(len(files), len(files), ""))
+        self.db.write_sync(lambda c: _set_meta(
+            c, last_ingest_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            directory=str(directory.resolve())))
+        report.passages_total = self.db.read_sync(
+            lambda c: c.execute("SELECT count(*) FROM kb_passages").fetchone()[0])
+        report.seconds = time.monotonic() - started
+        return report
+
+    # -- the model -----------------------------------------------------------------------------
+
+    def _prepare_model(self, conn: sqlite3.Connection) -> bool:
+        """Make kb_vec match the embedder; True when the model changed (vectors dropped)."""
+        if self.embedder is None:
+            return False
+        recorded = meta(conn).get("embedding_model")
+        identity = self.embedder.identity
+        if recorded == identity and vec_table_exists(conn):
+            return False
+        conn.execute(f"DROP TABLE IF EXISTS {VEC_TABLE}")
+        conn.execute(f"CREATE VIRTUAL TABLE {VEC_TABLE} USING vec0("
+                     f"embedding float[{self.embedder.dimension}] distance_metric=cosine)")
+        _set_meta(conn, embedding_model=identity, embedding_name=self.embedder.name,
+                  embedding_dim=str(self.embedder.dimension))
+        if recorded:
+            log.warning("kb: embedding model changed from %s to %s; re-embedding everything",
+                        recorded, identity)
+        return bool(recorded)
+
+    # -- one file ------------------------------------------------------------------------------
+
+    def _ingest_file(self, directory: Path, rel: str, known: sqlite3.Row | None,
+                     report: IngestReport) -> None:
+        if kind_of(rel) is None:
+            report.skipped.append((rel, f"unsupported file type {Path(rel).suffix or '(none)'}"))
+            log.warning("kb: %s skipped: not a .csv, .tsv, .md or .txt file", rel)
+            return
+        try:
+            data = (directory / rel).read_bytes()
+        except OSError as exc:
+            self._skip(report, rel, known, "unreadable", f"cannot be read: {exc.strerror}")
+            return
+        digest = hashlib.sha256(data).hexdigest()
+        identity = self.embedder.identity if self.embedder else None
+        if known is not None and known["sha256"] == digest and (
+                identity is None or known["embedding_model"] == identity):
+            report.unchanged.append(rel)
+            return
+        try:
+            parsed = parse_source(rel, data, self.max_file_bytes)
+        except SourceSkipped as exc:
+            self._skip(report, rel, known, exc.reason, str(exc), exc)
+            return
+        for warning in parsed.warnings:
+            log.warning("kb: %s", warning)
+        report.warnings.extend(parsed.warnings)
+        vectors = self._vectors(parsed.passages, report)
+        self.db.write_sync(lambda c: self._replace_file(
+            c, rel, digest, len(data), parsed.kind, parsed.passages, vectors,
+            len(parsed.warnings)))
+        (report.updated if known is not None else report.added).append(rel)
+        log.info("kb: %s %s: %d passages", rel, "updated" if known is not None else "added",
+                 len(parsed.passages))
+
+    def _skip(self, report: IngestReport, rel: str, known: sqlite3.Row | None, reason: str,
+              message: str, source: SourceSkipped | None = None) -> None:
+        kept = "; the previously indexed version is kept" if known is not None else ""
+        report.skipped.append((rel, f"{reason}: {source.detail if source else message}{kept}"))
+        warning = SourceWarning(rel, source.line if source else None,
+                                (source.detail if source else message) + kept)
+        report.warnings.append(warning)
+        log.warning("kb: %s skipped: %s", warning, reason)
+
+    def _vectors(self, passages: list[Passage], report: IngestReport) -> np.ndarray | None:
+        if self.embedder is None or not passages:
+            return None
+        hashes = [p.content_hash() for p in passages]
+        reused = self.db.read_sync(lambda c: _existing_vectors(c, hashes))
+        missing = [i for i, h in enumerate(hashes) if h not in reused]
+        out = np.zeros((len(passages), self.embedder.dimension), dtype=np.float32)
+        for i, h in enumerate(hashes):
+            if h in reused:
+                out[i] = reused[h]
+        if missing:
+            fresh = self.embedder.embed_passages([passages[i].embedding_text() for i in missing])
+            out[missing] = fresh
+        report.passages_embedded += len(missing)
+        report.passages_reused += len(passages) - len(missing)
+        return out
+
+    def _replace_file(self, conn: sqlite3.Connection, rel: str, digest: str, size: int,
+                      kind: str, passages: list[Passage], vectors: np.ndarray | None,
+                      warnings: int) -> None:
+        self._delete_file(conn, rel)
+        identity = self.embedder.identity if (self.embedder and vectors is not None) else ""
+        file_id = conn.execute(
+            "INSERT INTO kb_files(path, sha256, size, kind, passages, warnings, embedding_model) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (rel, digest, size, kind, len(passages), warnings, identity)).lastrowid
+        has_vec = vectors is not None and vec_table_exists(conn)
+        for i, passage in enumerate(passages):
+            pid = conn.execute(
+                "INSERT INTO kb_passages(file_id, ordinal, title, text, locator, row_number, "
+                "heading, line_start, line_end, fields, content_hash) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (file_id, passage.ordinal, passage.title, passage.text, passage.locator,
+                 passage.row, passage.heading, passage.line_start, passage.line_end,
+                 json.dumps(dict(passage.fields), ensure_ascii=False)
+                 if passage.fields is not None else None,
+                 passage.content_hash())).lastrowid
+            title = textmod.normalize(passage.title)
+            body = textmod.normalize(passage.text)
+            extra = textmod.index_extra(f"{title}\n{body}")
+            for table in ("kb_fts", "kb_trigram"):
+                conn.execute(f"INSERT INTO {table}(rowid, title, body, extra) VALUES (?, ?, ?, ?)",
+                             (pid, title, body, extra))
+            if has_vec:
+                conn.execute(f"INSERT INTO {VEC_TABLE}(rowid, embedding) VALUES (?, ?)",
+                             (pid, vectors[i].astype("<f4").tobytes()))
+
+    @staticmethod
+    def _delete_file(conn: sqlite3.Connection, rel: str) -> None:
+        row = conn.execute("SELECT id FROM kb_files WHERE path = ?", (rel,)).fetchone()
+        if row is None:
+            return
+        ids = [r[0] for r in conn.execute("SELECT id FROM kb_passages WHERE file_id = ?",
+                                          (row[0],))]
+        tables = ["kb_fts", "kb_trigram"] + ([VEC_TABLE] if vec_table_exists(conn) else [])
+        for table in tables:
+            conn.executemany(f"DELETE FROM {table} WHERE rowid = ?", [(i,) for i in ids])
+        conn.execute("DELETE FROM kb_passages WHERE file_id = ?", (row[0],))
+        conn.execute("DELETE FROM kb_files WHERE id = ?", (row[0],))
+
+
+def _existing_vectors(conn: sqlite3.Connection, hashes: list[str]) -> dict[str, np.ndarray]:
+    if not vec_table_exists(conn):
+        return {}
+    found: dict[str, np.ndarray] = {}
+    unique = list(dict.fromkeys(hashes))
+    for start in range(0, len(unique), 500):
+        chunk = unique[start:start + 500]
+        marks = ",".join("?" * len(chunk))
+        rows = conn.execute(
+            f"SELECT p.content_hash, v.embedding FROM kb_passages p "
+            f"JOIN {VEC_TABLE} v ON v.rowid = p.id WHERE p.content_hash IN ({marks})", chunk)
+        for content_hash, blob in rows:
+            found[content_hash] = np.frombuffer(blob, dtype="<f4")
+    return found
+
+
+@dataclass(frozen=True)
+class FileStats:
+    path: str
+    kind: str
+    passages: int
+    warnings: int
+    vectors: bool
+    indexed_at: str
+
+
+@dataclass(frozen=True)
+class KbStats:
+    files: list[FileStats]
+    passages: int
+    vectors: int
+    embedding_model: str        # recorded identity ('' = none yet)
+    embedding_dim: int
+    last_ingest_at: str
+    directory: str
+
+
+def read_stats(conn: sqlite3.Connection) -> KbStats:
+    info = meta(conn)
+    files = [FileStats(r["path"], r["kind"], r["passages"], r["warnings"],
+                       bool(r["embedding_model"]), r["indexed_at"])
+             for r in conn.execute("SELECT * FROM kb_files ORDER BY path")]
+    vectors = (conn.execute(f"SELECT count(*) FROM {VEC_TABLE}").fetchone()[0]
+               if vec_table_exists(conn) else 0)
+    return KbStats(files=files,
+                   passages=conn.execute("SELECT count(*) FROM kb_passages").fetchone()[0],
+                   vectors=vectors, embedding_model=info.get("embedding_model", ""),
+                   embedding_dim=int(info.get("embedding_dim", "0")),
+                   last_ingest_at=info.get("last_ingest_at", ""),
+                   directory=info.get("directory", ""))

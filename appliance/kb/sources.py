@@ -1,0 +1,402 @@
+"""Knowledge-base source files -> passages. Pure: bytes in, passages and warnings out, no I/O.
+
+- CSV / TSV: one row = one passage; the header's column names stay field names, so the text
+  reads "price: 1,299 ILS" and the fields are kept as a mapping. A malformed row (wrong number
+  of fields, a quoting error) is skipped with a warning naming the line; the rest is kept.
+- Markdown: split along headings (ATX "#" headings, not inside code fences); every passage
+  carries its heading path ("Delivery > Eilat"). A section longer than ``MAX_CHARS`` is split
+  along paragraphs, then lines, sentences and words, with ``OVERLAP_CHARS`` of overlap.
+- Plain text: the same paragraph packing; the locator is the line range.
+
+A whole file that cannot be used (not UTF-8, binary, empty, too large, unknown type) raises
+``SourceSkipped`` with a reason code, a message and, where there is one, the line.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import re
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+from typing import Iterator, Mapping
+
+TARGET_CHARS = 700      # a passage is packed up to about this many characters
+MAX_CHARS = 1000        # and never longer (well under 512 tokens for the embedding models)
+OVERLAP_CHARS = 150     # tail of the previous passage repeated when a section is split
+MAX_FILE_BYTES = 5_000_000
+MAX_CSV_FIELD_CHARS = 20_000
+
+KINDS = {".csv": "csv", ".tsv": "csv", ".md": "markdown", ".markdown": "markdown",
+         ".txt": "text", ".text": "text"}
+
+
+@dataclass(frozen=True)
+class Passage:
+    """One retrievable piece of a source file."""
+
+    ordinal: int                  # position in the file, from 0
+    title: str                    # heading path or the row's name; repeated in the embedding
+    text: str                     # the body, as the bot will read it
+    locator: str                  # "row 7", "Returns > Refunds", "lines 3-9": for citations
+    line_start: int               # first line of the file it came from (1-based)
+    line_end: int
+    row: int | None = None        # CSV: spreadsheet row number (the header is row 1)
+    heading: str | None = None    # Markdown: heading path
+    fields: Mapping[str, str] | None = None  # CSV: column name -> value
+
+    def embedding_text(self) -> str:
+        return f"{self.title}\n{self.text}" if self.title else self.text
+
+    def content_hash(self) -> str:
+        """Identifies the embedded text: an unchanged hash means the vector can be reused."""
+        return hashlib.sha256(self.embedding_text().encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class SourceWarning:
+    path: str
+    line: int | None
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.path}:{self.line}" if self.line else self.path
+        return f"{where}: {self.message}"
+
+
+@dataclass
+class ParsedSource:
+    kind: str
+    passages: list[Passage]
+    warnings: list[SourceWarning] = field(default_factory=list)
+
+
+class SourceSkipped(Exception):
+    """The whole file is unusable. ``reason`` is a short code (binary, encoding, empty ...)."""
+
+    def __init__(self, path: str, reason: str, message: str, line: int | None = None) -> None:
+        super().__init__(str(SourceWarning(path, line, message)))
+        self.path, self.reason, self.detail, self.line = path, reason, message, line
+
+
+def kind_of(path: str) -> str | None:
+    return KINDS.get(PurePosixPath(path).suffix.lower())
+
+
+def parse_source(path: str, data: bytes, max_bytes: int = MAX_FILE_BYTES) -> ParsedSource:
+    """Passages of one file; ``path`` is relative to the knowledge-base folder (for messages)."""
+    kind = kind_of(path)
+    if kind is None:
+        suffix = PurePosixPath(path).suffix or "(none)"
+        raise SourceSkipped(path, "unsupported",
+                            f"unsupported file type {suffix}; use .csv, .tsv, .md or .txt")
+    if len(data) > max_bytes:
+        raise SourceSkipped(path, "too_large", f"file is {len(data) / 1e6:.1f} MB, over the "
+                                               f"{max_bytes / 1e6:.1f} MB limit; split it")
+    if b"\x00" in data[:8192]:
+        raise SourceSkipped(path, "binary", "binary file (NUL bytes), not text",
+                            line=data[:8192].count(b"\n", 0, data.index(b"\x00")) + 1)
+    text = decode(path, data)
+    if not text.strip():
+        raise SourceSkipped(path, "empty", "file is empty")
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if kind == "csv":
+        return parse_csv(path, text)
+    stem = PurePosixPath(path).stem
+    if kind == "markdown":
+        return ParsedSource(kind, split_markdown(text, stem))
+    return ParsedSource(kind, split_text(text, stem))
+
+
+def decode(path: str, data: bytes) -> str:
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise SourceSkipped(path, "encoding", f"not UTF-8 (byte 0x{data[exc.start]:02x} at "
+                                              f"offset {exc.start}); save the file as UTF-8",
+                            line=line) from None
+
+
+# ----------------------------------------------------------------------------------------------
+# CSV
+
+def _delimiter(header_line: str, default: str) -> str:
+    counts = {d: header_line.count(d) for d in (",", ";", "\t")}
+    best = max(counts, key=lambda d: counts[d])
+    return best if counts[best] > counts.get(default, 0) else default
+
+
+def parse_csv(path: str, text: str) -> ParsedSource:
+    default = "\t" if path.lower().endswith(".tsv") else ","
+    delimiter = _delimiter(text.split("\n", 1)[0], default)
+    warnings: list[SourceWarning] = []
+    passages: list[Passage] = []
+    header: list[str] | None = None
+    row = 0                          # spreadsheet row number: the header is row 1
+    for start, end, cells in _records(text, delimiter):
+        row += 1
+        if isinstance(cells, csv.Error):
+            warnings.append(SourceWarning(path, start, f"malformed CSV ({cells}); row skipped"))
+            continue
+        if not any(c.strip() for c in cells):
+            continue
+        if header is None:
+            header = _header(path, start, cells, warnings)
+            continue
+        if len(cells) != len(header):
+            warnings.append(SourceWarning(
+                path, start, f"row has {len(cells)} fields, the header has {len(header)}; "
+                             "row skipped"))
+            continue
+        too_long = [h for h, c in zip(header, cells) if len(c) > MAX_CSV_FIELD_CHARS]
+        if too_long:
+            warnings.append(SourceWarning(path, start, f"field {too_long[0]!r} is longer than "
+                                                       f"{MAX_CSV_FIELD_CHARS} characters; "
+                                                       "row skipped"))
+            continue
+        fields = {h: c.strip() for h, c in zip(header, cells) if c.strip()}
+        body = "\n".join(f"{name}: {value}" for name, value in fields.items())
+        passages.append(Passage(
+            ordinal=len(passages), title=_row_title(header, fields), text=body,
+            locator=f"row {row}", line_start=start, line_end=end, row=row, fields=fields))
+    if header is None:
+        raise SourceSkipped(path, "empty", "no header row")
+    if not passages and not warnings:
+        warnings.append(SourceWarning(path, None, "header only, no rows"))
+    return ParsedSource("csv", passages, warnings)
+
+
+def _records(text: str, delimiter: str) -> Iterator[tuple[int, int, list[str] | csv.Error]]:
+    """(first line, last line, cells or the error) per record.
+
+    After a quoting error (typically an unbalanced quote that would swallow the rest of the
+    file) parsing restarts on the line after the bad record's first line, so one bad row does
+    not cost the rows after it.
+    """
+    lines = text.split("\n")
+    offset = 0
+    while offset < len(lines):
+        reader = csv.reader(io.StringIO("\n".join(lines[offset:]), newline=""),
+                            delimiter=delimiter, strict=True)
+        line = offset + 1
+        try:
+            for cells in reader:
+                end = offset + reader.line_num
+                yield line, end, cells
+                line = end + 1
+            return
+        except csv.Error as exc:
+            yield line, line, exc
+            offset = line
+
+
+def _header(path: str, line: int, cells: list[str], warnings: list[SourceWarning]) -> list[str]:
+    header: list[str] = []
+    for number, cell in enumerate(cells, 1):
+        name = cell.strip() or f"column {number}"
+        if name in header:
+            warnings.append(SourceWarning(path, line, f"column name {name!r} repeats; "
+                                                      f"calling it '{name} {number}'"))
+            name = f"{name} {number}"
+        header.append(name)
+    return header
+
+
+_TITLE_COLUMNS = ("name", "title", "product", "service", "item", "שם", "название", "имя")
+
+
+def _row_title(header: list[str], fields: Mapping[str, str]) -> str:
+    for candidate in _TITLE_COLUMNS:
+        for column in header:
+            if column.lower() == candidate and fields.get(column):
+                return fields[column]
+    for column in header:
+        if fields.get(column):
+            return fields[column]
+    return ""
+
+
+# ----------------------------------------------------------------------------------------------
+# Markdown and text
+
+_HEADING = re.compile(r"^ {0,3}(#{1,6})\s+(.*?)\s*#*\s*$")
+_FENCE = re.compile(r"^ {0,3}(```|~~~)")
+
+
+@dataclass
+class _Block:
+    """A paragraph (lines without a blank line between them) and where it sits in the file."""
+
+    text: str
+    line_start: int
+    line_end: int
+
+
+def split_markdown(text: str, stem: str) -> list[Passage]:
+    lines = text.split("\n")
+    start = _skip_front_matter(lines)
+    path: list[tuple[int, str]] = []           # (level, heading)
+    section: list[tuple[int, str]] = []        # (line number, text) of the current section
+    heading = None
+    passages: list[Passage] = []
+    in_fence = False
+
+    def flush() -> None:
+        blocks = _blocks(section)
+        title = heading if heading else stem
+        for chunk in _pack(blocks):
+            passages.append(Passage(
+                ordinal=len(passages), title=title, text=chunk.text,
+                locator=heading or f"lines {chunk.line_start}-{chunk.line_end}",
+                line_start=chunk.line_start, line_end=chunk.line_end, heading=heading))
+
+    for number, raw in enumerate(lines[start:], start + 1):
+        if _FENCE.match(raw):
+            in_fence = not in_fence
+        match = None if in_fence else _HEADING.match(raw)
+        if match:
+            flush()
+            section = []
+            level, name = len(match.group(1)), _plain(match.group(2))
+            path = [(lv, h) for lv, h in path if lv < level] + [(level, name)]
+            heading = " > ".join(h for _, h in path if h)
+            continue
+        section.append((number, raw))
+    flush()
+    return passages
+
+
+def split_text(text: str, stem: str) -> list[Passage]:
+    numbered = list(enumerate(text.split("\n"), 1))
+    return [Passage(ordinal=i, title=stem, text=chunk.text,
+                    locator=f"lines {chunk.line_start}-{chunk.line_end}",
+                    line_start=chunk.line_start, line_end=chunk.line_end)
+            for i, chunk in enumerate(_pack(_blocks(numbered)))]
+
+
+def _skip_front_matter(lines: list[str]) -> int:
+    if lines and lines[0].strip() == "---":
+        for i, line in enumerate(lines[1:], 1):
+            if line.strip() in ("---", "..."):
+                return i + 1
+    return 0
+
+
+def _plain(heading: str) -> str:
+    return re.sub(r"[*_`]+", "", heading).strip()
+
+
+def _blocks(lines: list[tuple[int, str]]) -> list[_Block]:
+    blocks: list[_Block] = []
+    current: list[tuple[int, str]] = []
+    for number, line in lines + [(0, "")]:
+        if line.strip():
+            current.append((number, line.rstrip()))
+        elif current:
+            blocks.append(_Block("\n".join(t for _, t in current), current[0][0], current[-1][0]))
+            current = []
+    return blocks
+
+
+def _pack(blocks: list[_Block]) -> list[_Block]:
+    """Group paragraphs into passages of about TARGET_CHARS, never over MAX_CHARS.
+
+    Paragraphs that fit are packed whole. When a passage is closed because the next paragraph
+    does not fit, the next passage starts with the closing passage's last OVERLAP_CHARS (cut at
+    a sentence or word boundary), so a fact spanning the cut is found from either side.
+    """
+    pieces: list[_Block] = []
+    for block in blocks:
+        pieces.extend(_split_block(block))
+    out: list[_Block] = []
+    current: _Block | None = None
+    for piece in pieces:
+        if current is None:
+            current = piece
+            continue
+        joined = len(current.text) + 2 + len(piece.text)
+        if joined <= TARGET_CHARS:
+            current = _Block(f"{current.text}\n\n{piece.text}", current.line_start,
+                             piece.line_end)
+            continue
+        out.append(current)
+        overlap = _tail(current.text, OVERLAP_CHARS)
+        if overlap and len(overlap) + 2 + len(piece.text) <= MAX_CHARS:
+            current = _Block(f"{overlap}\n\n{piece.text}", current.line_end, piece.line_end)
+        else:
+            current = piece
+    if current is not None:
+        out.append(current)
+    return out
+
+
+_SENTENCE_END = re.compile(r"(?<=[.!?…:;])\s+")
+
+
+def _split_block(block: _Block) -> list[_Block]:
+    """A paragraph longer than MAX_CHARS: split at lines, then sentences, then words."""
+    if len(block.text) <= MAX_CHARS:
+        return [block]
+    parts: list[tuple[int, str]] = []
+    for offset, line in enumerate(block.text.split("\n")):
+        number = block.line_start + offset
+        if len(line) <= MAX_CHARS:
+            parts.append((number, line))
+            continue
+        for sentence in _SENTENCE_END.split(line):
+            if len(sentence) <= MAX_CHARS:
+                parts.append((number, sentence))
+            else:
+                parts.extend((number, w) for w in _hard_wrap(sentence, TARGET_CHARS))
+    out: list[_Block] = []
+    text, first, last = "", parts[0][0], parts[0][0]
+    for number, part in parts:
+        sep = "\n" if number != last else " "
+        if text and len(text) + 1 + len(part) > TARGET_CHARS:
+            out.append(_Block(text, first, last))
+            text, first = _tail(text, OVERLAP_CHARS), number
+            text = f"{text} {part}" if text and len(text) + 1 + len(part) <= MAX_CHARS else part
+        else:
+            text = f"{text}{sep}{part}" if text else part
+        last = number
+    if text:
+        out.append(_Block(text, first, last))
+    return out
+
+
+def _hard_wrap(sentence: str, width: int) -> list[str]:
+    out, current = [], ""
+    for word in sentence.split():
+        while len(word) > width:            # a "word" of thousands of characters (base64, ...)
+            if current:
+                out.append(current)
+                current = ""
+            out.append(word[:width])
+            word = word[width:]
+        if current and len(current) + 1 + len(word) > width:
+            out.append(current)
+            current = word
+        else:
+            current = f"{current} {word}" if current else word
+    if current:
+        out.append(current)
+    return out
+
+
+def _tail(text: str, limit: int) -> str:
+    """The last sentences of ``text`` that fit in ``limit`` characters (or the last words)."""
+    if len(text) <= limit:
+        return ""   # the whole passage is shorter than the overlap: repeating it adds nothing
+    sentences = _SENTENCE_END.split(text.replace("\n", " "))
+    tail = ""
+    for sentence in reversed(sentences):
+        candidate = f"{sentence} {tail}".strip()
+        if len(candidate) > limit:
+            break
+        tail = candidate
+    if not tail:
+        words = text[-limit:].split(" ", 1)
+        tail = words[1] if len(words) == 2 else words[0]
+    return tail.strip()

@@ -1,0 +1,496 @@
+"""The offline model: a small instruct GGUF through llama-cpp-python, loaded once at start-up.
+
+- One worker thread owns the `Llama` object; every generation (and the warm-up) runs there,
+  one at a time, under a lock. Tokens reach the event loop through an asyncio queue; cancelling
+  the consumer sets a stop flag that the worker checks at every token.
+- KV-cache reuse: `Llama.generate` keeps the tokens of the last evaluation and, when the next
+  prompt starts with the same tokens, evaluates only the rest. The prompt therefore puts what
+  never changes first (system_static, then the tools), then the conversation; `warm()`
+  evaluates the static part at start-up, so the first offline turn already pays only for its
+  own tokens. Each stream reports how many prompt tokens were reused (`StreamDone.cached_tokens`
+  and `last_stats`).
+- The prompt is rendered with the model's own chat template (from the GGUF metadata; ChatML if
+  it has none). Tools follow the Qwen2.5 convention: declared in the system message inside
+  <tools></tools>, called as <tool_call>{"name": ..., "arguments": {...}}</tool_call>, answered
+  in a user message inside <tool_response></tool_response>.
+- Tool calls: the model writes freely; when its output starts "<tool_call>", generation is
+  restarted from that point under a GBNF grammar built from the tools' JSON schemas, so the
+  call is always valid JSON naming a real tool with valid arguments. Plain text pays nothing
+  for the grammar. `tool_choice="required"` starts directly in the grammar.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import json
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, AsyncIterator, Callable, Sequence
+
+from ..config import LocalLlmSettings
+from .base import (ChatMessage, ChatRequest, ModelError, StreamDone, StreamEvent, TextChunk,
+                   ToolCall, ToolCallChunk, ToolSpec)
+
+log = logging.getLogger(__name__)
+
+TOOL_OPEN, TOOL_CLOSE = "<tool_call>", "</tool_call>"
+_STOP_STRINGS = ("<|im_end|>", "<|im_start|>", "<|endoftext|>", "<|eot_id|>", "</s>",
+                 "<tool_response>", TOOL_CLOSE)
+_CHATML = ("{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
+           "{{ message['content'] }}<|im_end|>\n{% endfor %}"
+           "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+_MAX_TOOL_TOKENS = 512
+_MAX_STRING_CHARS = 120   # bound on free-text tool arguments under the grammar
+
+
+@dataclass(frozen=True)
+class Sampling:
+    temperature: float = 0.6
+    top_p: float = 0.9
+    top_k: int = 40
+    min_p: float = 0.05
+    repeat_penalty: float = 1.1
+
+
+@dataclass(frozen=True)
+class LocalStats:
+    """One generation, for logs, tests and benchmarks. Times in milliseconds."""
+
+    prompt_tokens: int
+    cached_tokens: int      # prompt tokens whose KV cache was reused
+    ttft_ms: float          # from the start of the job to the first generated token
+    total_ms: float
+    output_tokens: int
+
+
+@dataclass
+class _Job:
+    prompt: str
+    tools: tuple[ToolSpec, ...]
+    tool_choice: str
+    max_tokens: int
+    emit: Callable[[str, Any], None]
+    stop: threading.Event
+
+
+class LocalModel:
+    """Create with `LocalModel.load(settings)` (blocking: run it in a thread at start-up)."""
+
+    def __init__(self, llama: Any, settings: LocalLlmSettings, path: Path,
+                 sampling: Sampling = Sampling()) -> None:
+        self._llm = llama
+        self.settings = settings
+        self.path = path
+        self.sampling = sampling
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="local-llm")
+        self._lock = threading.Lock()
+        self._render_template = _template(llama)
+        self._grammars: dict[str, Any] = {}
+        self.last_stats: LocalStats | None = None
+        self._closed = False
+
+    @classmethod
+    def load(cls, settings: LocalLlmSettings, sampling: Sampling = Sampling()) -> "LocalModel":
+        from llama_cpp import Llama
+
+        path = settings.model.path
+        if not path.is_file():
+            raise ModelError("not_loaded", f"{path} does not exist", outage=False)
+        started = time.perf_counter()
+        llama = Llama(model_path=str(path), n_ctx=settings.context_tokens,
+                      n_threads=settings.threads, n_threads_batch=settings.threads,
+                      n_batch=512, verbose=False)
+        log.info("local model %s loaded in %.0f ms (context %d tokens, %d threads)",
+                 path.name, (time.perf_counter() - started) * 1000, settings.context_tokens,
+                 settings.threads)
+        return cls(llama, settings, path, sampling)
+
+    @property
+    def name(self) -> str:
+        return f"local:{self.path.name}"
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._executor.shutdown(wait=True, cancel_futures=True)
+        closer = getattr(self._llm, "close", None)
+        if callable(closer):
+            closer()
+
+    # -- prompt ---------------------------------------------------------------------------
+
+    def render(self, request: ChatRequest, messages: Sequence[ChatMessage] | None = None) -> str:
+        """The full prompt text, ending where the model's answer starts."""
+        system = request.system_static
+        if request.tools:
+            system = f"{system}\n\n{tools_block(request.tools)}"
+        if request.system_dynamic:
+            system = f"{system}\n\n{request.system_dynamic}"
+        chat: list[dict[str, str]] = [{"role": "system", "content": system.strip()}]
+        for m in (request.messages if messages is None else messages):
+            role, content = _as_template_message(m)
+            if chat[-1]["role"] == role == "user" and m.role == "tool":
+                chat[-1]["content"] += "\n" + content  # several results in one message
+            else:
+                chat.append({"role": role, "content": content})
+        prompt = self._render_template(chat) + request.prefix
+        if request.tool_choice == "required" and request.tools:
+            prompt += TOOL_OPEN + "\n"
+        return prompt
+
+    def _tokens_for(self, request: ChatRequest) -> tuple[str, list[int]]:
+        """Render and tokenize, dropping the oldest history until it fits the context."""
+        messages = list(request.messages)
+        budget = self.settings.context_tokens - self._max_tokens(request) - 8
+        while True:
+            prompt = self.render(request, messages)
+            tokens = self._tokenize(prompt)
+            if len(tokens) <= budget or len(messages) <= 1:
+                return prompt, tokens
+            # Drop a third of the history at once, so the next turns keep a stable prefix.
+            drop = max(1, len(messages) // 3)
+            messages = _drop_oldest(messages, drop)
+            log.info("local prompt of %d tokens over budget %d; dropped %d old messages",
+                     len(tokens), budget, drop)
+
+    def _tokenize(self, prompt: str) -> list[int]:
+        llm = self._llm
+        bos = llm.token_bos()
+        bos_text = llm._model.token_get_text(bos) if bos != -1 else ""
+        add_bos = bool(llm._model.add_bos_token()) and not (bos_text and
+                                                          prompt.startswith(bos_text))
+        return llm.tokenize(prompt.encode("utf-8"), add_bos=add_bos, special=True)
+
+    def _max_tokens(self, request: ChatRequest) -> int:
+        return request.max_tokens or self.settings.max_tokens
+
+    # -- streaming ------------------------------------------------------------------------
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+        if self._closed:
+            raise ModelError("not_loaded", "the local model is closed", outage=False)
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+
+        def emit(kind: str, item: Any) -> None:
+            try:
+                loop.call_soon_threadsafe(queue.put_nowait, (kind, item))
+            except RuntimeError:  # the loop is closed: nobody listens any more
+                job.stop.set()
+
+        job = _Job(prompt="", tools=request.tools if request.tool_choice != "none" else (),
+                   tool_choice=request.tool_choice, max_tokens=self._max_tokens(request),
+                   emit=emit, stop=threading.Event())
+        loop.run_in_executor(self._executor, self._run, request, job)
+        try:
+            while True:
+                kind, item = await queue.get()
+                if kind == "event":
+                    yield item
+                elif kind == "error":
+                    raise item
+                else:
+                    return
+        finally:
+            # Stop at the next token; don't wait: the next job queues behind this one.
+            job.stop.set()
+
+    def _run(self, request: ChatRequest, job: _Job) -> None:
+        """Worker thread: one whole round (text, then maybe a grammar-constrained call)."""
+        if job.stop.is_set():
+            job.emit("end", None)
+            return
+        try:
+            with self._lock:
+                self._generate_round(request, job)
+        except ModelError as exc:
+            job.emit("error", exc)
+        except Exception as exc:  # noqa: BLE001 - reported to the caller as a model error
+            log.exception("local model failed")
+            job.emit("error", ModelError("local_error", f"{type(exc).__name__}: {exc}",
+                                         outage=False))
+        job.emit("end", None)
+
+    def _generate_round(self, request: ChatRequest, job: _Job) -> None:
+        started = time.perf_counter()
+        prompt, tokens = self._tokens_for(request)
+        cached = _common_prefix(self._llm._input_ids, tokens)
+        first_at: list[float] = []
+        produced = 0
+        text = ""
+        if not (request.tool_choice == "required" and job.tools):
+            text, produced, wants_tool = self._text_phase(tokens, job, first_at)
+            if job.stop.is_set() or not wants_tool:
+                self._finish(job, started, first_at, tokens, cached, produced, "stop")
+                return
+            tool_prompt = prompt + text + TOOL_OPEN + "\n"
+        else:
+            tool_prompt = prompt
+        call, used = self._tool_phase(self._tokenize(tool_prompt), job, first_at)
+        produced += used
+        if call is not None:
+            job.emit("event", ToolCallChunk(call))
+        self._finish(job, started, first_at, tokens, cached, produced,
+                     "tool_calls" if call is not None else "stop")
+
+    def _finish(self, job: _Job, started: float, first_at: list[float], tokens: list[int],
+                cached: int, produced: int, reason: str) -> None:
+        now = time.perf_counter()
+        ttft = ((first_at[0] if first_at else now) - started) * 1000
+        self.last_stats = LocalStats(len(tokens), cached, ttft, (now - started) * 1000,
+                                     produced)
+        log.debug("local round: %d prompt tokens (%d cached), first token %.0f ms, %d tokens "
+                  "in %.0f ms", len(tokens), cached, ttft, produced, (now - started) * 1000)
+        if not job.stop.is_set():
+            job.emit("event", StreamDone(finish_reason=reason, prompt_tokens=len(tokens),
+                                         cached_tokens=cached, output_tokens=produced))
+
+    def _sample_args(self) -> dict[str, Any]:
+        s = self.sampling
+        return {"temp": s.temperature, "top_p": s.top_p, "top_k": s.top_k, "min_p": s.min_p,
+                "repeat_penalty": s.repeat_penalty}
+
+    def _text_phase(self, tokens: list[int], job: _Job,
+                    first_at: list[float]) -> tuple[str, int, bool]:
+        """Free generation. Returns (text emitted, tokens produced, stopped at <tool_call>)."""
+        import llama_cpp
+
+        llm = self._llm
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        sentinels = _STOP_STRINGS + ((TOOL_OPEN,) if job.tools else ())
+        pending, emitted, produced = "", "", 0
+        for token in llm.generate(tokens, **self._sample_args()):
+            if not first_at:
+                first_at.append(time.perf_counter())
+            if job.stop.is_set() or llama_cpp.llama_vocab_is_eog(llm._model.vocab, token):
+                break
+            produced += 1
+            pending += decoder.decode(llm.detokenize([token], special=False))
+            hit = _first_sentinel(pending, sentinels)
+            if hit is not None:
+                index, sentinel = hit
+                if index:
+                    job.emit("event", TextChunk(pending[:index]))
+                    emitted += pending[:index]
+                return emitted, produced, sentinel == TOOL_OPEN
+            keep = _partial_sentinel(pending, sentinels)
+            if len(pending) > keep:
+                chunk = pending[:len(pending) - keep]
+                job.emit("event", TextChunk(chunk))
+                emitted += chunk
+                pending = pending[len(pending) - keep:]
+            if produced >= job.max_tokens:
+                break
+        if pending and not job.stop.is_set() and not pending.startswith("<"):
+            job.emit("event", TextChunk(pending))
+            emitted += pending
+        return emitted, produced, False
+
+    def _tool_phase(self, tokens: list[int], job: _Job,
+                    first_at: list[float]) -> tuple[ToolCall | None, int]:
+        """Generate one call under the tools' grammar; parse it."""
+        import llama_cpp
+
+        llm = self._llm
+        grammar = self._grammar(job.tools)
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        out, produced = "", 0
+        for token in llm.generate(tokens, grammar=grammar, **self._sample_args()):
+            if not first_at:
+                first_at.append(time.perf_counter())
+            if job.stop.is_set() or llama_cpp.llama_vocab_is_eog(llm._model.vocab, token):
+                break
+            produced += 1
+            out += decoder.decode(llm.detokenize([token], special=False))
+            if _json_complete(out) or produced >= _MAX_TOOL_TOKENS:
+                break
+        if job.stop.is_set():
+            return None, produced
+        try:
+            data = json.loads(out, strict=False)  # the grammar allows raw control chars
+            call = ToolCall(name=str(data["name"]), args=dict(data.get("arguments") or {}))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ModelError("bad_response", f"unparsable tool call {out[:80]!r}: {exc}",
+                             started=True, outage=False) from None
+        return call, produced
+
+    def _grammar(self, tools: tuple[ToolSpec, ...]) -> Any:
+        from llama_cpp import LlamaGrammar
+
+        schema = json.dumps(tool_call_schema(tools), sort_keys=True)
+        grammar = self._grammars.get(schema)
+        if grammar is None:
+            grammar = LlamaGrammar.from_json_schema(schema, verbose=False)
+            self._grammars[schema] = grammar
+        return grammar
+
+    # -- warm-up --------------------------------------------------------------------------
+
+    async def warm(self, system_static: str) -> LocalStats:
+        """Evaluate the static start of every prompt now, so no caller waits for it later."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._warm, system_static)
+
+    def _warm(self, system_static: str) -> LocalStats:
+        marker = "\x00END-OF-STATIC\x00"
+        rendered = self._render_template([{"role": "system",
+                                           "content": system_static + marker}])
+        prefix = rendered[:rendered.index(marker)] if marker in rendered else ""
+        with self._lock:
+            started = time.perf_counter()
+            tokens = self._tokenize(prefix)
+            cached = _common_prefix(self._llm._input_ids, tokens)
+            generator = self._llm.generate(tokens, **self._sample_args())
+            next(generator)  # evaluates the prompt (the sampled token is discarded)
+            generator.close()
+            elapsed = (time.perf_counter() - started) * 1000
+        log.info("local model warmed: %d static prompt tokens in %.0f ms", len(tokens), elapsed)
+        return LocalStats(len(tokens), cached, elapsed, elapsed, 0)
+
+
+# -- prompt pieces ---------------------------------------------------------------------------
+
+def tools_block(tools: Sequence[ToolSpec]) -> str:
+    """Tool declarations as Qwen2.5-Instruct was trained to read them."""
+    lines = [json.dumps({"type": "function", "function": {
+        "name": t.name, "description": t.description, "parameters": dict(t.parameters)}},
+        ensure_ascii=False) for t in tools]
+    return ("# Tools\n\nYou may call one or more functions to assist with the user query.\n\n"
+            "You are provided with function signatures within <tools></tools> XML tags:\n"
+            "<tools>\n" + "\n".join(lines) + "\n</tools>\n\n"
+            "For each function call, return a json object with function name and arguments "
+            "within <tool_call></tool_call> XML tags:\n<tool_call>\n"
+            '{"name": <function-name>, "arguments": <args-json-object>}\n</tool_call>')
+
+
+def render_call(call: ToolCall) -> str:
+    return (f"{TOOL_OPEN}\n" + json.dumps({"name": call.name, "arguments": dict(call.args)},
+                                          ensure_ascii=False) + f"\n{TOOL_CLOSE}")
+
+
+def _as_template_message(m: ChatMessage) -> tuple[str, str]:
+    if m.role == "user":
+        return "user", f"{m.context}\n\n{m.text}" if m.context else m.text
+    if m.role == "assistant":
+        parts = [m.text] if m.text else []
+        parts.extend(render_call(c) for c in m.tool_calls)
+        return "assistant", "\n".join(parts)
+    return "user", f"<tool_response>\n{m.text}\n</tool_response>"
+
+
+def _drop_oldest(messages: list[ChatMessage], count: int) -> list[ChatMessage]:
+    """Drop `count` messages from the front, then up to the next user message."""
+    rest = messages[count:]
+    while len(rest) > 1 and rest[0].role != "user":
+        rest = rest[1:]
+    return rest
+
+
+def tool_call_schema(tools: Sequence[ToolSpec]) -> dict[str, Any]:
+    """JSON schema of {"name": ..., "arguments": ...} for exactly one of the tools."""
+    options = []
+    for t in tools:
+        options.append({"type": "object", "additionalProperties": False,
+                        "required": ["name", "arguments"],
+                        "properties": {"name": {"const": t.name},
+                                       "arguments": _bounded(dict(t.parameters))}})
+    return options[0] if len(options) == 1 else {"oneOf": options}
+
+
+def _bounded(schema: dict[str, Any]) -> dict[str, Any]:
+    """Copy of a schema whose free strings have a length limit (the grammar must end)."""
+    out = dict(schema)
+    if out.get("type") == "string" and "enum" not in out and "maxLength" not in out:
+        out["maxLength"] = _MAX_STRING_CHARS
+    if isinstance(out.get("properties"), dict):
+        out["properties"] = {k: _bounded(dict(v)) for k, v in out["properties"].items()}
+        out.setdefault("additionalProperties", False)
+    if isinstance(out.get("items"), dict):
+        out["items"] = _bounded(dict(out["items"]))
+        out.setdefault("maxItems", 10)
+    if out.get("type") == "object" and "properties" not in out:
+        out["properties"] = {}
+        out.setdefault("additionalProperties", False)
+    return out
+
+
+def _template(llama: Any) -> Callable[[list[dict[str, str]]], str]:
+    """The GGUF's chat template as a function of messages (ChatML when it has none)."""
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    metadata = getattr(llama, "metadata", {}) or {}
+    source = metadata.get("tokenizer.chat_template") or _CHATML
+
+    def token_text(token: int) -> str:
+        return llama._model.token_get_text(token) if token != -1 else ""
+
+    formatter = Jinja2ChatFormatter(template=source, eos_token=token_text(llama.token_eos()),
+                                    bos_token=token_text(llama.token_bos()))
+    chatml = Jinja2ChatFormatter(template=_CHATML, eos_token="", bos_token="")
+
+    def render(messages: list[dict[str, str]]) -> str:
+        try:
+            return formatter(messages=messages).prompt
+        except Exception as exc:  # noqa: BLE001 - a template that rejects our roles
+            log.warning("chat template failed (%s); using ChatML", exc)
+            return chatml(messages=messages).prompt
+
+    return render
+
+
+def _common_prefix(previous: Sequence[int], tokens: Sequence[int]) -> int:
+    n = 0
+    for a, b in zip(previous, tokens):
+        if a != b:
+            break
+        n += 1
+    return n
+
+
+def _first_sentinel(text: str, sentinels: Sequence[str]) -> tuple[int, str] | None:
+    best: tuple[int, str] | None = None
+    for s in sentinels:
+        i = text.find(s)
+        if i != -1 and (best is None or i < best[0]):
+            best = (i, s)
+    return best
+
+
+def _partial_sentinel(text: str, sentinels: Sequence[str]) -> int:
+    """Length of the longest end of `text` that could be the start of a sentinel."""
+    longest = 0
+    for s in sentinels:
+        for n in range(min(len(s) - 1, len(text)), longest, -1):
+            if text.endswith(s[:n]):
+                longest = n
+                break
+    return longest
+
+
+def _json_complete(text: str) -> bool:
+    """True once `text` holds one whole JSON object (braces balanced outside strings)."""
+    depth, in_string, escaped, seen = 0, False, False, False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch == "{":
+            depth += 1
+            seen = True
+        elif ch == "}":
+            depth -= 1
+            if seen and depth == 0:
+                return True
+    return False

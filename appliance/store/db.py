@@ -1,0 +1,204 @@
+"""The one SQLite file: connections, migrations, and database work off the event loop.
+
+- WAL mode, a busy timeout, foreign keys on, sqlite-vec loaded on every connection.
+- Numbered migrations (appliance/store/migrations/NNN_name.sql) recorded in `schema_migrations`.
+- One writer: every write runs on a single dedicated thread with its own connection, so writes
+  are serialised without "database is locked" surprises; reads run on a small pool of threads,
+  each with its own connection (WAL lets them read while the writer writes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from importlib import resources
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class StoreError(Exception):
+    """The database cannot be opened or migrated. `code` is a short machine code."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def extension_loading_supported() -> bool:
+    """Can this Python's sqlite3 load extensions at all? (pyenv builds often cannot.)"""
+    return hasattr(sqlite3.connect(":memory:"), "enable_load_extension")
+
+
+def connect(path: Path | str, *, readonly: bool = False) -> sqlite3.Connection:
+    """Open a connection with the appliance's pragmas and sqlite-vec loaded."""
+    if path != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    uri = f"file:{path}?mode=ro" if readonly else str(path)
+    conn = sqlite3.connect(uri, uri=readonly, timeout=10.0, check_same_thread=False,
+                           isolation_level=None)
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA busy_timeout = 10000")
+    conn.execute("PRAGMA foreign_keys = ON")
+    if not readonly:
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+    load_vec(conn)
+    return conn
+
+
+def load_vec(conn: sqlite3.Connection) -> None:
+    if not hasattr(conn, "enable_load_extension"):
+        raise StoreError("no_extensions",
+                         "this Python's sqlite3 cannot load extensions (sqlite-vec needs it); "
+                         "run install.sh, which picks a Python that can (e.g. Debian's "
+                         "/usr/bin/python3)")
+    import sqlite_vec
+
+    conn.enable_load_extension(True)
+    try:
+        sqlite_vec.load(conn)
+    finally:
+        conn.enable_load_extension(False)
+
+
+def migrations() -> list[tuple[int, str, str]]:
+    """(number, name, sql) for every file in appliance/store/migrations, in order."""
+    found = []
+    for entry in resources.files("appliance.store.migrations").iterdir():
+        name = entry.name
+        if name.endswith(".sql") and name[:3].isdigit():
+            found.append((int(name[:3]), name[4:-4], entry.read_text(encoding="utf-8")))
+    found.sort()
+    numbers = [n for n, _, _ in found]
+    if len(numbers) != len(set(numbers)):
+        raise StoreError("migration_numbers", f"two migrations share a number: {numbers}")
+    return found
+
+
+def migrate(conn: sqlite3.Connection) -> list[int]:
+    """Apply the migrations not yet recorded; each one in its own transaction."""
+    conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations ("
+                 "number INTEGER PRIMARY KEY, name TEXT NOT NULL, "
+                 "applied_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')))")
+    done = {row[0] for row in conn.execute("SELECT number FROM schema_migrations")}
+    applied = []
+    for number, name, sql in migrations():
+        if number in done:
+            continue
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for statement in _statements(sql):
+                conn.execute(statement)
+            conn.execute("INSERT INTO schema_migrations(number, name) VALUES (?, ?)",
+                         (number, name))
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            conn.execute("ROLLBACK")
+            raise StoreError("migration_failed", f"migration {number:03d}_{name}: {exc}") from exc
+        log.info("database migration %03d_%s applied", number, name)
+        applied.append(number)
+    return applied
+
+
+def _statements(sql: str) -> list[str]:
+    """Split a migration into statements (sqlite3.complete_statement handles triggers)."""
+    out, buf = [], ""
+    for line in sql.splitlines(keepends=True):
+        buf += line
+        if sqlite3.complete_statement(buf):
+            if buf.strip():
+                out.append(buf.strip())
+            buf = ""
+    if buf.strip():
+        out.append(buf.strip())
+    return out
+
+
+class Database:
+    """Async access to the one SQLite file. Create with `await Database.open(path)`."""
+
+    def __init__(self, path: Path, readers: int = 2) -> None:
+        self.path = path
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="db-writer")
+        self._readers = ThreadPoolExecutor(readers, thread_name_prefix="db-reader")
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self._closed = False
+
+    @classmethod
+    async def open(cls, path: Path | str) -> "Database":
+        db = cls(Path(path))
+        await db.write(migrate)
+        return db
+
+    @classmethod
+    def open_sync(cls, path: Path | str) -> "Database":
+        """For the command line: migrate on the calling thread, then the same object."""
+        db = cls(Path(path))
+        db._writer.submit(lambda: migrate(db._conn())).result()
+        return db
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = connect(self.path)
+            self._local.conn = conn
+            with self._lock:
+                self._connections.append(conn)
+        return conn
+
+    async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run fn(conn) on the writer thread inside one transaction (committed unless it raises)."""
+        return await asyncio.get_running_loop().run_in_executor(self._writer, self._tx, fn)
+
+    async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(
+            self._readers, lambda: fn(self._conn()))
+
+    def write_sync(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Blocking write, for threads that are not the event loop (CLI, model workers)."""
+        return self._writer.submit(self._tx, fn).result()
+
+    def read_sync(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        return self._readers.submit(lambda: fn(self._conn())).result()
+
+    def _tx(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        conn = self._conn()
+        if fn is migrate:
+            return fn(conn)
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = fn(conn)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return result
+
+    async def execute(self, sql: str, params: Any = ()) -> int:
+        """One write statement; returns lastrowid."""
+        return await self.write(lambda c: c.execute(sql, params).lastrowid)
+
+    async def fetchall(self, sql: str, params: Any = ()) -> list[sqlite3.Row]:
+        return await self.read(lambda c: c.execute(sql, params).fetchall())
+
+    async def fetchone(self, sql: str, params: Any = ()) -> sqlite3.Row | None:
+        return await self.read(lambda c: c.execute(sql, params).fetchone())
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for pool in (self._writer, self._readers):
+            pool.shutdown(wait=True)
+        with self._lock:
+            for conn in self._connections:
+                conn.close()
+            self._connections.clear()

