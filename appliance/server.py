@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
+from dataclasses import dataclass
+from typing import AsyncIterator
 
 from aiohttp import web
 
@@ -16,34 +19,44 @@ from .runtime import Runtime
 log = logging.getLogger(__name__)
 
 
-async def serve(settings: Settings, ready: asyncio.Event | None = None,
-                stop: asyncio.Event | None = None) -> None:
-    """Run until `stop` is set (or SIGINT/SIGTERM). Models load before the port opens."""
-    stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
-            loop.add_signal_handler(sig, stop.set)
-        except (NotImplementedError, RuntimeError):  # not the main thread (tests)
-            pass
+@dataclass(frozen=True)
+class RunningServer:
+    runtime: Runtime
+    url: str            # http://host:port actually bound (port 0 in config = any free port)
+
+
+@contextlib.asynccontextmanager
+async def running(settings: Settings) -> AsyncIterator[RunningServer]:
+    """Models load before the port opens; on exit every call is ended and its record closed."""
     runtime = await Runtime.start(settings)
-    runner = web.AppRunner(build_app(runtime), handle_signals=False, access_log=None)
+    runner = web.AppRunner(build_app(runtime), handle_signals=False, access_log=None,
+                           shutdown_timeout=5.0)
     try:
         await runner.setup()
         site = web.TCPSite(runner, settings.server.host, settings.server.port)
         await site.start()
-        health = runtime.health()
-        log.info("listening on http://%s:%s; %s", settings.server.host, settings.server.port,
-                 "ready to take calls" if health["ready"] else
-                 "NOT ready to take calls: " + "; ".join(health["problems"]))
-        if ready:
-            ready.set()
-        await stop.wait()
-        log.info("shutting down: ending %d active call(s)", runtime.calls.active_count())
+        host, port = runner.addresses[0][:2]
+        yield RunningServer(runtime, f"http://{host}:{port}")
     finally:
         await runtime.calls.shutdown()
         await runner.cleanup()
         await runtime.close()
+
+
+async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
+    """Run until `stop` is set, or SIGINT/SIGTERM."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    async with running(settings) as server:
+        health = server.runtime.health()
+        log.info("listening on %s; %s", server.url, "ready to take calls" if health["ready"]
+                 else "NOT ready to take calls: " + "; ".join(health["problems"]))
+        await stop.wait()
+        log.info("shutting down: ending %d active call(s)",
+                 server.runtime.calls.active_count())
 
 
 def run_server(settings: Settings) -> int:

@@ -19,13 +19,16 @@ Writes bench/results/stt_tts.md (medians). Options: --repeats N, --shapes test,t
 from __future__ import annotations
 
 import argparse
+import functools
+import json
 import os
 import platform
+import shutil
 import statistics
 import time
 import wave
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import soxr
@@ -42,6 +45,7 @@ THREADS = 2
 LANGS = ("en", "he", "ru")
 UTTERANCES = ["en_yes", "en_bye", "en_hours", "en_price", "en_human", "en_book", "he_book",
               "ru_price", "en_phone", "en_long", "silence_5s", "noise_5s"]
+REPLY_HE = "שלום, תודה שהתקשרת למספרה של דנה. מתי נוח לך להגיע?"
 REPLY = ("Hello, thanks for calling Dana's Salon. We are open Sunday to Thursday from nine to "
          "six, and on Friday until one. Would you like to book an appointment?")
 
@@ -87,13 +91,14 @@ def bench_whisper(shape: str, audio: dict[str, np.ndarray], repeats: int) -> dic
     }
     rows = {}
     for name, pcm in audio.items():
-        rows[name] = {mode: median_ms(lambda: fn(pcm), repeats) for mode, fn in modes.items()}
+        rows[name] = {mode: median_ms(functools.partial(fn, pcm), repeats)
+                      for mode, fn in modes.items()}
     encoder = {}
     from faster_whisper.audio import pad_or_trim
     features = model.feature_extractor(audio["en_book"])
     for frames in (3000, 1000, 700, 400):
         window = pad_or_trim(features[:, :-1], frames)
-        encoder[frames] = median_ms(lambda: model.encode(window), repeats)
+        encoder[frames] = median_ms(functools.partial(model.encode, window), repeats)
     return {"modes": list(modes), "rows": rows, "encoder": encoder}
 
 
@@ -116,8 +121,22 @@ def bench_piper(repeats: int) -> dict[str, float]:
     clause_ms = statistics.median(first_audio(warm, first_clause) for _ in range(repeats))
     reply_ms = median_ms(lambda: list(warm.synthesize(REPLY)), repeats)
     audio_ms = sum(p.duration_ms for p in warm.synthesize(REPLY))
+    # Hebrew voices phonemize with piper's Nakdimon diacritizer (an ONNX model) instead of
+    # espeak-ng: the same test graph behind a "phoneme_type": "hebrew" config measures it.
+    he_path = CACHE_DIR / "piper-test-he.onnx"
+    config = json.loads(Path(f"{path}.json").read_text(encoding="utf-8"))
+    config.update(phoneme_type="hebrew", espeak={"voice": "he"})
+    Path(f"{he_path}.json").write_text(json.dumps(config), encoding="utf-8")
+    shutil.copyfile(path, he_path)
+    started = time.perf_counter()
+    hebrew = Voice.load(he_path, threads=THREADS)
+    he_load_ms = (time.perf_counter() - started) * 1000
+    he_first = _first_piece(REPLY_HE)
+    he_clause_ms = statistics.median(first_audio(hebrew, he_first) for _ in range(repeats))
     return {"load_ms": load_ms, "cold_first_audio_ms": cold_ms, "first_clause": first_clause,
-            "first_clause_ms": clause_ms, "reply_ms": reply_ms, "reply_audio_ms": audio_ms}
+            "first_clause_ms": clause_ms, "reply_ms": reply_ms, "reply_audio_ms": audio_ms,
+            "he_load_ms": he_load_ms, "he_first_clause": he_first,
+            "he_first_clause_ms": he_clause_ms}
 
 
 def _first_piece(text: str) -> str:
@@ -143,12 +162,13 @@ def write_report(whisper: dict[str, dict[str, object]], piper: dict[str, float],
     lines = [
         "# STT / TTS stage timings",
         "",
-        f"Machine: {os.cpu_count()} cores ({cpu}); faster-whisper {faster_whisper.__version__}, "
-        f"ctranslate2 {ctranslate2.__version__}; int8, {THREADS} threads, beam 1. "
-        f"Medians of {repeats} runs per cell, in ms. Other work on the machine adds noise.",
-        "Models: random-weight stand-ins from tests/models.py (`test` = 64-wide, 2+2 layers; "
-        "`tiny`/`base` = the real whisper-tiny/base dimensions), so these are speed numbers "
-        "only; accuracy of the short window cannot be judged with them.",
+        (f"Machine: {os.cpu_count()} cores ({cpu}); faster-whisper {faster_whisper.__version__}, "
+         f"ctranslate2 {ctranslate2.__version__}; int8, {THREADS} threads, beam 1. "
+         f"Medians of {repeats} runs per cell, in ms. Other work on the machine adds noise "
+         f"(load average {os.getloadavg()[0]:.1f} when the run ended)."),
+        ("Models: random-weight stand-ins from tests/models.py (`test` = 64-wide, 2+2 layers; "
+         "`tiny`/`base` = the real whisper-tiny/base dimensions), so these are speed numbers "
+         "only; accuracy of the short window cannot be judged with them."),
         "",
     ]
     for shape, result in whisper.items():
@@ -170,20 +190,24 @@ def write_report(whisper: dict[str, dict[str, object]], piper: dict[str, float],
         short = statistics.median(medians["short_window 1 lang"])
         multi = statistics.median(medians["one-pass 3 langs"])
         two = statistics.median(medians["fw detect+transcribe"])
-        lines += ["", f"short_window speed-up (1 lang): {base / short:.1f}x; one encoder pass "
-                      f"for 3 languages saves {two - multi:.0f} ms vs detect+transcribe.", "",
+        lines += ["", (f"short_window speed-up (1 lang): {base / short:.1f}x; one encoder pass "
+                       f"for 3 languages saves {two - multi:.0f} ms vs detect+transcribe."), "",
                   "Encoder alone on en_book (frames -> ms): " + ", ".join(
                       f"{f} -> {ms:.1f}" for f, ms in result["encoder"].items()), ""]
     lines += [
         "## Piper (generated test voice, 16 kHz)", "",
         f"- load: {piper['load_ms']:.0f} ms",
-        f"- first clause \"{piper['first_clause']}\": first audio {piper['first_clause_ms']:.1f}"
-        f" ms warm, {piper['cold_first_audio_ms']:.1f} ms on a cold voice (no warm-up)",
-        f"- whole reply ({len(REPLY)} chars, {piper['reply_audio_ms']:.0f} ms of audio): "
-        f"{piper['reply_ms']:.1f} ms",
-        "- The test voice's acoustic model is a trivial graph: these numbers are espeak-ng "
-        "phonemization plus overhead. A real low/medium voice adds its VITS inference "
-        "(faster than real time on a Pi 4, per latency.md).",
+        (f"- first clause \"{piper['first_clause']}\": first audio "
+         f"{piper['first_clause_ms']:.1f} ms warm, {piper['cold_first_audio_ms']:.1f} ms on a "
+         "cold voice (no warm-up)"),
+        (f"- whole reply ({len(REPLY)} chars, {piper['reply_audio_ms']:.0f} ms of audio): "
+         f"{piper['reply_ms']:.1f} ms"),
+        (f"- Hebrew (Nakdimon diacritizer + rule-based G2P instead of espeak-ng): load with "
+         f"warm-up {piper['he_load_ms']:.0f} ms; first clause \"{piper['he_first_clause']}\": "
+         f"first audio {piper['he_first_clause_ms']:.1f} ms warm"),
+        ("- The test voice's acoustic model is a trivial graph: these numbers are espeak-ng "
+         "phonemization plus overhead. A real low/medium voice adds its VITS inference "
+         "(faster than real time on a Pi 4, per latency.md)."),
         "",
     ]
     return "\n".join(lines)

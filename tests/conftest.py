@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before llama.cpp / CTranslate2 load
+
+from pathlib import Path  # noqa: E402
 from typing import Callable
 
 import pytest

@@ -215,16 +215,16 @@ def test_speakable(raw: str, spoken: str) -> None:
 # -- whole replies streamed token by token --------------------------------------------------
 
 REPLIES = [
-    "Hello, thanks for calling Dana's Salon. We are open Sunday to Thursday from 9:00 to "
-    "18:00, and on Friday until 13:00. Would you like to book an appointment?",
-    "Of course! A men's haircut costs ₪120, and coloring starts at ₪350. Dr. Levi, our "
-    "trichologist, sees clients on Mondays. Shall I check his availability?",
+    ("Hello, thanks for calling Dana's Salon. We are open Sunday to Thursday from 9:00 to "
+     "18:00, and on Friday until 13:00. Would you like to book an appointment?"),
+    ("Of course! A men's haircut costs ₪120, and coloring starts at ₪350. Dr. Levi, our "
+     "trichologist, sees clients on Mondays. Shall I check his availability?"),
     "I'm sorry, I didn't catch that. Could you repeat your phone number, digit by digit?",
-    "Your order no. 5531 was shipped on 3.11 and should arrive within 2-3 business days, "
-    "i.e. by Thursday. You can track it at www.example.com/track?id=5531.",
+    ("Your order no. 5531 was shipped on 3.11 and should arrive within 2-3 business days, "
+     "i.e. by Thursday. You can track it at www.example.com/track?id=5531."),
     "שלום, תודה שהתקשרת. אנחנו פתוחים מ-9:00 עד 18:00. תרצה לקבוע תור?",
-    "Здравствуйте! Доставка по городу стоит 300 рублей, т.е. бесплатно от 5 000 рублей. "
-    "Что-нибудь ещё?",
+    ("Здравствуйте! Доставка по городу стоит 300 рублей, т.е. бесплатно от 5 000 рублей. "
+     "Что-нибудь ещё?"),
 ]
 
 

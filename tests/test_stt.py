@@ -13,17 +13,24 @@ import math
 import threading
 import time
 import wave
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pytest
 import soxr
 
 from appliance.stt.whisper import (
-    GuardThresholds, SpeechRecognizer, SttError, Transcript, choose_language, junk_reason,
-    rejection_reason, short_window_frames,
+    GuardThresholds,
+    SpeechRecognizer,
+    SttError,
+    Transcript,
+    choose_language,
+    junk_reason,
+    rejection_reason,
+    short_window_frames,
 )
 from tests import models as tm
 

@@ -82,6 +82,7 @@ class CallSession:
         self._tg: asyncio.TaskGroup | None = None
         self._reply_task: asyncio.Task | None = None
         self._reply_id = 0
+        self._heard_on_interrupt = ""
         self._turn_index = 0
         self._timings: dict[int, TurnTimings] = {}
         self._spec: _Speculation | None = None
@@ -153,7 +154,7 @@ class CallSession:
             elif isinstance(event, Mark):
                 self.player.on_mark(event.name)
             elif isinstance(event, Dtmf):
-                await self._on_dtmf(event.digit)
+                self._tg.create_task(self._on_dtmf(event.digit), name="dtmf")
             elif isinstance(event, Stop):
                 raise EndCall("caller_hung_up", None)
             elif isinstance(event, Start):
@@ -196,6 +197,7 @@ class CallSession:
         if isinstance(event, SpeechStarted):
             self._turn_start_ms = event.at_ms
             self._silence_prompts = 0
+            self._merge_if_unheard()
         elif isinstance(event, SilenceStarted):
             self._cancel_speculation()
             task = self._tg.create_task(self._speculate(event.pause_id, event.at_ms))
@@ -205,8 +207,19 @@ class CallSession:
                 self._cancel_speculation()
         elif isinstance(event, TurnEnded):
             timings = TurnTimings(event.end_of_speech_ms, event.endpoint_wait_ms,
-                                  self.media_to_wall(event.end_of_speech_ms), time.monotonic())
+                                  self.media_to_wall(event.end_of_speech_ms), time.monotonic(),
+                                  start_ms=event.start_ms)
             self._tg.create_task(self._on_turn(event, timings), name="turn")
+
+    def _merge_if_unheard(self) -> None:
+        """The caller went on before any of the reply was sent ("No, thank you. ... Goodbye."):
+        drop that reply and treat both parts as one turn."""
+        task, timings = self._reply_task, self._timings.get(self._reply_id)
+        if task is None or task.done() or timings is None or timings.first_frame_at is not None:
+            return
+        log.info("caller went on before the reply was heard: one longer turn")
+        task.cancel()
+        self._turn_start_ms = min(self._turn_start_ms, timings.start_ms)
 
     def _cancel_speculation(self) -> None:
         if self._spec is not None:
@@ -234,7 +247,8 @@ class CallSession:
             self._spec = None
             transcript = await spec.task
         else:
-            transcript = await self._transcribe(event.start_ms, event.end_of_speech_ms)
+            transcript = await self._transcribe(min(event.start_ms, self._turn_start_ms),
+                                                event.end_of_speech_ms)
         timings.transcript_at = time.monotonic()
         text = transcript.text.strip()
         replying = self.player.speaking or (self._reply_task and not self._reply_task.done())
@@ -277,6 +291,7 @@ class CallSession:
         heard = await self.player.stop()
         task = self._reply_task
         if task is not None and not task.done():
+            self._heard_on_interrupt = heard.text
             task.cancel()
             await asyncio.wait([task])
             await self.conversation.mark_heard(heard.text, interrupted=True)
@@ -299,11 +314,13 @@ class CallSession:
             await self.player.wait_idle()
             interrupted = False
         finally:
-            heard = self.player.heard() if not interrupted else None
-            if not interrupted:
-                await self.conversation.mark_heard(heard.text, interrupted=False)
-            await self._store_turn(index, text, language, state["full"],
-                                   heard.text if heard else "", interrupted, timings)
+            if interrupted:
+                heard_text = self._heard_on_interrupt
+            else:
+                heard_text = self.player.heard().text
+                await self.conversation.mark_heard(heard_text, interrupted=False)
+            await self._store_turn(index, text, language, state["full"], heard_text,
+                                   interrupted, timings)
         action = state["action"]
         if action is not None:
             await self._act(action)

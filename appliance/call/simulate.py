@@ -175,8 +175,12 @@ async def simulate_call(server: str, public_url: str, auth_token: str, turns: li
             path = urlsplit(action).path
             data = {"CallSid": call_sid, "AccountSid": params["AccountSid"], "From": caller,
                     "To": to, "CallStatus": "in-progress"}
-            async with http.post(server + path, data=data, headers=headers(action, data)) as r:
-                result.action_twiml = await r.text()
+            try:
+                async with http.post(server + path, data=data,
+                                     headers=headers(action, data)) as r:
+                    result.action_twiml = await r.text()
+            except aiohttp.ClientError:    # the appliance is gone (shut down)
+                result.action_twiml = None
     return result
 
 
@@ -223,10 +227,11 @@ async def _run_stream(ws, result: SimResult, custom: dict, call_sid: str,
                 if current and current[-1].clear_at is None:
                     current[-1].clear_at = data["_at"]
                 await playback.clear(stream_sid)
-        result.closed_by_server = True
+        result.closed_by_server = not hung_up
         result.ws_close_code = ws.close_code
 
     media_ts = 0
+    hung_up = False
 
     async def send_frames(data: bytes) -> None:
         nonlocal media_ts
@@ -289,6 +294,7 @@ async def _run_stream(ws, result: SimResult, custom: dict, call_sid: str,
         await silence_until(lambda: False, tail_s)
     finally:
         if not ws.closed:
+            hung_up = True
             await send_json({"event": "stop", "streamSid": stream_sid,
                              "stop": {"accountSid": "AC" + "0" * 32, "callSid": call_sid}})
             await ws.close()

@@ -26,6 +26,7 @@ class TurnTimings:
     first_audio_at: float | None = None
     first_frame_at: float | None = None
     first_heard_at: float | None = None
+    start_ms: int = 0                 # media clock: onset of the caller's turn
     model: str | None = None
     extra: dict = field(default_factory=dict)
 

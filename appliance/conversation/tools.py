@@ -52,7 +52,13 @@ class ToolContext:
 
     @property
     def voice(self) -> bool:
+        """A phone call, streamed or <Gather>: spoken style, call tools."""
         return self.channel in VOICE_CHANNELS
+
+    @property
+    def live_audio(self) -> bool:
+        """A streamed call, where a "one moment" can be played while the answer is delayed."""
+        return self.channel == "call"
 
     def request(self, action: Action) -> None:
         """Ask the channel to act after the reply (transfer, hang up, take a message)."""
@@ -225,13 +231,17 @@ async def _kb_search(ctx: ToolContext, args: dict[str, Any]) -> str:
 
 
 def format_passages(hits: Iterable[Any], max_chars: int = 600) -> str:
-    lines = []
-    for number, hit in enumerate(hits, 1):
-        text = " ".join(str(hit.text).split())
+    """Passages for the model: appliance.kb's own `for_prompt()` form when the hit has it."""
+    out = []
+    for hit in hits:
+        if hasattr(hit, "for_prompt"):
+            text = hit.for_prompt()
+        else:
+            text = f"[{getattr(hit, 'source', '')}]\n{hit.text}"
         if len(text) > max_chars:
             text = text[:max_chars].rsplit(" ", 1)[0] + " ..."
-        lines.append(f"[{number}] ({getattr(hit, 'source', '')}) {text}")
-    return "\n".join(lines)
+        out.append(text)
+    return "\n\n".join(out)
 
 
 TRANSFER = Tool(

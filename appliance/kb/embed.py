@@ -15,7 +15,7 @@ import logging
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Protocol, Sequence
 
 import numpy as np
 
@@ -36,10 +36,24 @@ class Prompts:
     passage: str = ""
 
 
+class TextEmbedder(Protocol):
+    """What the indexer and the search need; ``Embedder`` is the real one, tests have fakes."""
+
+    name: str
+    dimension: int
+
+    @property
+    def identity(self) -> str: ...
+
+    def embed_query(self, text: str) -> np.ndarray: ...
+
+    def embed_passages(self, texts: Sequence[str], batch: int = 16) -> np.ndarray: ...
+
+
 # Matched against the lower-cased file name and GGUF general.name, first match wins.
 _PROMPTS: tuple[tuple[str, Prompts], ...] = (
     ("embeddinggemma", Prompts("task: search result | query: ", "title: none | text: ")),
-    ("e5", Prompts("query: ", "passage: ")),
+    ("e5-", Prompts("query: ", "passage: ")),
     ("nomic-embed", Prompts("search_query: ", "search_document: ")),
     ("qwen3-embedding", Prompts(
         "Instruct: Given a customer question, retrieve passages that answer it\nQuery: ", "")),

@@ -29,7 +29,7 @@ import numpy as np
 
 from ..store.db import Database
 from . import text as textmod
-from .embed import Embedder
+from .embed import TextEmbedder
 from .sources import MAX_FILE_BYTES, Passage, SourceSkipped, SourceWarning, kind_of, parse_source
 
 log = logging.getLogger(__name__)
@@ -103,7 +103,7 @@ def scan(directory: Path) -> list[str]:
 class Indexer:
     """Brings the database in line with a folder. Run it off the event loop (it blocks)."""
 
-    def __init__(self, db: Database, embedder: Embedder | None,
+    def __init__(self, db: Database, embedder: TextEmbedder | None,
                  max_file_bytes: int = MAX_FILE_BYTES) -> None:
         self.db = db
         self.embedder = embedder
@@ -200,7 +200,7 @@ class Indexer:
         warning = SourceWarning(rel, source.line if source else None,
                                 (source.detail if source else message) + kept)
         report.warnings.append(warning)
-        log.warning("kb: %s skipped: %s", warning, reason)
+        log.warning("kb: skipped %s", warning)
 
     def _vectors(self, passages: list[Passage], report: IngestReport) -> np.ndarray | None:
         if self.embedder is None or not passages:

@@ -32,7 +32,7 @@ import numpy as np
 from ..config import KbSettings
 from ..store.db import Database
 from . import text as textmod
-from .embed import Embedder
+from .embed import TextEmbedder
 from .index import VEC_TABLE, meta, vec_table_exists
 
 log = logging.getLogger(__name__)
@@ -58,6 +58,7 @@ DEFAULT_MIN_SIMILARITY: tuple[tuple[str, float], ...] = (
 )
 FALLBACK_MIN_SIMILARITY = 0.5
 _BM25_WEIGHTS = "3.0, 1.0, 0.5"   # title, body, extra
+CACHE_KIB = 65536                 # SQLite page cache per reading connection: holds the vectors
 
 
 def default_min_similarity(model_name: str) -> float:
@@ -115,7 +116,7 @@ class KnowledgeBase:
     ``embedder`` may be None (model not downloaded): then only the word retrievers run.
     """
 
-    def __init__(self, db: Database, embedder: Embedder | None, top_k: int = 4,
+    def __init__(self, db: Database, embedder: TextEmbedder | None, top_k: int = 4,
                  min_similarity: float | None = None,
                  min_coverage: float = DEFAULT_MIN_COVERAGE, candidates: int = 20) -> None:
         self.db = db
@@ -128,7 +129,7 @@ class KnowledgeBase:
         self._warned_model = False
 
     @classmethod
-    def from_settings(cls, db: Database, embedder: Embedder | None,
+    def from_settings(cls, db: Database, embedder: TextEmbedder | None,
                       settings: KbSettings) -> "KnowledgeBase":
         """``[kb] min_score`` > 0 sets the similarity floor; 0 keeps the model's default."""
         return cls(db, embedder, top_k=settings.top_k,
@@ -149,52 +150,58 @@ class KnowledgeBase:
 
     def _search(self, conn: sqlite3.Connection, query: str, k: int,
                 retrievers: tuple[str, ...], vector: np.ndarray | None) -> list[Hit]:
+        conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")   # keep the vectors in memory
         terms = textmod.query_terms(query)
+        words = _WordCoverage(conn, terms)
         vector_ok = vector is not None and self._vectors_usable(conn)
         lists: dict[str, list[int]] = {}
-        distances: dict[int, float] = {}
+        similarities: dict[int, float] = {}
         if "bm25" in retrievers and terms:
             lists["bm25"] = self._bm25(conn, terms)
-        if "trigram" in retrievers and terms:
-            lists["trigram"] = self._trigram(conn, terms)
+        if "trigram" in retrievers:
+            lists["trigram"] = self._trigram(conn, words.unknown_terms())
         if "vector" in retrievers and vector_ok:
             rows = conn.execute(
-                f"SELECT rowid, distance FROM {VEC_TABLE} WHERE embedding MATCH ? AND k = ? "
-                "ORDER BY distance", (vector.astype("<f4").tobytes(), self.candidates)).fetchall()
-            lists["vector"] = [r[0] for r in rows]
-            distances = {r[0]: r[1] for r in rows}
+                f"SELECT rowid, distance FROM {VEC_TABLE} WHERE embedding MATCH ? AND k = ?",
+                (vector.astype("<f4").tobytes(), self.candidates)).fetchall()
+            lists["vector"] = [r[0] for r in sorted(rows, key=lambda r: r[1])]
+            similarities = {r[0]: 1.0 - r[1] for r in rows}
         candidates: dict[int, dict[str, int]] = {}
         for name, ids in lists.items():
             for rank, pid in enumerate(ids, 1):
                 candidates.setdefault(pid, {})[name] = rank
         if not candidates:
             return []
-        ids = list(candidates)
-        rows = {r["id"]: r for r in conn.execute(
+        fused = sorted(candidates.items(), key=lambda item: (
+            -sum(1.0 / (RRF_K + r) for r in item[1].values()), item[0]))
+        ids = [pid for pid, _ in fused]
+        rows_by_id = {r["id"]: r for r in conn.execute(
             "SELECT p.*, f.path FROM kb_passages p JOIN kb_files f ON f.id = p.file_id "
             f"WHERE p.id IN ({','.join('?' * len(ids))})", ids)}
-        similarities: dict[int, float] = {pid: 1.0 - d for pid, d in distances.items()}
-        if vector_ok and "vector" in retrievers:
-            similarities.update(self._similarities(
-                conn, [i for i in ids if i not in similarities], vector))
-        coverage = self._coverage(conn, terms, rows)
         use_similarity = "vector" in retrievers and vector_ok
         use_coverage = retrievers != ("vector",)
-        hits = []
-        for pid, ranks in candidates.items():
-            row = rows.get(pid)
+        # A passage outside the vector top-N is at most as similar as the N-th one: it needs
+        # its own similarity only when that could still clear the floor (or to report it).
+        nth = min(similarities.values()) if len(similarities) >= self.candidates else -1.0
+        hits: list[Hit] = []
+        for pid, ranks in fused:           # best first; stop once k passed the floor
+            row = rows_by_id.get(pid)
             if row is None:
                 continue
             sim = similarities.get(pid)
-            cov = coverage.get(pid, 0.0)
+            if use_similarity and sim is None and nth >= self.min_similarity:
+                sim = self._similarity(conn, pid, vector)
+            coverage = words.coverage(pid)
             passes = ((use_similarity and sim is not None and sim >= self.min_similarity)
-                      or (use_coverage and cov >= self.min_coverage))
-            if not passes:
-                continue
-            score = sum(1.0 / (RRF_K + r) for r in ranks.values())
-            hits.append(_hit(row, score, sim, cov, ranks))
-        hits.sort(key=lambda h: (-h.score, -(h.similarity or 0.0), h.passage_id))
-        return hits[:k]
+                      or (use_coverage and coverage >= self.min_coverage))
+            if passes:
+                if use_similarity and sim is None:
+                    sim = self._similarity(conn, pid, vector)
+                score = sum(1.0 / (RRF_K + r) for r in ranks.values())
+                hits.append(_hit(row, score, sim, coverage, ranks))
+                if len(hits) == k:
+                    break
+        return hits
 
     def _vectors_usable(self, conn: sqlite3.Connection) -> bool:
         if not vec_table_exists(conn):
@@ -218,6 +225,8 @@ class KnowledgeBase:
             f"ORDER BY bm25(kb_fts, {_BM25_WEIGHTS}) LIMIT ?", (match, self.candidates))]
 
     def _trigram(self, conn: sqlite3.Connection, terms: list[str]) -> list[int]:
+        """Passages sharing character trigrams with words the index does not know (typos,
+        other word forms, partial codes); known words are the BM25 retriever's job."""
         grams = list(dict.fromkeys(g for t in terms for g in textmod.trigrams(t)))
         if not grams:
             return []
@@ -227,35 +236,72 @@ class KnowledgeBase:
             f"ORDER BY bm25(kb_trigram, {_BM25_WEIGHTS}) LIMIT ?", (match, self.candidates))]
 
     @staticmethod
-    def _similarities(conn: sqlite3.Connection, ids: list[int],
-                      vector: np.ndarray) -> dict[int, float]:
-        if not ids:
-            return {}
-        rows = conn.execute(f"SELECT rowid, embedding FROM {VEC_TABLE} "
-                            f"WHERE rowid IN ({','.join('?' * len(ids))})", ids).fetchall()
-        return {r[0]: float(np.frombuffer(r[1], dtype="<f4") @ vector) for r in rows}
+    def _similarity(conn: sqlite3.Connection, pid: int, vector: np.ndarray) -> float | None:
+        # One rowid at a time: vec0 answers "rowid = ?" directly but scans for "rowid IN".
+        row = conn.execute(f"SELECT embedding FROM {VEC_TABLE} WHERE rowid = ?",
+                           (pid,)).fetchone()
+        return None if row is None else float(np.frombuffer(row[0], dtype="<f4") @ vector)
 
-    @staticmethod
-    def _coverage(conn: sqlite3.Connection, terms: list[str],
-                  rows: Mapping[int, sqlite3.Row]) -> dict[int, float]:
-        """IDF-weighted share of the question's terms found in each passage (0..1)."""
-        if not terms or not rows:
-            return {}
+
+class _WordCoverage:
+    """For one question: the IDF-weighted share of its terms found in a passage (0..1).
+
+    Passage words come from the word index (already normalised, with variants); a term matches
+    a word exactly, through a variant, or within a small edit distance (text.term_matches).
+    Results are memoised per word, so checking many passages stays cheap.
+    """
+
+    def __init__(self, conn: sqlite3.Connection, terms: list[str]) -> None:
+        self.conn, self.terms = conn, terms
+        self.df: dict[str, int] = {}
+        self.weights: dict[str, float] = {}
+        self._memo: dict[tuple[str, str], bool] = {}
+        if not terms:
+            return
         total = conn.execute("SELECT count(*) FROM kb_passages").fetchone()[0] or 1
         marks = ",".join("?" * len(terms))
-        df = dict(conn.execute(f"SELECT term, doc FROM kb_fts_vocab WHERE term IN ({marks})",
-                               terms).fetchall())
-        weights = {t: math.log(1.0 + (total - df.get(t, 0) + 0.5) / (df.get(t, 0) + 0.5))
-                   for t in terms}
-        whole = sum(weights.values())
-        out = {}
-        for pid, row in rows.items():
-            normalised = textmod.normalize(f"{row['title']}\n{row['text']}")
-            present = frozenset(textmod.words(normalised)) | frozenset(
-                textmod.index_extra(normalised).split())
-            found = sum(w for t, w in weights.items() if textmod.term_matches(t, present))
-            out[pid] = found / whole
-        return out
+        self.df = dict(conn.execute(
+            f"SELECT term, doc FROM kb_fts_vocab WHERE term IN ({marks})", terms).fetchall())
+        for term in terms:
+            df = self.df.get(term, 0)
+            self.weights[term] = math.log(1.0 + (total - df + 0.5) / (df + 0.5))
+        self.total_weight = sum(self.weights.values())
+
+    def unknown_terms(self) -> list[str]:
+        return [t for t in self.terms if not self.df.get(t)]
+
+    def coverage(self, pid: int) -> float:
+        if not self.terms:
+            return 0.0
+        row = self.conn.execute("SELECT title, body, extra FROM kb_fts WHERE rowid = ?",
+                                (pid,)).fetchone()
+        if row is None:
+            return 0.0
+        present = frozenset(textmod.words(" ".join(row)))
+        found = 0.0
+        for term, weight in self.weights.items():
+            if term in present or self._fuzzy(term, present):
+                found += weight
+        return found / self.total_weight
+
+    def _fuzzy(self, term: str, present: frozenset[str]) -> bool:
+        if any(v in present for v in textmod.variants(term)):
+            return True
+        if not textmod.fuzzy_limit(term):
+            return False
+        for word in present:
+            # Typos rarely hit the first letters: skip words that share neither the first
+            # letter nor the next two (cheap, and most words fail here).
+            if abs(len(word) - len(term)) > 4 or (
+                    word[0] != term[0] and word[1:3] != term[1:3]):
+                continue
+            key = (term, word)
+            hit = self._memo.get(key)
+            if hit is None:
+                hit = self._memo[key] = textmod.word_matches(term, word)
+            if hit:
+                return True
+        return False
 
 
 def _hit(row: sqlite3.Row, score: float, similarity: float | None, coverage: float,

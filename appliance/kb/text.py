@@ -26,7 +26,8 @@ a an the is are was were be been being do does did done you your yours we our ou
 it its of to in on at for with by from and or can could would will should shall may might must
 what when where which who whom whose how much many there any have has had about please tell
 this that these those if not no yes am pm get got also just than then so such as into out up
-some all very too here hi hello thanks thank want need like know
+some all very too here hi hello thanks thank want need like know whats wheres whens hows
+whos im ive id dont doesnt didnt cant isnt arent wont youre theyre thats theres lets
 של את על עם זה זו זאת אני אתה את אתם אתן אנחנו הוא היא הם הן יש אין מה מתי איפה איך כמה האם
 לא כן גם או אבל רק כל אם כי אל עד לי לכם לנו שלכם שלי אפשר רוצה צריך בבקשה תודה שלום
 и в во на с со к ко по за из у о об от до для не да нет ли что как где когда какой какая какое
@@ -131,15 +132,24 @@ def fuzzy_limit(word: str) -> int:
     return 1 if len(word) < 9 else 2
 
 
+def word_matches(term: str, word: str) -> bool:
+    """Is ``word`` the question ``term`` with a typo, possibly in another inflected form?"""
+    limit = fuzzy_limit(term)
+    if not limit or len(word) < 5:
+        return False
+    # Compare the shorter word with the start of the longer one when they differ by a short
+    # ending ("retrun" ~ "return|ed"), and the whole words otherwise.
+    longer, shorter = (word, term) if len(word) > len(term) else (term, word)
+    if len(longer) - len(shorter) <= 3 and edit_distance_at_most(
+            shorter, longer[:len(shorter)], limit):
+        return True
+    return abs(len(word) - len(term)) <= limit and edit_distance_at_most(term, word, limit)
+
+
 def term_matches(term: str, passage_words: frozenset[str]) -> bool:
     """Does a question term occur in a passage, allowing word forms and typos?"""
     if term in passage_words:
         return True
     if any(v in passage_words for v in variants(term)):
         return True
-    limit = fuzzy_limit(term)
-    if limit:
-        for word in passage_words:
-            if abs(len(word) - len(term)) <= limit and edit_distance_at_most(term, word, limit):
-                return True
-    return False
+    return any(word_matches(term, word) for word in passage_words)

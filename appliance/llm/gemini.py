@@ -103,6 +103,10 @@ class GeminiModel:
                 contents[-1].parts.extend(parts)  # two user turns in a row: one content
             else:
                 contents.append(t.Content(role=role, parts=parts))
+        if contents and contents[0].role == "model":
+            # The greeting came first; the API wants a conversation to start with the user.
+            contents.insert(0, t.Content(role="user",
+                                         parts=[t.Part(text="(the conversation starts)")]))
         return contents
 
     # -- streaming ------------------------------------------------------------------------

@@ -91,6 +91,8 @@ class LocalModel:
         self._lock = threading.Lock()
         self._render_template = _template(llama)
         self._grammars: dict[str, Any] = {}
+        self._waiting = 0                      # generations queued: a prefill yields to them
+        self._waiting_lock = threading.Lock()
         self.last_stats: LocalStats | None = None
         self._closed = False
 
@@ -125,8 +127,13 @@ class LocalModel:
 
     # -- prompt ---------------------------------------------------------------------------
 
-    def render(self, request: ChatRequest, messages: Sequence[ChatMessage] | None = None) -> str:
-        """The full prompt text, ending where the model's answer starts."""
+    def render(self, request: ChatRequest, messages: Sequence[ChatMessage] | None = None,
+               generation: bool = True) -> str:
+        """The full prompt text, ending where the model's answer starts.
+
+        With `generation=False`: the conversation so far, which every prompt of the next turn
+        starts with (what `prefill()` evaluates ahead of time).
+        """
         system = request.system_static
         if request.tools:
             system = f"{system}\n\n{tools_block(request.tools)}"
@@ -139,7 +146,10 @@ class LocalModel:
                 chat[-1]["content"] += "\n" + content  # several results in one message
             else:
                 chat.append({"role": role, "content": content})
-        prompt = self._render_template(chat) + request.prefix
+        prompt = self._render_template(chat, generation)
+        if not generation:
+            return prompt
+        prompt += request.prefix
         if request.tool_choice == "required" and request.tools:
             prompt += TOOL_OPEN + "\n"
         return prompt
@@ -187,6 +197,8 @@ class LocalModel:
         job = _Job(prompt="", tools=request.tools if request.tool_choice != "none" else (),
                    tool_choice=request.tool_choice, max_tokens=self._max_tokens(request),
                    emit=emit, stop=threading.Event())
+        with self._waiting_lock:
+            self._waiting += 1
         loop.run_in_executor(self._executor, self._run, request, job)
         try:
             while True:
@@ -203,6 +215,8 @@ class LocalModel:
 
     def _run(self, request: ChatRequest, job: _Job) -> None:
         """Worker thread: one whole round (text, then maybe a grammar-constrained call)."""
+        with self._waiting_lock:
+            self._waiting -= 1
         if job.stop.is_set():
             job.emit("end", None)
             return
@@ -263,33 +277,26 @@ class LocalModel:
 
         llm = self._llm
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        sentinels = _STOP_STRINGS + ((TOOL_OPEN,) if job.tools else ())
-        pending, emitted, produced = "", "", 0
+        splitter = Splitter(_STOP_STRINGS + ((TOOL_OPEN,) if job.tools else ()))
+        emitted, produced = "", 0
         for token in llm.generate(tokens, **self._sample_args()):
             if not first_at:
                 first_at.append(time.perf_counter())
             if job.stop.is_set() or llama_cpp.llama_vocab_is_eog(llm._model.vocab, token):
                 break
             produced += 1
-            pending += decoder.decode(llm.detokenize([token], special=False))
-            hit = _first_sentinel(pending, sentinels)
+            text, hit = splitter.feed(decoder.decode(llm.detokenize([token], special=False)))
+            if text:
+                job.emit("event", TextChunk(text))
+                emitted += text
             if hit is not None:
-                index, sentinel = hit
-                if index:
-                    job.emit("event", TextChunk(pending[:index]))
-                    emitted += pending[:index]
-                return emitted, produced, sentinel == TOOL_OPEN
-            keep = _partial_sentinel(pending, sentinels)
-            if len(pending) > keep:
-                chunk = pending[:len(pending) - keep]
-                job.emit("event", TextChunk(chunk))
-                emitted += chunk
-                pending = pending[len(pending) - keep:]
+                return emitted, produced, hit == TOOL_OPEN
             if produced >= job.max_tokens:
                 break
-        if pending and not job.stop.is_set() and not pending.startswith("<"):
-            job.emit("event", TextChunk(pending))
-            emitted += pending
+        rest = splitter.flush()
+        if rest and not job.stop.is_set():
+            job.emit("event", TextChunk(rest))
+            emitted += rest
         return emitted, produced, False
 
     def _tool_phase(self, tokens: list[int], job: _Job,
@@ -332,25 +339,50 @@ class LocalModel:
 
     # -- warm-up --------------------------------------------------------------------------
 
-    async def warm(self, system_static: str) -> LocalStats:
+    async def warm(self, system_static: str) -> LocalStats | None:
         """Evaluate the static start of every prompt now, so no caller waits for it later."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._warm, system_static)
-
-    def _warm(self, system_static: str) -> LocalStats:
         marker = "\x00END-OF-STATIC\x00"
         rendered = self._render_template([{"role": "system",
-                                           "content": system_static + marker}])
+                                           "content": system_static + marker}], False)
         prefix = rendered[:rendered.index(marker)] if marker in rendered else ""
+        stats = await self._evaluate_in_worker(prefix)
+        if stats is not None:
+            log.info("local model warmed: %d static prompt tokens in %.0f ms",
+                     stats.prompt_tokens, stats.total_ms)
+        return stats
+
+    async def prefill(self, request: ChatRequest) -> LocalStats | None:
+        """Evaluate the conversation so far (no new user message) while the model is idle,
+        so that if the next turn fails over to this model it pays only for the new message.
+        Gives way to any generation that is waiting; returns None if it did."""
+        return await self._evaluate_in_worker(self.render(request, generation=False))
+
+    async def _evaluate_in_worker(self, prompt: str) -> LocalStats | None:
+        if self._closed:
+            return None
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._evaluate, prompt)
+
+    def _evaluate(self, prompt: str, chunk: int = 32) -> LocalStats | None:
+        """Worker thread: put `prompt` in the KV cache, a few tokens at a time, reusing the
+        prefix already there; stops early when a generation is waiting."""
+        llm = self._llm
         with self._lock:
             started = time.perf_counter()
-            tokens = self._tokenize(prefix)
-            cached = _common_prefix(self._llm._input_ids, tokens)
-            generator = self._llm.generate(tokens, **self._sample_args())
-            next(generator)  # evaluates the prompt (the sampled token is discarded)
-            generator.close()
+            tokens = self._tokenize(prompt)[: self.settings.context_tokens - 8]
+            cached = _common_prefix(llm._input_ids, tokens)
+            if cached and cached < llm.n_tokens and not llm._ctx.kv_cache_seq_rm(-1, cached, -1):
+                cached = 0
+            if cached == 0:
+                llm.reset()
+            elif cached < llm.n_tokens:
+                llm.n_tokens = cached
+                llm._requires_eval = True  # the logits are those of a later token
+            for start in range(cached, len(tokens), chunk):
+                if self._waiting:
+                    return None
+                llm.eval(tokens[start:start + chunk])
             elapsed = (time.perf_counter() - started) * 1000
-        log.info("local model warmed: %d static prompt tokens in %.0f ms", len(tokens), elapsed)
         return LocalStats(len(tokens), cached, elapsed, elapsed, 0)
 
 
@@ -420,7 +452,7 @@ def _bounded(schema: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _template(llama: Any) -> Callable[[list[dict[str, str]]], str]:
+def _template(llama: Any) -> Callable[[list[dict[str, str]], bool], str]:
     """The GGUF's chat template as a function of messages (ChatML when it has none)."""
     from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
@@ -430,16 +462,20 @@ def _template(llama: Any) -> Callable[[list[dict[str, str]]], str]:
     def token_text(token: int) -> str:
         return llama._model.token_get_text(token) if token != -1 else ""
 
-    formatter = Jinja2ChatFormatter(template=source, eos_token=token_text(llama.token_eos()),
-                                    bos_token=token_text(llama.token_bos()))
-    chatml = Jinja2ChatFormatter(template=_CHATML, eos_token="", bos_token="")
+    eos, bos = token_text(llama.token_eos()), token_text(llama.token_bos())
+    formatters = {generation: Jinja2ChatFormatter(template=source, eos_token=eos, bos_token=bos,
+                                                  add_generation_prompt=generation)
+                  for generation in (True, False)}
+    chatml = {generation: Jinja2ChatFormatter(template=_CHATML, eos_token="", bos_token="",
+                                              add_generation_prompt=generation)
+              for generation in (True, False)}
 
-    def render(messages: list[dict[str, str]]) -> str:
+    def render(messages: list[dict[str, str]], generation: bool = True) -> str:
         try:
-            return formatter(messages=messages).prompt
+            return formatters[generation](messages=messages).prompt
         except Exception as exc:  # noqa: BLE001 - a template that rejects our roles
             log.warning("chat template failed (%s); using ChatML", exc)
-            return chatml(messages=messages).prompt
+            return chatml[generation](messages=messages).prompt
 
     return render
 
@@ -453,24 +489,38 @@ def _common_prefix(previous: Sequence[int], tokens: Sequence[int]) -> int:
     return n
 
 
-def _first_sentinel(text: str, sentinels: Sequence[str]) -> tuple[int, str] | None:
-    best: tuple[int, str] | None = None
-    for s in sentinels:
-        i = text.find(s)
-        if i != -1 and (best is None or i < best[0]):
-            best = (i, s)
-    return best
+class Splitter:
+    """Cuts streamed text at the first sentinel, holding back an end that could start one."""
 
+    def __init__(self, sentinels: Sequence[str]) -> None:
+        self.sentinels = tuple(sentinels)
+        self.pending = ""
 
-def _partial_sentinel(text: str, sentinels: Sequence[str]) -> int:
-    """Length of the longest end of `text` that could be the start of a sentinel."""
-    longest = 0
-    for s in sentinels:
-        for n in range(min(len(s) - 1, len(text)), longest, -1):
-            if text.endswith(s[:n]):
-                longest = n
-                break
-    return longest
+    def feed(self, piece: str) -> tuple[str, str | None]:
+        """(text safe to emit now, the sentinel found or None; after a sentinel, stop)."""
+        self.pending += piece
+        hit: tuple[int, str] | None = None
+        for s in self.sentinels:
+            i = self.pending.find(s)
+            if i != -1 and (hit is None or i < hit[0]):
+                hit = (i, s)
+        if hit is not None:
+            text, self.pending = self.pending[:hit[0]], ""
+            return text, hit[1]
+        keep = 0
+        for s in self.sentinels:
+            for n in range(min(len(s) - 1, len(self.pending)), keep, -1):
+                if self.pending.endswith(s[:n]):
+                    keep = n
+                    break
+        cut = len(self.pending) - keep
+        text, self.pending = self.pending[:cut], self.pending[cut:]
+        return text, None
+
+    def flush(self) -> str:
+        """What was held back, at the end of the stream (dropped if it looks like markup)."""
+        rest, self.pending = self.pending, ""
+        return "" if rest.startswith("<") else rest
 
 
 def _json_complete(text: str) -> bool:

@@ -30,10 +30,11 @@ import re
 import time
 import unicodedata
 import zlib
+from collections.abc import Iterable, Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -41,6 +42,7 @@ logger = logging.getLogger(__name__)
 
 SAMPLE_RATE_HZ = 16000
 WINDOW_FRAMES = 3000           # 30 s of 10 ms mel frames: Whisper's training window
+WINDOW_SAMPLES = 30 * SAMPLE_RATE_HZ
 SHORT_WINDOW_PAD_FRAMES = 100  # short window: the speech plus 1 s of (zero) features ...
 SHORT_WINDOW_STEP_FRAMES = 100  # ... rounded up to whole seconds
 
@@ -319,13 +321,14 @@ class SpeechRecognizer:
         pcm = _check_audio(pcm)
         audio_ms = round(len(pcm) * 1000 / SAMPLE_RATE_HZ)
         language = self._languages[0] if len(self._languages) == 1 else None
-        fallback_language = language_hint if language_hint in self._languages else self._languages[0]
         if audio_ms < self._thresholds.min_audio_ms:
-            return Transcript("", language or fallback_language, 1.0 if language else 0.0,
-                              math.nan, math.nan, audio_ms, _ms_since(started), "too_short")
+            guess = language or (language_hint if language_hint in self._languages
+                                 else self._languages[0])
+            return Transcript("", guess, 1.0 if language else 0.0, math.nan, math.nan,
+                              audio_ms, _ms_since(started), "too_short")
 
         language_probability = 1.0
-        if len(pcm) > WINDOW_FRAMES * 160 or (language is not None and not self._short_window):
+        if len(pcm) > WINDOW_SAMPLES or (language is not None and not self._short_window):
             if language is None:
                 _, _, all_probs = self._model.detect_language(audio=pcm)
                 language, language_probability = choose_language(

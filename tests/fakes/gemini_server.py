@@ -208,6 +208,8 @@ class FakeGemini:
                     await asyncio.sleep(words * 1.3 / reply.tokens_per_s)
                 await response.write(b"data: " + json.dumps(chunk).encode() + b"\r\n\r\n")
             await response.write_eof()
+        except ConnectionResetError:
+            pass  # the client went away (cancelled, or gave up on a slow stream)
         finally:
             self._streams.discard(response)
         return response

@@ -1,0 +1,122 @@
+"""The system prompt, in the order that lets the local model reuse its KV cache.
+
+1. static (identical for every conversation of the process): who the bot is, the business
+   facts from config.ini, the rules;
+2. dynamic (fixed for one conversation, rebuilt only when the customer record changes): the
+   channel's style, the customer record, today's date;
+3. per turn, attached to the user's message rather than the system prompt: knowledge-base
+   passages and the language the caller was heard speaking.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Iterable
+from zoneinfo import ZoneInfo
+
+from ..config import BusinessSettings
+from .memory import Customer
+from .tools import format_passages
+
+LANGUAGE_NAMES = {"en": "English", "he": "Hebrew", "ru": "Russian", "ar": "Arabic",
+                  "es": "Spanish", "fr": "French", "de": "German", "it": "Italian",
+                  "pt": "Portuguese", "uk": "Ukrainian", "am": "Amharic", "tr": "Turkish"}
+
+CHANNEL_STYLE = {
+    "call": ("You are speaking on the phone; everything you write is read aloud. Answer in one "
+             "to three short spoken sentences. No markup, lists, emoji, links or symbols; write "
+             "numbers, times and prices the way you would say them. Ask one question at a "
+             "time."),
+    "whatsapp": ("You are chatting on WhatsApp. Keep replies short and friendly; light "
+                 "formatting (*bold*, a short list) and the website link are fine."),
+    "sms": ("You are replying by SMS. Plain text only, one to three short sentences, no "
+            "formatting and no emoji."),
+}
+CHANNEL_STYLE["gather"] = CHANNEL_STYLE["call"]
+CHANNEL_STYLE["chat"] = CHANNEL_STYLE["whatsapp"]
+
+# Said on a call while the answer is delayed; and the reply when no model can answer.
+FILLERS = {"en": "One moment.", "he": "רק רגע.", "ru": "Одну минуту.", "ar": "لحظة من فضلك.",
+           "es": "Un momento.", "fr": "Un instant.", "de": "Einen Moment."}
+APOLOGIES = {
+    "en": "Sorry, I'm having a technical problem right now. Please try again in a few minutes.",
+    "he": "סליחה, יש לי תקלה טכנית כרגע. אפשר לנסות שוב בעוד כמה דקות.",
+    "ru": "Извините, у меня сейчас техническая проблема. Попробуйте, пожалуйста, через "
+          "несколько минут.",
+}
+
+
+def language_name(code: str | None) -> str:
+    return LANGUAGE_NAMES.get(code or "", code or "")
+
+
+def filler(language: str | None) -> str:
+    return FILLERS.get(language or "", FILLERS["en"])
+
+
+def apology(language: str | None) -> str:
+    return APOLOGIES.get(language or "", APOLOGIES["en"])
+
+
+def static_prompt(business: BusinessSettings) -> str:
+    lines = [f"You are the receptionist of {business.name}."]
+    if business.persona:
+        lines.append(business.persona)
+    facts = []
+    if business.facts:
+        facts.append(business.facts)
+    if business.address:
+        facts.append(f"Address: {business.address}.")
+    if business.website:
+        facts.append(f"Website: {business.website}")
+    if business.transfer_hours:
+        facts.append(f"People of the business answer calls: {business.transfer_hours}.")
+    if facts:
+        lines.append("\nWhat you know about the business:\n" + "\n".join(facts))
+    lines.append(
+        "\nRules:\n"
+        "- Use only the facts above, knowledge-base passages and tool results. If you do not "
+        "know, say so and offer to take a message or to transfer the call; never invent "
+        "prices, opening hours, availability or policies.\n"
+        "- Never say an action was done (a booking, a message, a transfer) unless a tool "
+        "confirmed it.\n"
+        f"- Reply in the customer's language; the business's own language is "
+        f"{language_name(business.language)}.\n"
+        "- When the customer tells you their name, preferred language or how to be addressed, "
+        "save it with update_customer.\n"
+        "- Messages before the current conversation are earlier calls and chats with the same "
+        "customer.\n"
+        "- A reply of yours that ends with ' —' was cut off: the customer heard only that part.")
+    return "\n".join(lines)
+
+
+def dynamic_prompt(channel: str, customer: Customer, timezone: str,
+                   now: datetime | None = None) -> str:
+    now = now or datetime.now(ZoneInfo(timezone))
+    lines = [CHANNEL_STYLE.get(channel, CHANNEL_STYLE["chat"])]
+    about = []
+    if customer.name:
+        about.append(f"name {customer.name}")
+    if customer.language:
+        about.append(f"prefers {language_name(customer.language)}")
+    if customer.gender in ("f", "m"):
+        form = "feminine" if customer.gender == "f" else "masculine"
+        about.append(f"address them in the {form} form (in languages such as Hebrew)")
+    if about:
+        lines.append("The customer: " + "; ".join(about) + ".")
+    else:
+        lines.append("This customer has not told us their name yet.")
+    lines.append(f"Now: {now:%A %d %B %Y, %H:%M} ({timezone}).")
+    return "\n".join(lines)
+
+
+def turn_context(passages: Iterable[Any] = (), language: str | None = None) -> str:
+    """Per-turn material placed before the customer's words."""
+    parts = []
+    hits = list(passages)
+    if hits:
+        parts.append("Knowledge-base passages that may answer this (use only if relevant):\n"
+                     + format_passages(hits))
+    if language:
+        parts.append(f"(The customer is speaking {language_name(language)}.)")
+    return "\n\n".join(parts)

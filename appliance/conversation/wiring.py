@@ -1,0 +1,67 @@
+"""Build the conversation engine at start-up: local model, Gemini, knowledge base, tools.
+
+The local model is loaded now, not at the first failure, and its static prompt evaluated so
+the first offline turn pays only for its own tokens. The knowledge base is brought in line with
+kb/ (unchanged files are skipped by content hash) before the server says it is ready.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+from ..kb.embed import Embedder
+from ..kb.index import Indexer, KbError
+from ..kb.search import KnowledgeBase
+from ..llm.failover import ChatModels
+from ..llm.local import LocalModel
+from .engine import Engine
+from .tools import ToolRegistry
+
+if TYPE_CHECKING:
+    from ..runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+
+async def build_engine(rt: "Runtime") -> None:
+    s = rt.settings
+    rt.local_llm = await rt.load("local_llm", lambda: LocalModel.load(s.local_llm),
+                                 needed_for_calls=False, ref=s.local_llm.model)
+    rt.embedder = await rt.load("embedding", lambda: Embedder(s.kb.embedding_model.path,
+                                                              threads=s.local_llm.threads),
+                                needed_for_calls=False, ref=s.kb.embedding_model)
+    if rt.db is None:
+        return
+    rt.kb = KnowledgeBase.from_settings(rt.db, rt.embedder, s.kb)
+    await _index(rt)
+    models = ChatModels.from_settings(s, local=rt.local_llm)
+    if models.gemini is None and models.local is None:
+        log.error("no language model: set GEMINI_API_KEY or download the local model")
+        return
+    tools = ToolRegistry.default()
+    _register_business_tools(rt, tools)
+    rt.engine = Engine(s, rt.db, models, tools, kb=rt.kb)
+    await rt.engine.start()
+    rt._closers.append(rt.engine.close)
+
+
+async def _index(rt: "Runtime") -> None:
+    indexer = Indexer(rt.db, rt.embedder)
+    try:
+        report = await asyncio.to_thread(indexer.ingest, rt.settings.kb.directory)
+    except KbError as exc:
+        log.warning("knowledge base not indexed: %s", exc)
+        return
+    log.info("knowledge base: %d added, %d updated, %d removed", len(report.added),
+             len(report.updated), len(report.removed))
+
+
+def _register_business_tools(rt: "Runtime", tools: ToolRegistry) -> None:
+    """The business actions (appointments, messages, follow-ups) when that package is there."""
+    try:
+        from ..actions.wiring import register_actions
+    except ImportError:
+        return
+    register_actions(rt, tools)

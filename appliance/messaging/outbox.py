@@ -1,0 +1,366 @@
+"""The outbox: every outbound WhatsApp/SMS message goes through the `messages_out` table and is
+sent from here with the twilio library's asyncio client.
+
+- Order: only the oldest unfinished row of a customer may go out, so a customer's messages
+  leave in the order they were written; customers are served concurrently.
+- Retries: a failure that certainly created nothing (connection refused, 429, 401) is retried
+  with exponential backoff and jitter, up to ``RetryPolicy.max_attempts``.
+- Never twice: a row is marked 'sending' (committed) before the request. When the answer is
+  lost - timeout, dropped connection, 5xx, or the process died mid-request ('sending' found at
+  start-up) - the row becomes 'unknown' and is never blindly sent again: Twilio's message list
+  (same To/From, created since the attempt, same body, SID not already ours) is asked first.
+  Found: the SID is adopted. Not found: sent again. The lookup failing: asked again later.
+  The status callback URL carries the row id (``/message-status?out=ID``), so a callback for
+  a message whose API answer was lost also settles the row.
+- Twilio error 63016 (WhatsApp, outside the 24-hour window) switches the row to the configured
+  template; without one the row fails with the reason. Other 4xx errors fail the row.
+- Restart: rows 'pending' and 'unknown' are picked up again; nothing is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import random
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Callable
+from urllib.parse import urlsplit, urlunsplit
+
+import aiohttp
+from twilio.base.exceptions import TwilioRestException
+from twilio.http.async_http_client import AsyncTwilioHttpClient
+from twilio.rest import Client
+
+from ..config import Settings
+from ..logs import log_context, mask_phone
+from ..store.db import Database
+from . import store, window
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    base_s: float = 2.0            # first retry after about this long
+    cap_s: float = 600.0           # never wait longer than this between attempts
+    max_attempts: int = 10         # then the row fails (2 s ... 10 min: about 40 minutes)
+    jitter: float = 0.2            # +-20 %
+
+    def delay_s(self, attempts: int, rand: float | None = None) -> float:
+        rand = random.random() if rand is None else rand
+        delay = min(self.cap_s, self.base_s * 2 ** max(0, attempts - 1))
+        return delay * (1 + self.jitter * (2 * rand - 1))
+
+
+@dataclass(frozen=True)
+class OutboxOptions:
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    request_timeout_s: float = 20.0      # one REST request; past it the outcome is unknown
+    concurrency: int = 4                 # requests in flight (different customers)
+    poll_s: float = 30.0                 # look at the table at least this often
+    lookback_s: float = 300.0            # clock skew allowed when matching Twilio's list
+
+
+class RebasedHttpClient(AsyncTwilioHttpClient):
+    """The library's aiohttp client, sending api.twilio.com requests to ``base_url`` instead
+    (a loopback stand-in in tests) - the custom-HTTP-client route Twilio documents for this -
+    and applying a default timeout (the library passes none, which aiohttp reads as "never")."""
+
+    def __init__(self, base_url: str = "", timeout: float | None = None) -> None:
+        super().__init__(timeout=timeout)
+        self._base = urlsplit(base_url) if base_url else None
+
+    def rebase(self, url: str) -> str:
+        if self._base is None:
+            return url
+        parts = urlsplit(url)
+        path = self._base.path.rstrip("/") + parts.path
+        return urlunsplit((self._base.scheme, self._base.netloc, path, parts.query, ""))
+
+    async def request(self, method: str, url: str, params: Any = None, data: Any = None,
+                      headers: Any = None, auth: Any = None, timeout: float | None = None,
+                      allow_redirects: bool = False) -> Any:
+        if auth is not None:  # as a header: aiohttp >= 3.14 deprecates BasicAuth objects
+            headers = {**(headers or {}), "Authorization": basic_auth(*auth)}
+        return await super().request(method, self.rebase(url), params=params, data=data,
+                                     headers=headers, auth=None,
+                                     timeout=timeout if timeout is not None else self.timeout,
+                                     allow_redirects=allow_redirects)
+
+
+def basic_auth(user: str, password: str) -> str:
+    """An HTTP basic Authorization header value."""
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+
+
+def make_client(settings: Settings, timeout_s: float) -> Client | None:
+    """The REST client, or None when the account SID or auth token is missing.
+    Call inside the running loop (the HTTP client opens an aiohttp session)."""
+    t = settings.twilio
+    if not t.account_sid or not t.auth_token:
+        return None
+    http = RebasedHttpClient(t.api_base_url, timeout=timeout_s)
+    return Client(t.account_sid, t.auth_token, http_client=http)
+
+
+@dataclass(frozen=True)
+class Failure:
+    """What a failed request means for the row."""
+
+    action: str          # retry (certainly not sent), unknown (maybe sent), failed, template
+    code: int | None
+    message: str
+
+
+def classify_failure(exc: BaseException, row: store.OutRow, template_sid: str) -> Failure:
+    if isinstance(exc, TwilioRestException):
+        code = exc.code if isinstance(exc.code, int) else None
+        message = f"Twilio HTTP {exc.status}" + (f" error {code}" if code else "") + \
+                  f": {exc.msg}"
+        if code == window.ERROR_OUTSIDE_WINDOW:
+            if row.channel == "whatsapp" and row.content_sid is None and template_sid:
+                return Failure("template", code, message)
+            return Failure("failed", code, message + " (outside WhatsApp's 24-hour window and "
+                                                     "no template to send instead)")
+        if exc.status == 429 or exc.status in (401, 403):
+            return Failure("retry", code, message)
+        if exc.status >= 500:
+            return Failure("unknown", code, message)
+        return Failure("failed", code, message)
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return Failure("retry", None, f"cannot connect to Twilio: {exc}")
+    if isinstance(exc, (TimeoutError, asyncio.TimeoutError)):
+        return Failure("unknown", None, "no answer from Twilio in time")
+    return Failure("unknown", None, f"{type(exc).__name__}: {exc}")
+
+
+class Outbox:
+    def __init__(self, settings: Settings, db: Database, options: OutboxOptions = OutboxOptions(),
+                 *, clock: Callable[[], datetime] = store.utcnow) -> None:
+        self.settings = settings
+        self.db = db
+        self.options = options
+        self._clock = clock
+        self._template_sid = settings.messaging.whatsapp_template_sid
+        public = settings.server.public_url
+        self._callback_base = f"{public}/message-status" if public else ""
+        self._client: Client | None = None
+        self._wake = asyncio.Event()
+        self._loop_task: asyncio.Task | None = None
+        self._tasks: set[asyncio.Task] = set()
+        self._busy: set[str] = set()
+        self._sem = asyncio.Semaphore(options.concurrency)
+
+    @property
+    def can_send(self) -> bool:
+        return self._client is not None
+
+    async def start(self) -> None:
+        self._client = make_client(self.settings, self.options.request_timeout_s)
+        if self._client is None:
+            log.error("outbox: [twilio] account_sid or TWILIO_AUTH_TOKEN missing; messages are "
+                      "kept and sent once they are configured")
+        resumed = await self.db.write(lambda c: store.resume_in_flight(c, self._clock()))
+        if resumed:
+            log.warning("outbox: %d message(s) were in flight when the process stopped; "
+                        "checking Twilio before sending any of them again", resumed)
+        self._loop_task = asyncio.create_task(self._run(), name="messaging-outbox")
+
+    async def stop(self) -> None:
+        tasks = [t for t in (self._loop_task, *self._tasks) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._loop_task = None
+        self._tasks.clear()
+        self._busy.clear()
+        if self._client is not None:
+            await self._client.http_client.close()  # type: ignore[attr-defined]
+            self._client = None
+
+    def notify(self) -> None:
+        """Something was queued or changed: look at the table now."""
+        self._wake.set()
+
+    async def enqueue(self, *, channel: str, phone: str, to_address: str, from_address: str,
+                      text: str, purpose: str = "proactive") -> list[int]:
+        """Queue a message nobody asked for (formatted for ``channel`` by the caller)."""
+        from .format import render
+
+        bodies = render(channel, text)
+        ids = await self.db.write(lambda c: store.enqueue(
+            c, channel=channel, phone=phone, to_address=to_address, from_address=from_address,
+            bodies=bodies, purpose=purpose, now=self._clock()))
+        self.notify()
+        return ids
+
+    async def on_status(self, sid: str, status: str, error_code: int | None,
+                        out_hint: int | None) -> store.StatusOutcome:
+        outcome = await self.db.write(lambda c: store.apply_status(
+            c, sid, status, error_code, out_hint, self._template_sid, self._clock()))
+        if outcome.template_queued:
+            log.warning("message %s failed outside WhatsApp's 24-hour window; template queued",
+                        sid)
+        self.notify()
+        return outcome
+
+    # -- the loop ------------------------------------------------------------------------------
+    async def _run(self) -> None:
+        while True:
+            self._wake.clear()
+            try:
+                wait = await self._dispatch()
+            except Exception:  # noqa: BLE001 - a bad row or a db hiccup must not stop the outbox
+                log.exception("outbox: dispatch failed; trying again shortly")
+                wait = min(self.options.poll_s, 5.0)
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=wait)
+            except TimeoutError:
+                pass
+
+    async def _dispatch(self) -> float:
+        """Start a send for every customer whose next message is due; seconds to the next."""
+        if self._client is None:
+            return self.options.poll_s
+        rows = await self.db.read(store.heads)
+        now = self._clock()
+        wait = self.options.poll_s
+        for row in rows:
+            if row.phone in self._busy or row.state == "sending":
+                continue
+            due = store.parse_iso(row.next_attempt_at) or now
+            if due > now:
+                wait = min(wait, (due - now).total_seconds())
+                continue
+            self._busy.add(row.phone)
+            task = asyncio.create_task(self._process(row), name=f"outbox-{row.id}")
+            self._tasks.add(task)
+            task.add_done_callback(self._finished(row.phone))
+        return max(wait, 0.005)
+
+    def _finished(self, phone: str) -> Callable[[asyncio.Task], None]:
+        def done(task: asyncio.Task) -> None:
+            self._tasks.discard(task)
+            self._busy.discard(phone)
+            if not task.cancelled() and task.exception() is not None:
+                log.error("outbox: send task failed", exc_info=task.exception())
+            self.notify()
+        return done
+
+    async def _process(self, row: store.OutRow) -> None:
+        async with self._sem:
+            with log_context(row.log_id):
+                if row.state == "unknown":
+                    await self._reconcile(row)
+                else:
+                    await self._send(row)
+
+    # -- one attempt ---------------------------------------------------------------------------
+    async def _send(self, row: store.OutRow) -> None:
+        assert self._client is not None
+        claim = await self.db.write(lambda c: store.claim(c, row.id, self._clock(),
+                                                          self._template_sid))
+        job = claim.row
+        if job is None:
+            if claim.skipped and claim.skipped != "no longer pending":
+                log.warning("message %d to %s not sent: %s", row.id, mask_phone(row.phone),
+                            claim.skipped)
+            return
+        kwargs: dict[str, Any] = {"to": job.to_address, "from_": job.from_address}
+        if job.content_sid:
+            kwargs["content_sid"] = job.content_sid
+        else:
+            kwargs["body"] = job.body
+        if self._callback_base:
+            kwargs["status_callback"] = f"{self._callback_base}?out={job.id}"
+        try:
+            message = await asyncio.wait_for(self._client.messages.create_async(**kwargs),
+                                             self.options.request_timeout_s)
+        except Exception as exc:  # noqa: BLE001 - classified below; CancelledError passes
+            await self._failed(job, exc)
+            return
+        await self.db.write(lambda c: store.mark_accepted(c, job.id, message.sid,
+                                                          message.status, self._clock()))
+        log.info("message %d part %d (%s) to %s accepted by Twilio as %s%s", job.id, job.part,
+                 job.channel, mask_phone(job.phone), message.sid,
+                 " (template)" if job.content_sid else "")
+
+    async def _failed(self, job: store.OutRow, exc: BaseException) -> None:
+        failure = classify_failure(exc, job, self._template_sid)
+        now = self._clock()
+        policy = self.options.retry
+        if failure.action == "template":
+            log.warning("message %d: %s; sending template %s instead", job.id, failure.message,
+                        self._template_sid)
+            await self.db.write(lambda c: store.use_template(
+                c, job.id, self._template_sid, failure.message, failure.code, now))
+            return
+        if failure.action == "failed" or (failure.action == "retry"
+                                          and job.attempts >= policy.max_attempts):
+            reason = failure.message if failure.action == "failed" else \
+                f"gave up after {job.attempts} attempts: {failure.message}"
+            log.error("message %d to %s failed: %s", job.id, mask_phone(job.phone), reason)
+            await self.db.write(lambda c: store.mark_failed(c, job.id, reason, failure.code, now))
+            return
+        state = "pending" if failure.action == "retry" else "unknown"
+        next_at = now + timedelta(seconds=policy.delay_s(job.attempts))
+        log.warning("message %d attempt %d: %s; %s at %s", job.id, job.attempts,
+                    failure.message, "retrying" if state == "pending" else
+                    "outcome unknown, checking Twilio before any retry", store.iso(next_at))
+        await self.db.write(lambda c: store.mark_retry(c, job.id, state, failure.message,
+                                                       failure.code, next_at, now))
+
+    async def _reconcile(self, row: store.OutRow) -> None:
+        """An 'unknown' row: does Twilio have it? Adopt its SID, or send it again."""
+        assert self._client is not None
+        policy = self.options.retry
+        started = store.parse_iso(row.attempt_started_at) or self._clock()
+        since = started - timedelta(seconds=self.options.lookback_s)
+        try:
+            page = await asyncio.wait_for(
+                self._client.messages.page_async(to=row.to_address, from_=row.from_address,
+                                                 page_size=50),
+                self.options.request_timeout_s)
+            found = [m for m in page if _same_message(m, row, since)]
+        except Exception as exc:  # noqa: BLE001 - any failure: ask again later; CancelledError passes
+            now = self._clock()
+            next_at = now + timedelta(seconds=policy.delay_s(row.attempts))
+            log.warning("message %d: cannot look it up in Twilio (%s: %s); asking again at %s",
+                        row.id, type(exc).__name__, exc, store.iso(next_at))
+            await self.db.write(lambda c: store.mark_retry(
+                c, row.id, "unknown", f"lookup failed: {exc}", None, next_at, now))
+            return
+        taken = await self.db.read(lambda c: store.sids_taken(c, [m.sid for m in found]))
+        match = next((m for m in sorted(found, key=_created) if m.sid not in taken), None)
+        now = self._clock()
+        if match is not None:
+            log.info("message %d: Twilio already has it as %s; not sending it again", row.id,
+                     match.sid)
+            await self.db.write(lambda c: store.mark_accepted(c, row.id, match.sid,
+                                                              match.status, now))
+        elif row.attempts >= policy.max_attempts:
+            reason = f"gave up after {row.attempts} attempts (last outcome unknown, not in " \
+                     "Twilio's list)"
+            log.error("message %d to %s failed: %s", row.id, mask_phone(row.phone), reason)
+            await self.db.write(lambda c: store.mark_failed(c, row.id, reason, None, now))
+        else:
+            log.info("message %d: not in Twilio's list; sending it again", row.id)
+            await self.db.write(lambda c: store.mark_retry(
+                c, row.id, "pending", "not found at Twilio after an unknown outcome", None, now,
+                now))
+
+
+def _created(message: Any) -> datetime:
+    return message.date_created or datetime.min.replace(tzinfo=store.utcnow().tzinfo)
+
+
+def _same_message(message: Any, row: store.OutRow, since: datetime) -> bool:
+    if message.to != row.to_address:
+        return False
+    if message.date_created is not None and message.date_created < since:
+        return False
+    if row.content_sid:  # a template's body is the rendered template, not ours
+        return True
+    return (message.body or "").strip() == row.body.strip()

@@ -1,0 +1,430 @@
+"""The messaging tables (migration 004): SQL only. Every function takes a sqlite3 connection
+and is run through ``Database.write`` (one transaction on the writer thread) or
+``Database.read``. Rows come back as frozen dataclasses.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from . import window
+from .optout import ConsentWord
+
+# ----------------------------------------------------------------------------------------------
+# Time
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def iso(moment: datetime) -> str:
+    """'2025-01-31T09:15:02.123Z': the format SQLite's defaults use, so text order = time order."""
+    moment = moment.astimezone(timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def parse_iso(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+# ----------------------------------------------------------------------------------------------
+# Rows
+
+
+@dataclass(frozen=True)
+class MediaItem:
+    position: int        # N in MediaUrlN
+    url: str
+    content_type: str
+    kind: str            # voice, image, video, document, other
+
+
+@dataclass(frozen=True)
+class Inbound:
+    """One parsed messaging webhook."""
+
+    message_sid: str
+    channel: str         # "whatsapp" or "sms"
+    phone: str           # E.164, no prefix
+    from_address: str
+    to_address: str
+    body: str
+    profile_name: str | None
+    media: tuple[MediaItem, ...] = ()
+
+
+@dataclass(frozen=True)
+class MediaRow:
+    id: int
+    position: int
+    url: str
+    content_type: str
+    kind: str
+
+
+@dataclass(frozen=True)
+class InboundRow:
+    id: int
+    message_sid: str
+    channel: str
+    phone: str
+    from_address: str
+    to_address: str
+    body: str
+    profile_name: str | None
+    received_at: str
+    media: tuple[MediaRow, ...]
+
+
+@dataclass(frozen=True)
+class Customer:
+    opted_out: bool
+    language: str | None
+
+
+@dataclass(frozen=True)
+class MediaResult:
+    media_id: int
+    status: str          # transcribed, unusable, failed, unsupported
+    bytes: int | None = None
+    duration_ms: int | None = None
+    transcript: str | None = None
+    language: str | None = None
+    detail: str | None = None
+
+
+@dataclass(frozen=True)
+class Draft:
+    """One outbound message an answer consists of."""
+
+    purpose: str         # reply, notice, apology, opt_out, opt_in
+    body: str
+
+
+@dataclass(frozen=True)
+class Handled:
+    """How an inbound message was answered; written in one transaction by ``complete``."""
+
+    state: str                       # replied or ignored
+    kind: str                        # text, voice, media, empty, opt_out, opt_in
+    text: str | None = None
+    language: str | None = None
+    error: str | None = None
+    replies: tuple[Draft, ...] = ()
+    media: tuple[MediaResult, ...] = ()
+    consent: ConsentWord | None = None
+
+
+@dataclass(frozen=True)
+class OutRow:
+    id: int
+    in_id: int | None
+    in_sid: str | None               # the MessageSid answered (for the log context)
+    part: int
+    purpose: str
+    channel: str
+    phone: str
+    to_address: str
+    from_address: str
+    body: str
+    content_sid: str | None
+    state: str
+    attempts: int
+    next_attempt_at: str | None
+    attempt_started_at: str | None
+    twilio_sid: str | None
+
+    @property
+    def log_id(self) -> str:
+        return self.in_sid or f"out-{self.id}"
+
+
+_OUT_COLUMNS = ("o.id, o.in_id, i.message_sid AS in_sid, o.part, o.purpose, o.channel, o.phone, "
+                "o.to_address, o.from_address, o.body, o.content_sid, o.state, o.attempts, "
+                "o.next_attempt_at, o.attempt_started_at, o.twilio_sid")
+
+
+def _out_row(row: sqlite3.Row) -> OutRow:
+    return OutRow(**{key: row[key] for key in row.keys()})
+
+
+# ----------------------------------------------------------------------------------------------
+# Inbound
+
+
+def insert_inbound(conn: sqlite3.Connection, msg: Inbound) -> tuple[int, bool]:
+    """Store the message and its media rows; (id, True) if new, (id, False) for a retry."""
+    cur = conn.execute(
+        "INSERT INTO messages_in (message_sid, channel, phone, from_address, to_address, body, "
+        "num_media, profile_name) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+        "ON CONFLICT(message_sid) DO NOTHING",
+        (msg.message_sid, msg.channel, msg.phone, msg.from_address, msg.to_address, msg.body,
+         len(msg.media), msg.profile_name))
+    if cur.rowcount == 0:
+        row = conn.execute("SELECT id FROM messages_in WHERE message_sid = ?",
+                           (msg.message_sid,)).fetchone()
+        return row[0], False
+    message_id = cur.lastrowid
+    conn.executemany(
+        "INSERT INTO message_media (message_id, position, url, content_type, kind) "
+        "VALUES (?, ?, ?, ?, ?)",
+        [(message_id, m.position, m.url, m.content_type, m.kind) for m in msg.media])
+    return message_id, True
+
+
+def open_phones(conn: sqlite3.Connection) -> list[str]:
+    """Customers with messages not answered yet, oldest first."""
+    rows = conn.execute("SELECT phone, MIN(id) AS first FROM messages_in WHERE state = "
+                        "'received' GROUP BY phone ORDER BY first").fetchall()
+    return [r["phone"] for r in rows]
+
+
+def next_received(conn: sqlite3.Connection, phone: str) -> InboundRow | None:
+    row = conn.execute(
+        "SELECT id, message_sid, channel, phone, from_address, to_address, body, profile_name, "
+        "received_at FROM messages_in WHERE state = 'received' AND phone = ? "
+        "ORDER BY id LIMIT 1", (phone,)).fetchone()
+    if row is None:
+        return None
+    media = tuple(MediaRow(**dict(m)) for m in conn.execute(
+        "SELECT id, position, url, content_type, kind FROM message_media WHERE message_id = ? "
+        "ORDER BY position", (row["id"],)))
+    return InboundRow(**dict(row), media=media)
+
+
+def customer(conn: sqlite3.Connection, phone: str) -> Customer:
+    row = conn.execute("SELECT opted_out, language FROM customers WHERE phone = ?",
+                       (phone,)).fetchone()
+    if row is None:
+        return Customer(False, None)
+    return Customer(bool(row["opted_out"]), row["language"])
+
+
+def complete(conn: sqlite3.Connection, msg: InboundRow, handled: Handled, now: datetime) -> bool:
+    """Mark the message answered and queue its answer, atomically. False if it was already
+    answered (then nothing is written)."""
+    stamp = iso(now)
+    cur = conn.execute(
+        "UPDATE messages_in SET state = ?, kind = ?, text = ?, language = ?, error = ?, "
+        "handled_at = ? WHERE id = ? AND state = 'received'",
+        (handled.state, handled.kind, handled.text, handled.language, handled.error, stamp,
+         msg.id))
+    if cur.rowcount == 0:
+        return False
+    for m in handled.media:
+        conn.execute(
+            "UPDATE message_media SET status = ?, bytes = ?, duration_ms = ?, transcript = ?, "
+            "language = ?, detail = ? WHERE id = ? AND message_id = ?",
+            (m.status, m.bytes, m.duration_ms, m.transcript, m.language, m.detail, m.media_id,
+             msg.id))
+    if handled.consent is not None:
+        conn.execute(
+            "INSERT INTO customers (phone, opted_out) VALUES (?, ?) "
+            "ON CONFLICT(phone) DO UPDATE SET opted_out = excluded.opted_out",
+            (msg.phone, 1 if handled.consent.action == "opt_out" else 0))
+        conn.execute(
+            "INSERT INTO message_consent (phone, channel, action, keyword, message_id) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (msg.phone, msg.channel, handled.consent.action, handled.consent.keyword, msg.id))
+    conn.executemany(
+        "INSERT INTO messages_out (in_id, part, purpose, channel, phone, to_address, "
+        "from_address, body, next_attempt_at, created_at, updated_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [(msg.id, part, d.purpose, msg.channel, msg.phone, msg.from_address, msg.to_address,
+          d.body, stamp, stamp, stamp) for part, d in enumerate(handled.replies)])
+    return True
+
+
+# ----------------------------------------------------------------------------------------------
+# Outbox
+
+
+def enqueue(conn: sqlite3.Connection, *, channel: str, phone: str, to_address: str,
+            from_address: str, bodies: list[str], purpose: str, now: datetime) -> list[int]:
+    """Queue a message nobody asked for (a notification); it goes out in order with replies."""
+    stamp = iso(now)
+    ids = []
+    for part, body in enumerate(bodies):
+        cur = conn.execute(
+            "INSERT INTO messages_out (in_id, part, purpose, channel, phone, to_address, "
+            "from_address, body, next_attempt_at, created_at, updated_at) "
+            "VALUES (NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (part, purpose, channel, phone, to_address, from_address, body, stamp, stamp, stamp))
+        ids.append(cur.lastrowid)
+    return ids
+
+
+def resume_in_flight(conn: sqlite3.Connection, now: datetime) -> int:
+    """At start-up: a row still 'sending' was in flight when the process died. Twilio may have
+    it, so it becomes 'unknown' and is looked up before anything is sent again."""
+    return conn.execute(
+        "UPDATE messages_out SET state = 'unknown', next_attempt_at = ?, updated_at = ?, "
+        "error = 'in flight when the process stopped' WHERE state = 'sending'",
+        (iso(now), iso(now))).rowcount
+
+
+def heads(conn: sqlite3.Connection) -> list[OutRow]:
+    """The oldest unfinished row of every customer (only it may go out: order per customer)."""
+    rows = conn.execute(
+        f"SELECT {_OUT_COLUMNS} FROM messages_out o LEFT JOIN messages_in i ON i.id = o.in_id "
+        "WHERE o.id IN (SELECT MIN(id) FROM messages_out "
+        "WHERE state IN ('pending','sending','unknown') GROUP BY phone) ORDER BY o.id").fetchall()
+    return [_out_row(r) for r in rows]
+
+
+def out_row(conn: sqlite3.Connection, out_id: int) -> OutRow | None:
+    row = conn.execute(f"SELECT {_OUT_COLUMNS} FROM messages_out o LEFT JOIN messages_in i "
+                       "ON i.id = o.in_id WHERE o.id = ?", (out_id,)).fetchone()
+    return _out_row(row) if row else None
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The row, now 'sending', to hand to Twilio; or why it will not be sent."""
+
+    row: OutRow | None
+    skipped: str = ""
+
+
+def claim(conn: sqlite3.Connection, out_id: int, now: datetime, template_sid: str) -> Claim:
+    """pending -> sending (attempts + 1), after the last checks: opted out? 24-hour window?"""
+    row = out_row(conn, out_id)
+    if row is None or row.state != "pending":
+        return Claim(None, "no longer pending")
+    stamp = iso(now)
+    if row.purpose != "opt_out" and customer(conn, row.phone).opted_out:
+        conn.execute("UPDATE messages_out SET state = 'cancelled', error = ?, updated_at = ? "
+                     "WHERE id = ?", ("the customer opted out", stamp, out_id))
+        return Claim(None, "opted_out")
+    content_sid = row.content_sid
+    if row.channel == "whatsapp" and content_sid is None:
+        last = conn.execute("SELECT MAX(received_at) FROM messages_in WHERE phone = ? AND "
+                            "channel = 'whatsapp'", (row.phone,)).fetchone()[0]
+        decision = window.decide("whatsapp", parse_iso(last), now, template_sid)
+        if decision.mode == "blocked":
+            conn.execute("UPDATE messages_out SET state = 'failed', error = ?, updated_at = ? "
+                         "WHERE id = ?", (decision.reason, stamp, out_id))
+            return Claim(None, decision.reason)
+        if decision.mode == "template":
+            content_sid = template_sid
+    conn.execute(
+        "UPDATE messages_out SET state = 'sending', attempts = attempts + 1, content_sid = ?, "
+        "attempt_started_at = ?, updated_at = ? WHERE id = ?",
+        (content_sid, stamp, stamp, out_id))
+    return Claim(out_row(conn, out_id))
+
+
+def mark_accepted(conn: sqlite3.Connection, out_id: int, sid: str, status: str | None,
+                  now: datetime) -> None:
+    """Twilio answered 201 with a SID. A status callback may have got here first."""
+    stamp = iso(now)
+    conn.execute(
+        "UPDATE messages_out SET twilio_sid = COALESCE(twilio_sid, ?), "
+        "twilio_status = COALESCE(twilio_status, ?), sent_at = COALESCE(sent_at, ?), "
+        "state = CASE WHEN state IN ('pending','sending','unknown') THEN 'sent' ELSE state END, "
+        "error = NULL, error_code = NULL, updated_at = ? WHERE id = ?",
+        (sid, status, stamp, stamp, out_id))
+
+
+def mark_retry(conn: sqlite3.Connection, out_id: int, state: str, error: str,
+               code: int | None, next_at: datetime, now: datetime) -> None:
+    """Back to 'pending' (certainly not sent) or 'unknown' (maybe sent) until ``next_at``."""
+    assert state in ("pending", "unknown")
+    conn.execute(
+        "UPDATE messages_out SET state = ?, error = ?, error_code = ?, next_attempt_at = ?, "
+        "updated_at = ? WHERE id = ? AND state IN ('sending','unknown','pending')",
+        (state, error, code, iso(next_at), iso(now), out_id))
+
+
+def mark_failed(conn: sqlite3.Connection, out_id: int, error: str, code: int | None,
+                now: datetime) -> None:
+    conn.execute(
+        "UPDATE messages_out SET state = 'failed', error = ?, error_code = ?, updated_at = ? "
+        "WHERE id = ? AND state IN ('sending','unknown','pending')",
+        (error, code, iso(now), out_id))
+
+
+def use_template(conn: sqlite3.Connection, out_id: int, template_sid: str, error: str,
+                 code: int | None, now: datetime) -> None:
+    """Twilio refused free-form text (outside the window): retry the row as the template."""
+    conn.execute(
+        "UPDATE messages_out SET state = 'pending', content_sid = ?, error = ?, error_code = ?, "
+        "next_attempt_at = ?, updated_at = ? WHERE id = ? AND state = 'sending'",
+        (template_sid, error, code, iso(now), iso(now), out_id))
+
+
+def sids_taken(conn: sqlite3.Connection, sids: list[str]) -> set[str]:
+    if not sids:
+        return set()
+    marks = ",".join("?" * len(sids))
+    return {r[0] for r in conn.execute(
+        f"SELECT twilio_sid FROM messages_out WHERE twilio_sid IN ({marks})", sids)}
+
+
+# ----------------------------------------------------------------------------------------------
+# Status callbacks
+
+# Twilio's message statuses in lifecycle order; failed/undelivered end it.
+STATUS_RANK = {"accepted": 1, "scheduled": 1, "queued": 1, "sending": 2, "sent": 3,
+               "delivered": 4, "read": 5, "undelivered": 6, "failed": 6, "canceled": 6}
+_STATE_FOR_STATUS = {"sent": "sent", "delivered": "delivered", "read": "read",
+                     "undelivered": "undelivered", "failed": "failed", "canceled": "failed"}
+_STATE_RANK = {"pending": 0, "sending": 0, "unknown": 0, "sent": 3, "delivered": 4, "read": 5,
+               "undelivered": 6, "failed": 6, "cancelled": 6}
+
+
+@dataclass(frozen=True)
+class StatusOutcome:
+    out_id: int | None               # None: not a message of ours
+    state: str | None                # the row's state afterwards
+    template_queued: bool = False    # a 63016 failure queued the template instead
+
+
+def apply_status(conn: sqlite3.Connection, sid: str, status: str, error_code: int | None,
+                 out_hint: int | None, template_sid: str, now: datetime) -> StatusOutcome:
+    """Record one status callback. ``out_hint`` is the ``out`` query parameter we put in the
+    callback URL: it lets a row whose API answer was lost (crash, timeout) adopt its SID."""
+    stamp = iso(now)
+    row = conn.execute("SELECT id FROM messages_out WHERE twilio_sid = ?", (sid,)).fetchone()
+    if row is None and out_hint is not None:
+        row = conn.execute("SELECT id FROM messages_out WHERE id = ? AND twilio_sid IS NULL",
+                           (out_hint,)).fetchone()
+        if row is not None:
+            conn.execute("UPDATE messages_out SET twilio_sid = ?, sent_at = COALESCE(sent_at, ?),"
+                         " state = CASE WHEN state IN ('pending','sending','unknown') THEN "
+                         "'sent' ELSE state END, updated_at = ? WHERE id = ?",
+                         (sid, stamp, stamp, row["id"]))
+    out_id = row["id"] if row is not None else None
+    conn.execute("INSERT INTO message_status_events (out_id, twilio_sid, status, error_code, "
+                 "received_at) VALUES (?, ?, ?, ?, ?)", (out_id, sid, status, error_code, stamp))
+    if out_id is None:
+        return StatusOutcome(None, None)
+    current = out_row(conn, out_id)
+    assert current is not None
+    new_state = _STATE_FOR_STATUS.get(status)
+    state = current.state
+    if new_state and _STATE_RANK[new_state] > _STATE_RANK.get(state, 0):
+        state = new_state
+    conn.execute("UPDATE messages_out SET state = ?, twilio_status = ?, error_code = "
+                 "COALESCE(?, error_code), updated_at = ? WHERE id = ?",
+                 (state, status, error_code, stamp, out_id))
+    queued = False
+    if (status in ("failed", "undelivered") and error_code == window.ERROR_OUTSIDE_WINDOW
+            and current.channel == "whatsapp" and current.content_sid is None and template_sid):
+        exists = conn.execute("SELECT 1 FROM messages_out WHERE replaces_id = ?",
+                              (out_id,)).fetchone()
+        if exists is None:
+            conn.execute(
+                "INSERT INTO messages_out (in_id, part, purpose, replaces_id, channel, phone, "
+                "to_address, from_address, body, content_sid, next_attempt_at, created_at, "
+                "updated_at) VALUES (NULL, 0, 'template', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (out_id, current.channel, current.phone, current.to_address,
+                 current.from_address, current.body, template_sid, stamp, stamp, stamp))
+            queued = True
+    return StatusOutcome(out_id, state, queued)

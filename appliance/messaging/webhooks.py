@@ -1,0 +1,207 @@
+"""WhatsApp and SMS webhooks: ``POST /message`` (both channels; WhatsApp senders look like
+``whatsapp:+972...``) and ``POST /message-status`` (Twilio's status callback).
+
+``/message`` checks the signature, validates the fields, stores the message (keyed by
+MessageSid, so a retried webhook is recognised) and answers an empty ``<Response/>`` at once;
+the answer always goes out afterwards through the outbox (see outbox.py for why that is the
+one path). Nothing is written unless the request is signed and complete: a forged signature
+gets 403, a missing or malformed field 400, an oversized body 413 (aiohttp's own limit, or
+``MAX_BODY_CHARS`` for the Body field).
+
+``add_routes`` also starts the outbox, the per-customer workers and the media downloader on
+``app.on_startup`` and stops them (cancelled and awaited) on ``app.on_cleanup``. Tunables can
+be put in ``runtime.extras["messaging_options"]`` (a ``MessagingOptions``) before the app
+starts; the running channel is ``runtime.extras["messaging"]`` (its ``outbox.enqueue`` sends a
+message nobody asked for, e.g. a notification to the owner).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Mapping
+
+from aiohttp import web
+
+from ..logs import log_context, mask_phone
+from ..telephony import twiml
+from ..telephony.guard import TwilioGuard
+from . import store
+from .inbound import InboundOptions, InboundWorkers, Responder
+from .media import MediaFetcher, MediaLimits, media_kind
+from .outbox import Outbox, OutboxOptions
+
+if TYPE_CHECKING:
+    from ..runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+XML = "application/xml"
+MAX_BODY_CHARS = 16_000   # Twilio sends at most 1,600 (SMS) / 4,096 (WhatsApp) characters
+MAX_MEDIA = 10            # Twilio's limit per message
+_E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+_SID = re.compile(r"^[A-Za-z]{2}[0-9A-Za-z]{10,62}$")
+
+
+@dataclass(frozen=True)
+class MessagingOptions:
+    outbox: OutboxOptions = field(default_factory=OutboxOptions)
+    inbound: InboundOptions = field(default_factory=InboundOptions)
+    media: MediaLimits = field(default_factory=MediaLimits)
+
+
+class BadWebhook(Exception):
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+def parse_inbound(params: Mapping[str, str]) -> store.Inbound:
+    """A messaging webhook's form -> ``Inbound``, or ``BadWebhook`` saying what is wrong."""
+    def required(name: str) -> str:
+        value = params.get(name)
+        if not isinstance(value, str) or not value.strip():
+            raise BadWebhook(400, f"{name} missing")
+        return value.strip()
+
+    sid = required("MessageSid")
+    if not _SID.match(sid):
+        raise BadWebhook(400, "MessageSid malformed")
+    sender = required("From")
+    to = required("To")
+    channel = "whatsapp" if sender.lower().startswith("whatsapp:") else "sms"
+    phone = sender.split(":", 1)[1].strip() if channel == "whatsapp" else sender
+    if not _E164.match(phone):
+        raise BadWebhook(400, "From is not a phone number")
+    body = params.get("Body", "")
+    if not isinstance(body, str):
+        raise BadWebhook(400, "Body is not text")
+    if len(body) > MAX_BODY_CHARS:
+        raise BadWebhook(413, f"Body longer than {MAX_BODY_CHARS} characters")
+    try:
+        count = int(params.get("NumMedia", "0") or "0")
+    except (TypeError, ValueError):
+        raise BadWebhook(400, "NumMedia is not a number") from None
+    if not 0 <= count <= MAX_MEDIA:
+        raise BadWebhook(400, f"NumMedia must be 0..{MAX_MEDIA}")
+    items = []
+    for n in range(count):
+        url = params.get(f"MediaUrl{n}")
+        if not isinstance(url, str) or not url.startswith(("https://", "http://")):
+            raise BadWebhook(400, f"MediaUrl{n} missing")
+        content_type = (params.get(f"MediaContentType{n}") or "application/octet-stream").strip()
+        items.append(store.MediaItem(n, url, content_type[:200], media_kind(content_type)))
+    profile = params.get("ProfileName")
+    return store.Inbound(sid, channel, phone, sender, to, body,
+                         profile[:200] if isinstance(profile, str) and profile else None,
+                         tuple(items))
+
+
+class MessagingChannel:
+    def __init__(self, rt: "Runtime", options: MessagingOptions) -> None:
+        self.rt = rt
+        self.options = options
+        self.guard = TwilioGuard(rt.settings)
+        self.outbox: Outbox | None = None
+        self.workers: InboundWorkers | None = None
+        self.fetcher: MediaFetcher | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    async def on_startup(self, app: web.Application) -> None:
+        rt = self.rt
+        if rt.db is None:
+            log.error("messaging disabled: the database is not open")
+            return
+        self.fetcher = MediaFetcher(rt.settings, self.options.media)
+        await self.fetcher.start()
+        self.outbox = Outbox(rt.settings, rt.db, self.options.outbox)
+        await self.outbox.start()
+        responder = Responder(rt.settings, rt.db, rt.engine, rt.stt, self.fetcher,
+                              self.options.inbound)
+        self.workers = InboundWorkers(rt.db, responder, self.outbox.notify, self.options.inbound)
+        await self.workers.start()
+        from ..runtime import Component
+
+        rt.components["messaging"] = Component(
+            "messaging", self.outbox.can_send,
+            "ready" if self.outbox.can_send else
+            "cannot send: set [twilio] account_sid and TWILIO_AUTH_TOKEN")
+
+    async def on_cleanup(self, app: web.Application) -> None:
+        if self.workers is not None:
+            await self.workers.stop()
+        if self.outbox is not None:
+            await self.outbox.stop()
+        if self.fetcher is not None:
+            await self.fetcher.close()
+
+    # -- handlers ------------------------------------------------------------------------------
+    async def message(self, request: web.Request) -> web.Response:
+        params = await self.guard.form(request)
+        try:
+            msg = parse_inbound(params)
+        except BadWebhook as exc:
+            log.warning("messaging webhook refused (%d): %s", exc.status, exc.reason)
+            return web.Response(status=exc.status, text=exc.reason + "\n")
+        with log_context(msg.message_sid):
+            if self.workers is None or self.rt.db is None:
+                return web.Response(status=503, text="messaging is not running\n")
+            workers, phone = self.workers, msg.phone
+            write = asyncio.ensure_future(self.rt.db.write(lambda c: store.insert_inbound(c, msg)))
+            # Even if this request gives up waiting, a message that does get stored is answered.
+            write.add_done_callback(lambda f: workers.notify(phone)
+                                    if not f.cancelled() and f.exception() is None else None)
+            try:
+                _, new = await asyncio.wait_for(asyncio.shield(write),
+                                                self.rt.settings.messaging.reply_deadline_s)
+            except TimeoutError:
+                log.error("storing the message took too long; answering 503 so Twilio retries")
+                return web.Response(status=503, text="busy, try again\n")
+            except Exception:  # noqa: BLE001 - the transaction rolled back: nothing stored
+                log.exception("could not store the message")
+                return web.Response(status=500, text="could not store the message\n")
+            if new:
+                log.info("%s message from %s stored (%d chars, %d media)", msg.channel,
+                         mask_phone(phone), len(msg.body), len(msg.media))
+            else:
+                log.info("retried webhook for a message already stored; not answered again")
+            return web.Response(text=twiml.empty_messaging(), content_type=XML)
+
+    async def status(self, request: web.Request) -> web.Response:
+        params = await self.guard.form(request)
+        sid = (params.get("MessageSid") or "").strip()
+        status = (params.get("MessageStatus") or params.get("SmsStatus") or "").strip().lower()
+        if not sid or not _SID.match(sid):
+            return web.Response(status=400, text="MessageSid missing\n")
+        if not status or len(status) > 32:
+            return web.Response(status=400, text="MessageStatus missing\n")
+        try:
+            code = int(params["ErrorCode"]) if params.get("ErrorCode") else None
+        except ValueError:
+            return web.Response(status=400, text="ErrorCode is not a number\n")
+        hint = request.query.get("out", "")
+        out_hint = int(hint) if hint.isdigit() else None
+        with log_context(sid):
+            if self.outbox is None:
+                return web.Response(status=503, text="messaging is not running\n")
+            outcome = await self.outbox.on_status(sid, status, code, out_hint)
+            if outcome.out_id is None:
+                log.info("status %s for a message that is not ours", status)
+            elif status in ("failed", "undelivered"):
+                log.warning("message %d %s (error %s)", outcome.out_id, status, code)
+            else:
+                log.debug("message %d: %s", outcome.out_id, status)
+        return web.Response(text="", status=200)
+
+
+def add_routes(app: web.Application, rt: "Runtime") -> None:
+    options = rt.extras.get("messaging_options") or MessagingOptions()
+    channel = MessagingChannel(rt, options)
+    rt.extras["messaging"] = channel
+    app.router.add_post("/message", channel.message)
+    app.router.add_post("/message-status", channel.status)
+    app.on_startup.append(channel.on_startup)
+    app.on_cleanup.append(channel.on_cleanup)

@@ -1,0 +1,100 @@
+"""KnowledgeBase.search: hits and their sources, modes, the floor, hostile input, threads."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from appliance.config import KbSettings, ModelRef
+from appliance.kb.search import KnowledgeBase, default_min_similarity
+from appliance.store.db import Database
+from tests.test_kb_index import embedder, ingested, ingested_template  # noqa: F401 (fixtures)
+
+
+@pytest.fixture
+def kb(ingested: Database, embedder) -> KnowledgeBase:  # noqa: F811
+    return KnowledgeBase(ingested, embedder)
+
+
+def test_csv_hit_carries_file_row_fields_and_retrievers(kb: KnowledgeBase) -> None:
+    hit = kb.search("How much is the Dyson V12?")[0]
+    assert (hit.source, hit.row, hit.locator) == ("products.csv", 22, "row 22")
+    assert hit.fields["price"] == "₪2,590" and hit.fields["sku"] == "SA-VC-8001"
+    assert set(hit.found_by) == {"bm25", "trigram", "vector"}
+    assert hit.similarity is not None and 0 < hit.similarity <= 1 and hit.coverage == 1.0
+    assert hit.citation == "products.csv row 22"
+    assert hit.for_prompt().startswith("[products.csv row 22]\nsku: SA-VC-8001")
+
+
+def test_markdown_hit_carries_its_heading(kb: KnowledgeBase) -> None:
+    hit = kb.search("Are you open on Yom Kippur?")[0]
+    assert hit.source == "hours.md" and hit.heading == "Opening hours > Holidays"
+    assert hit.row is None and hit.line_start > 1 and "Yom Kippur" in hit.text
+
+
+def test_hits_are_ranked_and_limited(kb: KnowledgeBase) -> None:
+    hits = kb.search("washing machine", k=10)
+    assert 3 < len(hits) <= 10
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    assert len(kb.search("washing machine")) == kb.top_k == 4
+    assert len(kb.search("washing machine", k=1)) == 1
+
+
+@pytest.mark.parametrize("mode, retrievers", [
+    ("bm25", {"bm25"}), ("trigram", {"trigram"}), ("vector", {"vector"}),
+    ("lexical", {"bm25", "trigram"}), ("hybrid", {"bm25", "trigram", "vector"})])
+def test_modes_use_only_their_retrievers(kb: KnowledgeBase, mode: str,
+                                         retrievers: set[str]) -> None:
+    hits = kb.search("delivery to Eilat", k=10, mode=mode)  # type: ignore[arg-type]
+    assert hits and hits[0].source == "delivery.md"
+    assert set().union(*(h.found_by for h in hits)) == retrievers
+
+
+def test_unknown_mode(kb: KnowledgeBase) -> None:
+    with pytest.raises(ValueError):
+        kb.search("x", mode="magic")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("question", [
+    "Do you sell cars?", "What is the capital of France?", "", "   ", "?!", "hello, thanks"])
+def test_nothing_relevant_means_no_hits(kb: KnowledgeBase, question: str) -> None:
+    assert kb.search(question) == []
+
+
+@pytest.mark.parametrize("question", [
+    'price of "Dyson', "Dyson AND OR NOT", "NEAR(dyson v12)", "title:dyson", "dyson*",
+    "^dyson", "-dyson +v12", "(dyson", "dyson)", "d'yson ; DROP TABLE kb_passages; --",
+    "\u0000dyson", "💨 dyson v12 💨"])
+def test_hostile_text_is_just_words(kb: KnowledgeBase, question: str) -> None:
+    hits = kb.search(question)
+    assert all(h.source for h in hits)
+
+
+def test_lexical_only_without_a_model(ingested: Database) -> None:  # noqa: F811
+    kb = KnowledgeBase(ingested, None)
+    hits = kb.search("warranty on the LG instaview")
+    assert hits[0].row == 8 and hits[0].similarity is None
+    assert "vector" not in hits[0].found_by
+
+
+def test_floor_settings() -> None:
+    assert default_min_similarity("all-MiniLM-L6-v2") == 0.5
+    assert default_min_similarity("multilingual-e5-small") == 0.82
+    ref = ModelRef("[kb] embedding_model", Path("/m.gguf"))
+    explicit = KbSettings(Path("kb"), ref, top_k=3, min_score=0.3)
+    kb = KnowledgeBase.from_settings(None, None, explicit)  # type: ignore[arg-type]
+    assert (kb.min_similarity, kb.top_k) == (0.3, 3)
+    default = KbSettings(Path("kb"), ref, top_k=4, min_score=0.0)
+    assert KnowledgeBase.from_settings(None, None, default).min_similarity == \
+        default_min_similarity("")  # type: ignore[arg-type]
+
+
+def test_concurrent_searches_from_threads(kb: KnowledgeBase) -> None:
+    questions = ["How much is delivery to Eilat?", "LG OLED65C3", "Можно ли вернуть товар?",
+                 "כמה עולה ביקור טכנאי?"] * 5
+    expected = [[h.citation for h in kb.search(q)] for q in questions]
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda q: [h.citation for h in kb.search(q)], questions))
+    assert got == expected
