@@ -156,12 +156,7 @@ else
   say "Skipping model downloads (--skip-models)"
 fi
 
-# --- 5. The knowledge base ------------------------------------------------------------------------
-if .venv/bin/appliance --help 2>/dev/null | grep -q '\bkb\b'; then
-  .venv/bin/appliance --config config.ini kb ingest || warn "knowledge base not indexed yet: run '.venv/bin/appliance kb ingest'"
-fi
-
-# --- 6. The service -------------------------------------------------------------------------------
+# --- 5. The service (kb/ is indexed by `appliance serve` when it starts) ---------------------
 if [ "$SERVICE" = 1 ]; then
   command -v systemctl >/dev/null || die "--service: systemd is not available here"
   unit=/etc/systemd/system/appliance.service

@@ -131,7 +131,8 @@ def check_database(settings: Settings) -> list[Finding]:
     return [Finding("ok", f"database {settings.storage.database}")]
 
 
-def run_doctor(config_path: Path, out=sys.stdout) -> int:
+def run_doctor(config_path: Path, out=None) -> int:
+    out = out or sys.stdout
     findings = check_python()
     try:
         settings = load_settings(config_path)

@@ -16,8 +16,13 @@ from aiosmtpd.controller import Controller
 
 from appliance.actions.mailer import RetryPolicy
 from appliance.actions.services import ActionServices
-from appliance.actions.settings import (ActionSettings, AppointmentSettings, CrmSettings,
-                                       GoogleCalendarSettings, NotifySettings)
+from appliance.actions.settings import (
+    ActionSettings,
+    AppointmentSettings,
+    CrmSettings,
+    GoogleCalendarSettings,
+    NotifySettings,
+)
 from appliance.config import Settings
 from appliance.conversation.memory import Memory
 from appliance.conversation.tools import ToolContext, ToolRegistry

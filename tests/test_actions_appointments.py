@@ -14,8 +14,14 @@ import pytest
 
 from appliance.actions import appointments as appt_module
 from appliance.actions.appointments import Appointments, SlotTaken
-from appliance.actions.calendar import (Busy, CalendarRules, NotBookable, OpeningHours, Window,
-                                        to_iso)
+from appliance.actions.calendar import (
+    Busy,
+    CalendarRules,
+    NotBookable,
+    OpeningHours,
+    Window,
+    to_iso,
+)
 from appliance.store.db import Database
 
 JLM = ZoneInfo("Asia/Jerusalem")

@@ -8,9 +8,20 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from appliance.actions.calendar import (Busy, CalendarRules, NotBookable, OpeningHours, Slot,
-                                        Window, day_slots, free_slots, parse_holidays,
-                                        parse_local, slot_at, to_iso)
+from appliance.actions.calendar import (
+    Busy,
+    CalendarRules,
+    NotBookable,
+    OpeningHours,
+    Slot,
+    Window,
+    day_slots,
+    free_slots,
+    parse_holidays,
+    parse_local,
+    slot_at,
+    to_iso,
+)
 from appliance.actions.nlwindow import parse_window
 from appliance.actions.settings import AppointmentSettings
 from appliance.config import ConfigError

@@ -15,7 +15,13 @@ from appliance.conversation.engine import Engine
 from appliance.conversation.events import ActionRequested, ReplyDone, TextDelta
 from appliance.llm.failover import ChatModels
 from appliance.llm.gemini import GeminiModel
-from tests.actions_fakes import OWNER_EMAIL, OWNER_WHATSAPP, FakeSmtp, Harness, make_harness
+from tests.actions_fakes import (
+    OWNER_EMAIL,
+    OWNER_WHATSAPP,
+    FakeSmtp,
+    Harness,
+    make_harness,
+)
 from tests.fakes.gemini_server import Call, FakeGemini, Recorded, Reply
 
 JLM = ZoneInfo("Asia/Jerusalem")
@@ -114,7 +120,7 @@ async def test_a_call_books_an_appointment_and_the_owner_gets_the_summary(
     expected = """\
 Who: Dana Levi, +972501234567, new customer
 When: Sun 16 Mar 2025 10:00, 3 min 30 s (phone call)
-Outcome: transferred to a person to +972501112233
+Outcome: transferred to +972501112233
 What was asked:
 - "Hi, can I book a fridge repair tomorrow afternoon?"
 - "12:30 please. I'm Dana Levi."

@@ -278,3 +278,14 @@ async def test_nothing_leaves_the_box_but_to_the_caller_and_the_owner(h: Harness
     for sent in h.notifier.sent:
         if sent.to == CALLER:
             assert not re.search(r"\+1555", sent.body)
+
+
+async def test_an_unanswered_transfer_is_logged_for_the_owner(h: Harness) -> None:
+    from appliance.actions.handover import record_dial_result
+
+    ctx = await h.context(CALLER)
+    assert await record_dial_result(h.services, ctx.call_id, ctx.customer.id, "completed")
+    assert not await record_dial_result(h.services, ctx.call_id, ctx.customer.id, "no-answer")
+    rows = await h.db.fetchall("SELECT kind, detail, needs_human FROM action_log")
+    assert [(r["kind"], r["detail"], r["needs_human"]) for r in rows] == [
+        ("transfer_unanswered", "no-answer", 1)]

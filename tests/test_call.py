@@ -222,3 +222,50 @@ async def test_server_shutdown_closes_the_call_record(make_settings, gemini) -> 
     assert result.closed_by_server
     (c,) = db_rows(srv, "SELECT outcome, ended_at FROM calls")
     assert c["ended_at"] is not None and c["outcome"] == "failed"
+
+
+@pytest.fixture
+async def backchannel_server(tmp_path, test_models, gemini):
+    """The same appliance, but its (deterministic) Whisper hears every utterance as "mhm"."""
+    from tests import models as tm
+    from tests.conftest import write_ini
+    from appliance.config import load_settings
+
+    whisper = tm.make_whisper(tmp_path / "mhm", phrase="mhm")
+    ini = write_ini(tmp_path / "config.ini", test_models,
+                    f"[stt]\nmodel = {whisper}\n[gemini]\nbase_url = {gemini.base_url}\n")
+    settings = load_settings(ini, environ={"TWILIO_AUTH_TOKEN": TOKEN, "GEMINI_API_KEY": "k"})
+    async with running(settings) as srv:
+        yield srv
+
+
+async def test_a_backchannel_over_the_bot_pauses_then_resumes_the_reply(backchannel_server,
+                                                                        gemini) -> None:
+    reply = ("We repair washing machines, fridges and ovens. A technician visit costs two "
+             "hundred shekels. Repairs come with a ninety day warranty. Shall I book one?")
+    gemini.default = Reply(text=reply, ttft_s=0.05)
+    result = await call(backchannel_server, [turn("en_book.wav"),
+                                             turn("en_yes.wav", barge_in_after_s=1.0)])
+    assert result.turns[1].clear_at is not None, "the bot paused while the caller spoke"
+    rows = db_rows(backchannel_server, "SELECT * FROM call_turns")
+    assert len(rows) == 1, "a backchannel is not a turn"
+    assert not rows[0]["interrupted"] and rows[0]["heard_text"] == reply
+    assert len(gemini.turn_requests) == 1
+    # audio came again after the clear: the reply resumed
+    clear_at = result.turns[1].clear_at
+    assert [t for t in media_times(result) if t > clear_at + 0.3]
+
+
+async def test_silence_gets_a_prompt_then_a_polite_hang_up(make_settings, gemini) -> None:
+    settings = make_settings(
+        extra=f"[gemini]\nbase_url = {gemini.base_url}\n"
+              "[call]\nsilence_prompt_s = 2\nsilence_hangup_after = 1\n",
+        environ={"TWILIO_AUTH_TOKEN": TOKEN, "GEMINI_API_KEY": "k"})
+    async with running(settings) as srv:
+        result = await call(srv, [turn("silence_5s.wav")], reply_timeout_s=0.5, tail_s=12)
+        assert result.closed_by_server, "the bot hung up"
+        assert "<Hangup" in (result.action_twiml or "")
+        (c,) = db_rows(srv, "SELECT outcome, next_action FROM calls")
+    assert (c["outcome"], c["next_action"]) == ("completed", "hangup")
+    # greeting, "are you still there?", goodbye: three separate pieces of speech
+    assert len(result.sent_marks) >= 3

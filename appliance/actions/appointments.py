@@ -23,8 +23,20 @@ from datetime import datetime, timedelta
 from typing import Awaitable, Callable, Sequence
 
 from ..store.db import Database
-from .calendar import (Busy, CalendarRules, NotBookable, Slot, Window, describe_time,
-                       free_resource, free_slots, from_iso, slot_at, to_iso, to_stamp)
+from .calendar import (
+    Busy,
+    CalendarRules,
+    NotBookable,
+    Slot,
+    Window,
+    describe_time,
+    free_resource,
+    free_slots,
+    from_iso,
+    slot_at,
+    to_iso,
+    to_stamp,
+)
 
 log = logging.getLogger(__name__)
 

@@ -20,8 +20,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
-from typing import Iterable, Sequence
+from typing import TYPE_CHECKING, Iterable, Sequence
 from zoneinfo import ZoneInfo
+
+if TYPE_CHECKING:
+    from .settings import AppointmentSettings
 
 UTC = timezone.utc
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")   # date.weekday() order
@@ -145,14 +148,12 @@ class CalendarRules:
     max_days_ahead: int = 60
 
     @classmethod
-    def from_settings(cls, appointments: "object", timezone_name: str) -> "CalendarRules":
-        """From an actions.settings.AppointmentSettings and [business] timezone."""
-        a = appointments
-        return cls(tz=ZoneInfo(timezone_name), hours=OpeningHours.parse(a.hours),  # type: ignore[attr-defined]
-                   slot_minutes=a.slot_minutes, buffer_minutes=a.buffer_minutes,  # type: ignore[attr-defined]
-                   holidays=frozenset(a.holidays), resource_count=a.resource_count,  # type: ignore[attr-defined]
-                   min_notice_minutes=a.min_notice_minutes,  # type: ignore[attr-defined]
-                   max_days_ahead=a.max_days_ahead)  # type: ignore[attr-defined]
+    def from_settings(cls, a: "AppointmentSettings", timezone_name: str) -> "CalendarRules":
+        """From [appointments] and [business] timezone."""
+        return cls(tz=ZoneInfo(timezone_name), hours=OpeningHours.parse(a.hours),
+                   slot_minutes=a.slot_minutes, buffer_minutes=a.buffer_minutes,
+                   holidays=frozenset(a.holidays), resource_count=a.resource_count,
+                   min_notice_minutes=a.min_notice_minutes, max_days_ahead=a.max_days_ahead)
 
     @property
     def slot(self) -> timedelta:

@@ -18,6 +18,7 @@ from ..conversation.tools import within_hours
 
 if TYPE_CHECKING:
     from ..config import Settings
+    from .services import ActionServices
 
 # <Dial action> DialCallStatus values meaning a person took the call.
 ANSWERED = frozenset({"completed", "answered"})
@@ -60,3 +61,16 @@ def decide_transfer(settings: "Settings", now: datetime) -> TransferDecision:
 def operator_answered(dial_call_status: str) -> bool:
     """From the `<Dial action>` callback: False means take a message instead."""
     return dial_call_status.strip().lower() in ANSWERED
+
+
+async def record_dial_result(services: "ActionServices", call_id: int | None,
+                             customer_id: int | None, dial_call_status: str) -> bool:
+    """For the `<Dial action>` handler: log the outcome for the owner's summary and say
+    whether the operator answered (False: the bot takes a message now)."""
+    from .appointments import log_action
+
+    answered = operator_answered(dial_call_status)
+    if not answered:
+        await log_action(services.db, customer_id, call_id, "call", "transfer_unanswered",
+                         dial_call_status or "no status", services.now(), needs_human=True)
+    return answered

@@ -100,11 +100,11 @@ class EmailOutbox:
     """Durable mail to the owner. `start()` the sender task; `close()` stops it."""
 
     def __init__(self, db: Database, smtp: SmtpSettings, clock: Callable[[], datetime],
-                 policy: RetryPolicy = RetryPolicy(), send: SendFn = smtp_send) -> None:
+                 policy: RetryPolicy | None = None, send: SendFn = smtp_send) -> None:
         self.db = db
         self.smtp = smtp
         self.clock = clock
-        self.policy = policy
+        self.policy = policy or RetryPolicy()
         self._send = send
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -146,7 +146,7 @@ class EmailOutbox:
                 (to_stamp(now),))
             if row is None:
                 return sent
-            mail = OutgoingMail(**{k: row[k] for k in row.keys()})
+            mail = OutgoingMail(**dict(row))
             if await self._attempt(mail):
                 sent += 1
 

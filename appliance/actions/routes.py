@@ -92,8 +92,8 @@ def add_routes(app: web.Application, rt: "Runtime",
     async def calendar_feed(request: web.Request) -> web.Response:
         if rt.db is None:
             raise web.HTTPServiceUnavailable(text="database unavailable")
-        given = request.match_info["token"]
-        if state.get("disabled") or not hmac.compare_digest(given.encode(), (await token()).encode()):
+        given = request.match_info["token"].encode()
+        if state.get("disabled") or not hmac.compare_digest(given, (await token()).encode()):
             raise web.HTTPNotFound()
         services = rt.extras.get("actions")
         if services is not None:

@@ -50,7 +50,7 @@ class ActionServices:
     @classmethod
     def build(cls, settings: "Settings", db: Database, notifier: Notifier | None = None, *,
               config: ActionSettings | None = None, clock: Clock = utc_now,
-              mail_send: SendFn = smtp_send, mail_policy: RetryPolicy = RetryPolicy(),
+              mail_send: SendFn = smtp_send, mail_policy: RetryPolicy | None = None,
               ) -> "ActionServices":
         config = config or ActionSettings.of(settings)
         rules = CalendarRules.from_settings(config.appointments, settings.business.timezone)

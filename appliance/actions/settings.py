@@ -19,7 +19,7 @@ import os
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Mapping, NoReturn
+from typing import ClassVar, Mapping, NoReturn
 
 from .calendar import OpeningHours, parse_holidays
 
@@ -54,7 +54,7 @@ def _bool(values: Section, section: str, key: str, default: bool) -> bool:
     _fail(section, key, f"{text!r} is not true/false")
 
 
-def _unknown(values: Section, section: str, known: set[str]) -> None:
+def _unknown(values: Section, section: str, known: frozenset[str]) -> None:
     for key in values:
         if key not in known:
             _fail(section, key, f"unknown key; known keys: {', '.join(sorted(known))}")
@@ -75,9 +75,10 @@ class AppointmentSettings:
     max_per_customer: int = 3               # upcoming appointments one customer may hold
     confirm: bool = True                    # WhatsApp/SMS confirmation to the customer
 
-    SECTION = "appointments"
-    KEYS = {"enabled", "hours", "slot_minutes", "buffer_minutes", "holidays", "resource_count",
-            "min_notice_minutes", "max_days_ahead", "max_per_customer", "confirm"}
+    SECTION: ClassVar[str] = "appointments"
+    KEYS: ClassVar[frozenset[str]] = frozenset({
+        "enabled", "hours", "slot_minutes", "buffer_minutes", "holidays", "resource_count",
+        "min_notice_minutes", "max_days_ahead", "max_per_customer", "confirm"})
 
     @property
     def opening_hours(self) -> OpeningHours:
@@ -119,8 +120,9 @@ class NotifySettings:
     summary_email: bool = True          # to [owner] email, when set and [smtp] host is set
     summary_whatsapp: bool = True       # to [owner] whatsapp, when set
 
-    SECTION = "notify"
-    KEYS = {"rate_limit", "rate_window_minutes", "summary_email", "summary_whatsapp"}
+    SECTION: ClassVar[str] = "notify"
+    KEYS: ClassVar[frozenset[str]] = frozenset({"rate_limit", "rate_window_minutes",
+                                                "summary_email", "summary_whatsapp"})
 
     @classmethod
     def from_parser(cls, values: Section) -> "NotifySettings":
@@ -140,8 +142,8 @@ class CrmSettings:
     timeout_ms: int = 800
     token: str = field(default="", repr=False)   # env CRM_TOKEN, sent as "Bearer <token>"
 
-    SECTION = "crm"
-    KEYS = {"url_template", "timeout_ms"}
+    SECTION: ClassVar[str] = "crm"
+    KEYS: ClassVar[frozenset[str]] = frozenset({"url_template", "timeout_ms"})
 
     @property
     def enabled(self) -> bool:
@@ -171,8 +173,9 @@ class GoogleCalendarSettings:
     token_uri: str = ""                 # "" = the one in the key file (tests: a fake)
     timeout_ms: int = 3000
 
-    SECTION = "google_calendar"
-    KEYS = {"calendar_id", "service_account_file", "api_base_url", "token_uri", "timeout_ms"}
+    SECTION: ClassVar[str] = "google_calendar"
+    KEYS: ClassVar[frozenset[str]] = frozenset({"calendar_id", "service_account_file",
+                                                "api_base_url", "token_uri", "timeout_ms"})
 
     @property
     def enabled(self) -> bool:

@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 MAX_ASKED = 8          # customer messages quoted
 MAX_QUOTE = 200        # characters of each
-OUTCOMES = {"completed": "completed", "transferred": "transferred to a person",
+OUTCOMES = {"completed": "completed", "transferred": "transferred",
             "caller_hung_up": "the caller hung up", "failed": "FAILED (technical problem)",
             "message_taken": "message taken", "in_progress": "still in progress"}
 CHANNELS = {"call": "phone call", "gather": "phone call", "whatsapp": "WhatsApp",
@@ -231,8 +231,14 @@ async def _store(db: Database, summary: Summary, since: str | None) -> bool:
 
 
 async def after_call(services: "ActionServices", call_id: int) -> Summary | None:
-    """Summarise a finished call and send it to the owner (once per call)."""
-    summary = await summarize_call(services.db, call_id, services.settings.business.timezone)
+    """Summarise a finished call and send it to the owner (once per call); None when it was
+    sent before or the call is unknown."""
+    try:
+        summary = await summarize_call(services.db, call_id,
+                                       services.settings.business.timezone)
+    except LookupError:
+        log.warning("no call %d to summarise", call_id)
+        return None
     if not await _store(services.db, summary, None):
         log.info("call %d was summarised before; not sent again", call_id)
         return None

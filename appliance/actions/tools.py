@@ -20,14 +20,28 @@ customer's own only; one call changes one appointment.
 from __future__ import annotations
 
 import logging
+import re
 from datetime import date, time, timedelta
 from typing import Any
 from urllib.parse import quote_plus
 
 from ..conversation.events import Action
-from ..conversation.tools import VOICE_CHANNELS, Tool, ToolContext, ToolError, ToolRegistry
+from ..conversation.tools import (
+    VOICE_CHANNELS,
+    Tool,
+    ToolContext,
+    ToolError,
+    ToolRegistry,
+)
 from .appointments import Appointment, log_action
-from .calendar import PARTS_OF_DAY, NotBookable, Slot, Window, describe_time, parse_local
+from .calendar import (
+    PARTS_OF_DAY,
+    NotBookable,
+    Slot,
+    Window,
+    describe_time,
+    parse_local,
+)
 from .handover import decide_transfer
 from .nlwindow import parse_window
 from .notify import Delivery
@@ -52,11 +66,19 @@ def register_tools(registry: ToolRegistry, services: ActionServices) -> None:
 # -- helpers ---------------------------------------------------------------------------------
 
 def _hhmm(value: str, key: str) -> time:
-    try:
-        return time.fromisoformat(value.strip().zfill(5) if len(value.strip()) == 4
-                                  else value.strip())
-    except ValueError:
-        raise ToolError(f"{key} must be a time like 16:00") from None
+    """"16:00", "9:30", "16", "4pm" -> a time of day; ToolError otherwise."""
+    match = re.fullmatch(r"(\d{1,2})(?:[:.](\d\d))?(?::00)?\s*([ap]\.?m\.?)?",
+                         value.strip().lower())
+    if match:
+        hour, minute = int(match.group(1)), int(match.group(2) or 0)
+        suffix = (match.group(3) or "").replace(".", "")
+        if suffix == "pm" and hour < 12:
+            hour += 12
+        elif suffix == "am" and hour == 12:
+            hour = 0
+        if hour < 24 and minute < 60:
+            return time(hour, minute)
+    raise ToolError(f"{key} must be a time like 16:00")
 
 
 def _delivery_words(d: Delivery) -> str:

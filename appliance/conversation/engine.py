@@ -123,6 +123,12 @@ class Engine:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
+    async def idle(self) -> None:
+        """Wait until the background work on the local model (warm-up, prefill) is done."""
+        tasks = [t for t in (self._warm, *self._background) if t is not None and not t.done()]
+        if tasks:
+            await asyncio.wait(tasks)
+
     async def _prefill(self, local: Any, request: ChatRequest) -> None:
         if self._warm is not None:
             await asyncio.wait({self._warm})

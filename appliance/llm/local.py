@@ -345,7 +345,7 @@ class LocalModel:
         rendered = self._render_template([{"role": "system",
                                            "content": system_static + marker}], False)
         prefix = rendered[:rendered.index(marker)] if marker in rendered else ""
-        stats = await self._evaluate_in_worker(prefix)
+        stats = await self._evaluate_in_worker(prefix, self.settings.threads)
         if stats is not None:
             log.info("local model warmed: %d static prompt tokens in %.0f ms",
                      stats.prompt_tokens, stats.total_ms)
@@ -354,35 +354,48 @@ class LocalModel:
     async def prefill(self, request: ChatRequest) -> LocalStats | None:
         """Evaluate the conversation so far (no new user message) while the model is idle,
         so that if the next turn fails over to this model it pays only for the new message.
-        Gives way to any generation that is waiting; returns None if it did."""
-        return await self._evaluate_in_worker(self.render(request, generation=False))
+        Gives way to any generation that is waiting (returns None then); one CPU thread."""
+        return await self._evaluate_in_worker(self.render(request, generation=False), 1)
 
-    async def _evaluate_in_worker(self, prompt: str) -> LocalStats | None:
+    async def _evaluate_in_worker(self, prompt: str, threads: int) -> LocalStats | None:
         if self._closed:
             return None
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._evaluate, prompt)
+        return await loop.run_in_executor(self._executor, self._evaluate, prompt, threads)
 
-    def _evaluate(self, prompt: str, chunk: int = 32) -> LocalStats | None:
+    def _evaluate(self, prompt: str, threads: int, chunk: int = 32) -> LocalStats | None:
         """Worker thread: put `prompt` in the KV cache, a few tokens at a time, reusing the
-        prefix already there; stops early when a generation is waiting."""
-        llm = self._llm
+        prefix already there; stops early when a generation is waiting. A background prefill
+        uses one thread, so speech recognition and synthesis keep a core on a 2-core box."""
         with self._lock:
-            started = time.perf_counter()
-            tokens = self._tokenize(prompt)[: self.settings.context_tokens - 8]
-            cached = _common_prefix(llm._input_ids, tokens)
-            if cached and cached < llm.n_tokens and not llm._ctx.kv_cache_seq_rm(-1, cached, -1):
-                cached = 0
-            if cached == 0:
-                llm.reset()
-            elif cached < llm.n_tokens:
-                llm.n_tokens = cached
-                llm._requires_eval = True  # the logits are those of a later token
-            for start in range(cached, len(tokens), chunk):
-                if self._waiting:
-                    return None
-                llm.eval(tokens[start:start + chunk])
-            elapsed = (time.perf_counter() - started) * 1000
+            self._set_threads(threads)
+            try:
+                return self._evaluate_locked(prompt, chunk)
+            finally:
+                self._set_threads(self.settings.threads)
+
+    def _set_threads(self, count: int) -> None:
+        import llama_cpp
+
+        llama_cpp.llama_set_n_threads(self._llm._ctx.ctx, count, count)
+
+    def _evaluate_locked(self, prompt: str, chunk: int) -> LocalStats | None:
+        llm = self._llm
+        started = time.perf_counter()
+        tokens = self._tokenize(prompt)[: self.settings.context_tokens - 8]
+        cached = _common_prefix(llm._input_ids, tokens)
+        if cached and cached < llm.n_tokens and not llm._ctx.kv_cache_seq_rm(-1, cached, -1):
+            cached = 0
+        if cached == 0:
+            llm.reset()
+        elif cached < llm.n_tokens:
+            llm.n_tokens = cached
+            llm._requires_eval = True  # the logits are those of a later token
+        for start in range(cached, len(tokens), chunk):
+            if self._waiting:
+                return None
+            llm.eval(tokens[start:start + chunk])
+        elapsed = (time.perf_counter() - started) * 1000
         return LocalStats(len(tokens), cached, elapsed, elapsed, 0)
 
 

@@ -39,6 +39,10 @@ from ..store.db import Database
 from . import store, window
 
 log = logging.getLogger(__name__)
+# The library logs every request and response (URLs with phone numbers) at INFO: keep that for
+# debugging sessions only.
+_http_log = logging.getLogger(__name__ + ".http")
+_http_log.setLevel(logging.WARNING)
 
 
 @dataclass(frozen=True)
@@ -69,7 +73,7 @@ class RebasedHttpClient(AsyncTwilioHttpClient):
     and applying a default timeout (the library passes none, which aiohttp reads as "never")."""
 
     def __init__(self, base_url: str = "", timeout: float | None = None) -> None:
-        super().__init__(timeout=timeout)
+        super().__init__(timeout=timeout, logger=_http_log)
         self._base = urlsplit(base_url) if base_url else None
 
     def rebase(self, url: str) -> str:
