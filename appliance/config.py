@@ -20,11 +20,15 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import TYPE_CHECKING, Callable, Mapping
 from urllib.parse import urlparse
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-SECRET_NAMES = ("TWILIO_AUTH_TOKEN", "GEMINI_API_KEY", "SMTP_PASSWORD")
+if TYPE_CHECKING:
+    from .actions.settings import ActionSettings
+
+SECRET_NAMES = ("TWILIO_AUTH_TOKEN", "GEMINI_API_KEY", "SMTP_PASSWORD", "CRM_TOKEN",
+                "CALENDAR_FEED_TOKEN")
 E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 
 
@@ -188,6 +192,7 @@ class Settings:
     messaging: MessagingSettings
     owner: OwnerSettings
     smtp: SmtpSettings
+    actions: "ActionSettings"   # [appointments] [notify] [crm] [google_calendar]
 
     def model_refs(self) -> list[ModelRef]:
         refs = [self.stt.model, self.local_llm.model, self.kb.embedding_model]
@@ -219,6 +224,7 @@ _SCHEMA: dict[str, set[str]] = {
     "smtp": {"host", "port", "username", "sender", "starttls"},
     "models": {"directory"},
 }
+_ACTION_SECTIONS = ("appointments", "notify", "crm", "google_calendar")  # checked by actions
 _SECRET_KEYS = {"auth_token", "api_key", "password", "token"}
 
 
@@ -458,10 +464,17 @@ def load_settings(path: str | os.PathLike[str],
         sender=r.str("smtp", "sender", ""),
         starttls=r.bool("smtp", "starttls", True),
     )
+    from .actions.settings import ActionSettings
+
+    actions = ActionSettings.from_sections(   # raises ConfigError naming section and key
+        {name: dict(parser.items(name)) for name in _ACTION_SECTIONS if parser.has_section(name)},
+        environ={"CRM_TOKEN": secret("CRM_TOKEN")}, root=root)
     return Settings(path=config_path, root=root, models_dir=models_dir, server=server,
                     twilio=twilio, gemini=gemini, local_llm=local_llm, stt=stt,
                     tts=TtsSettings(voices=voices), call=call, kb=kb, storage=storage,
-                    business=business, messaging=messaging, owner=owner, smtp=smtp)
+                    business=business, messaging=messaging, owner=owner, smtp=smtp,
+                    actions=actions)
+
 
 
 def _twilio(r: _Reader, auth_token: str) -> TwilioSettings:
@@ -492,9 +505,12 @@ def _twilio(r: _Reader, auth_token: str) -> TwilioSettings:
 
 def _check_schema(parser: configparser.ConfigParser) -> None:
     for section in parser.sections():
+        if section in _ACTION_SECTIONS:
+            continue
         if section not in _SCHEMA:
+            known = sorted((*_SCHEMA, *_ACTION_SECTIONS))
             raise ConfigError(section, None, f"unknown section; known sections: "
-                                             f"{', '.join(sorted(_SCHEMA))}")
+                                             f"{', '.join(known)}")
         for key in parser.options(section):
             if key in _SECRET_KEYS:
                 raise ConfigError(section, key, "secrets do not belong in config.ini; use the "

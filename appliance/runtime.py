@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -47,7 +48,12 @@ class Runtime:
     components: dict[str, Component] = field(default_factory=dict)
     calls: CallRegistry = field(default_factory=CallRegistry)
     extras: dict[str, Any] = field(default_factory=dict)  # channel services (outbox, ...)
+    # The caller-audio front end (decode, resample, VAD: ~0.1 ms a frame) gets its own thread
+    # so it never queues behind a transcription in the default executor.
+    audio_executor: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="audio-in"))
     _closers: list[Callable[[], Any]] = field(default_factory=list)
+    _background: set[asyncio.Task] = field(default_factory=set)
 
     @classmethod
     async def start(cls, settings: Settings) -> "Runtime":
@@ -115,9 +121,28 @@ class Runtime:
             "active_calls": self.calls.active_count(),
         }
 
+    def spawn(self, coro: Any, name: str) -> asyncio.Task:
+        """Work that outlives a request or a call (summaries); awaited or cancelled at close."""
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        task.add_done_callback(_log_failure)
+        return task
+
     async def close(self) -> None:
+        if self._background:
+            await asyncio.wait(list(self._background), timeout=5)
+            for task in list(self._background):
+                task.cancel()
+            await asyncio.gather(*self._background, return_exceptions=True)
+        self.audio_executor.shutdown(wait=False, cancel_futures=True)
         for closer in reversed(self._closers):
             result = closer()
             if asyncio.iscoroutine(result):
                 await result
         self._closers.clear()
+
+
+def _log_failure(task: asyncio.Task) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("background task %s failed: %r", task.get_name(), task.exception())

@@ -289,3 +289,38 @@ async def test_an_unanswered_transfer_is_logged_for_the_owner(h: Harness) -> Non
     rows = await h.db.fetchall("SELECT kind, detail, needs_human FROM action_log")
     assert [(r["kind"], r["detail"], r["needs_human"]) for r in rows] == [
         ("transfer_unanswered", "no-answer", 1)]
+
+
+async def test_wiring_connects_the_notifier_to_the_messaging_outbox(h: Harness) -> None:
+    from types import SimpleNamespace
+
+    from appliance.actions.wiring import register_actions
+    from appliance.conversation.tools import ToolRegistry
+
+    queued: list[dict] = []
+
+    class Outbox:
+        async def enqueue(self, **kw):
+            queued.append(kw)
+            return [1]
+
+    rt = SimpleNamespace(db=h.db, settings=h.settings, extras={}, _closers=[])
+    tools = ToolRegistry.default()
+    services = register_actions(rt, tools)  # type: ignore[arg-type]
+    try:
+        assert rt.extras["actions"] is services and "book_appointment" in tools
+        notifier = services.outbound.notifier
+        with pytest.raises(RuntimeError, match="not running"):
+            await notifier.send_text("sms", CALLER, "hi", "info")
+        rt.extras["messaging"] = SimpleNamespace(outbox=Outbox())
+        await notifier.send_text("whatsapp", CALLER, "hello", "info")
+        await notifier.send_text("sms", CALLER, "hello", "booking_confirmation")
+        assert queued == [
+            {"channel": "whatsapp", "phone": CALLER, "to_address": f"whatsapp:{CALLER}",
+             "from_address": "whatsapp:+14155238886", "text": "hello", "purpose": "info"},
+            {"channel": "sms", "phone": CALLER, "to_address": CALLER,
+             "from_address": "+14155550000", "text": "hello",
+             "purpose": "booking_confirmation"}]
+    finally:
+        for closer in rt._closers:
+            await closer()

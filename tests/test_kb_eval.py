@@ -16,8 +16,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -68,6 +67,9 @@ class ModeResult:
     mode: str
     found: dict[str, bool]            # answerable question -> an expected source in the top K
     no_answer_hits: dict[str, list[str]]   # no-answer question -> citations returned
+    # question -> (similarity, coverage) of the best correct hit (answerable questions) or the
+    # highest of any hit (no-answer questions): what the floor has to separate.
+    signals: dict[str, tuple[float | None, float]] = field(default_factory=dict)
 
     def recall(self, questions: list[Question], **where: str) -> float | None:
         chosen = [q for q in questions if q.expected is not None
@@ -83,8 +85,15 @@ def evaluate(kb: KnowledgeBase, questions: list[Question], mode: str) -> ModeRes
         hits = kb.search(q.question, k=K, mode=mode)  # type: ignore[arg-type]
         if q.expected is None:
             result.no_answer_hits[q.question] = [h.citation for h in hits]
+            if hits:
+                sims = [h.similarity for h in hits if h.similarity is not None]
+                result.signals[q.question] = (max(sims) if sims else None,
+                                              max(h.coverage for h in hits))
         else:
-            result.found[q.question] = any(q.answered_by(h) for h in hits)
+            good = [h for h in hits if q.answered_by(h)]
+            result.found[q.question] = bool(good)
+            if good:
+                result.signals[q.question] = (good[0].similarity, good[0].coverage)
     return result
 
 
@@ -110,6 +119,23 @@ def report(results: dict[str, ModeResult], questions: list[Question]) -> str:
         leaked = sum(bool(r.no_answer_hits[q.question]) for q in nones)
         leak_cell = "-" if mode.endswith("(no floor)") else f"{leaked}/{len(nones)}"
         lines.append(f"| {mode} | " + " | ".join(cells) + f" | {leak_cell} |")
+    raw = results.get("hybrid (no floor)")
+    if raw:
+        def spread(values: list[float]) -> str:
+            values = sorted(values)
+            if not values:
+                return "-"
+            return (f"min {values[0]:.2f}, 10% {values[len(values) // 10]:.2f}, median "
+                    f"{values[len(values) // 2]:.2f}, max {values[-1]:.2f}")
+
+        answer = [raw.signals[q.question] for q in answerable if q.question in raw.signals]
+        noise = [raw.signals[q.question] for q in nones if q.question in raw.signals]
+        lines += ["", "floor calibration (hybrid without the floor; best correct hit of each "
+                      "answerable question vs best hit of each no-answer question):",
+                  "- similarity, answerable: " + spread([a for a, _ in answer if a is not None]),
+                  "- similarity, no-answer:  " + spread([a for a, _ in noise if a is not None]),
+                  "- coverage, answerable:   " + spread([b for _, b in answer]),
+                  "- coverage, no-answer:    " + spread([b for _, b in noise])]
     hybrid = results.get("hybrid")
     if hybrid:
         missed = [q.question for q in answerable if not hybrid.found[q.question]]

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from appliance.kb.embed import Embedder
-from appliance.kb.index import IngestProgress, Indexer, KbError, read_stats, scan
+from appliance.kb.index import Indexer, IngestProgress, KbError, read_stats, scan
 from appliance.kb.search import KnowledgeBase
 from appliance.store.db import Database
 from tests.test_kb_eval import KB_DIR, embedding_model_path
@@ -147,7 +147,8 @@ def test_bad_files_are_skipped_with_warnings_and_the_rest_ingested(
         ingested: Database, embedder: Embedder, kb_dir: Path,
         caplog: pytest.LogCaptureFixture) -> None:
     db = ingested
-    (kb_dir / "broken.csv").write_bytes(b'sku,name\nX-1,Good row\nX-2,"bad "quote"\nX-3,Also good\n')
+    (kb_dir / "broken.csv").write_bytes(
+        b'sku,name\nX-1,Good row\nX-2,"bad "quote"\nX-3,Also good\n')
     (kb_dir / "latin1.md").write_bytes("# Caf\xe9\nprices\n".encode("latin-1"))
     (kb_dir / "empty.txt").write_bytes(b"")
     (kb_dir / "huge.txt").write_bytes(b"word " * 1_100_000)        # 5.5 MB

@@ -90,6 +90,7 @@ def test_lexical_only_without_a_model(ingested: Database) -> None:  # noqa: F811
 def test_floor_settings() -> None:
     assert default_min_similarity("all-MiniLM-L6-v2") == 0.5
     assert default_min_similarity("multilingual-e5-small") == 0.82
+    assert default_min_similarity("bge-m3") == 0.5
     ref = ModelRef("[kb] embedding_model", Path("/m.gguf"))
     explicit = KbSettings(Path("kb"), ref, top_k=3, min_score=0.3)
     kb = KnowledgeBase.from_settings(None, None, explicit)  # type: ignore[arg-type]

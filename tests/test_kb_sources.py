@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from appliance.kb import sources, text
@@ -119,7 +121,7 @@ def test_long_sections_are_split_with_overlap_and_bounded_size() -> None:
     assert all(p.heading == "Big" for p in passages)
     joined = " ".join(p.text for p in passages)
     assert all(s in joined for s in sentences)           # nothing lost
-    for before, after in zip(passages, passages[1:]):     # each one repeats the previous tail
+    for before, after in itertools.pairwise(passages):    # each repeats the previous tail
         flat_before, flat_after = " ".join(before.text.split()), " ".join(after.text.split())
         assert flat_after[:40] in flat_before[-sources.OVERLAP_CHARS - 40:]
 

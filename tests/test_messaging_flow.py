@@ -10,14 +10,35 @@ from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
+
 from appliance.messaging.store import iso, utcnow
 from tests.fakes.twilio_rest import Fail, FakeTwilio
-from tests.test_messaging_harness import (  # noqa: F401 - fixtures
-    FAST, TEMPLATE_SID, WA_FROM, Harness, ScriptedEngine, fake_twilio, harness, new_sid,
+from tests.test_messaging_harness import (
+    FAST,
+    TEMPLATE_SID,
+    WA_FROM,
+    Harness,
+    ScriptedEngine,
+    new_sid,
+    running,
+    twilio_stand_in,
 )
 
 WA = "whatsapp:+972501234567"
 SMS = "+972501234567"       # the same customer, by SMS
+
+
+@pytest.fixture
+async def fake_twilio():
+    async with twilio_stand_in() as fake:
+        yield fake
+
+
+@pytest.fixture
+async def harness(tmp_path: Path, fake_twilio: FakeTwilio):
+    async with running(tmp_path, fake_twilio) as h:
+        yield h
 
 
 async def test_a_burst_from_several_customers_gets_exactly_one_reply_each_in_order(
@@ -48,7 +69,7 @@ async def test_a_burst_from_several_customers_gets_exactly_one_reply_each_in_ord
     results = await asyncio.gather(*(customer(c) for c in customers))
     await harness.settle(30)
 
-    for address, bodies in zip(customers, results):
+    for address, bodies in zip(customers, results, strict=True):
         assert [m.body for m in harness.fake.sent_to(address)] == \
             [f"Reply to: {b}" for b in bodies], address
     total = len(customers) * per_customer
@@ -175,9 +196,7 @@ async def test_outside_the_window_the_template_goes_out(tmp_path: Path,
         await h.send(WA, "please tell me when my repair is done")
         await h.settle()
         await _age_whatsapp_window(h, 25)
-        await h.channel.outbox.enqueue(channel="whatsapp", phone="+972501234567",
-                                       to_address=WA, from_address=WA_FROM,
-                                       text="Your repair is ready!")
+        await h.channel.outbox.enqueue("+972501234567", "whatsapp", "Your repair is ready!")
         await h.settle()
         last = h.fake.creates()[-1]
         assert last.one("ContentSid") == TEMPLATE_SID and last.one("Body") is None
@@ -192,8 +211,7 @@ async def test_outside_the_window_without_a_template_says_why(harness: Harness) 
     await harness.send(WA, "hello")
     await harness.settle()
     await _age_whatsapp_window(harness, 30)
-    await harness.channel.outbox.enqueue(channel="whatsapp", phone="+972501234567",
-                                         to_address=WA, from_address=WA_FROM, text="Ready!")
+    await harness.channel.outbox.enqueue(WA, "whatsapp", "Ready!")
     await harness.settle()
     row = harness.rows("SELECT state, error FROM messages_out ORDER BY id DESC")[0]
     assert row["state"] == "failed"

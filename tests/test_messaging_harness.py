@@ -12,12 +12,13 @@ the same database.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any, AsyncIterator, Awaitable, Callable
 
 import pytest
 from aiohttp import web
@@ -128,7 +129,8 @@ class FakeConversation:
 # Settings and signing
 
 def write_settings(tmp_path: Path, api_base_url: str, *, template_sid: str = "",
-                   database: Path | None = None, validate: bool = True) -> Settings:
+                   database: Path | None = None, validate: bool = True, extra: str = "",
+                   environ: dict[str, str] | None = None) -> Settings:
     ini = tmp_path / "config.ini"
     ini.write_text(f"""
 [server]
@@ -147,8 +149,8 @@ reply_deadline_s = 5
 language = en
 [storage]
 database = {database or tmp_path / 'appliance.db'}
-""", encoding="utf-8")
-    return load_settings(ini, environ={"TWILIO_AUTH_TOKEN": AUTH_TOKEN})
+{extra}""", encoding="utf-8")
+    return load_settings(ini, environ={"TWILIO_AUTH_TOKEN": AUTH_TOKEN, **(environ or {})})
 
 
 def sign(path_qs: str, params: dict[str, str], token: str = AUTH_TOKEN) -> str:
@@ -184,13 +186,19 @@ def inbound_params(sid: str, sender: str, body: str = "", *, to: str | None = No
 
 class Harness:
     def __init__(self, tmp_path: Path, fake: FakeTwilio, engine: Any = None, *, stt: Any = None,
-                 template_sid: str = "", options: MessagingOptions = FAST) -> None:
+                 template_sid: str = "", options: MessagingOptions = FAST,
+                 make_engine: Callable[[Settings, Database], Awaitable[Any]] | None = None,
+                 settings: Settings | None = None) -> None:
+        """``make_engine(settings, db)``: build a real engine at every start (as a new
+        process would); else ``engine`` (a ScriptedEngine by default) is used throughout."""
         self.tmp_path = tmp_path
         self.fake = fake
+        self.make_engine = make_engine
         self.engine = engine if engine is not None else ScriptedEngine()
         self.stt = stt
         self.options = options
-        self.settings = write_settings(tmp_path, fake.base_url, template_sid=template_sid)
+        self.settings = settings or write_settings(tmp_path, fake.base_url,
+                                                   template_sid=template_sid)
         self.db: Database | None = None
         self.rt: Runtime | None = None
         self.client: TestClient | None = None
@@ -201,6 +209,8 @@ class Harness:
 
     async def start(self) -> "Harness":
         self.db = await Database.open(self.db_path)
+        if self.make_engine is not None:
+            self.engine = await self.make_engine(self.settings, self.db)
         self.rt = Runtime(settings=self.settings, db=self.db, engine=self.engine, stt=self.stt)
         self.rt.extras["messaging_options"] = self.options
         app = web.Application(client_max_size=1024 * 1024)  # as appliance.app.build_app
@@ -214,6 +224,8 @@ class Harness:
         if self.client is not None:
             await self.client.close()
             self.client = None
+        if self.make_engine is not None and self.engine is not None:
+            await self.engine.close()
         if self.db is not None:
             self.db.close()
             self.db = None
@@ -298,19 +310,36 @@ class Harness:
         await self.wait_for(self.settled, timeout, "messages to be answered and sent")
 
 
-@pytest.fixture
-async def fake_twilio():
-    async with FakeTwilio(ACCOUNT_SID, AUTH_TOKEN) as fake:
-        yield fake
+def twilio_stand_in() -> FakeTwilio:
+    """The fake REST server for this account (``async with``)."""
+    return FakeTwilio(ACCOUNT_SID, AUTH_TOKEN)
 
 
-@pytest.fixture
-async def harness(tmp_path: Path, fake_twilio: FakeTwilio):
-    h = await Harness(tmp_path, fake_twilio).start()
+@contextlib.asynccontextmanager
+async def running(tmp_path: Path, fake: FakeTwilio, **kwargs: Any) -> AsyncIterator[Harness]:
+    """A started Harness, stopped at the end. The test modules' fixtures::
+
+        @pytest.fixture
+        async def fake_twilio():
+            async with twilio_stand_in() as fake:
+                yield fake
+
+        @pytest.fixture
+        async def harness(tmp_path, fake_twilio):
+            async with running(tmp_path, fake_twilio) as h:
+                yield h
+    """
+    h = await Harness(tmp_path, fake, **kwargs).start()
     try:
         yield h
     finally:
         await h.stop()
+
+
+@pytest.fixture
+async def fake_twilio():
+    async with twilio_stand_in() as fake:
+        yield fake
 
 
 # ----------------------------------------------------------------------------------------------

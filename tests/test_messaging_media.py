@@ -18,13 +18,28 @@ from appliance.messaging.media import MediaError, decode_audio
 from appliance.stt.whisper import SpeechRecognizer
 from tests import models as test_models
 from tests.fakes.twilio_rest import FakeTwilio
-from tests.test_messaging_harness import (  # noqa: F401 - fixtures
-    ACCOUNT_SID, AUTH_TOKEN, FAST, Harness, fake_twilio, harness,
+from tests.test_messaging_harness import (
+    FAST,
+    Harness,
+    running,
+    twilio_stand_in,
 )
 
 AUDIO = Path(__file__).resolve().parents[2] / "shared" / "audio"
 MODELS = Path(__file__).resolve().parent / ".cache" / "models"
 WA = "whatsapp:+972501234567"
+
+
+@pytest.fixture
+async def fake_twilio():
+    async with twilio_stand_in() as fake:
+        yield fake
+
+
+@pytest.fixture
+async def harness(tmp_path: Path, fake_twilio: FakeTwilio):
+    async with running(tmp_path, fake_twilio) as h:
+        yield h
 
 
 def ogg_opus(wav_path: Path, rate: int = 16000) -> bytes:

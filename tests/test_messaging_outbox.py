@@ -7,14 +7,32 @@ import asyncio
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
+
 from tests.fakes.twilio_rest import Drop, Fail, FakeTwilio, Hang
-from tests.test_messaging_harness import (  # noqa: F401 - fixtures
-    FAST, Harness, fake_twilio, harness, write_settings,
+from tests.test_messaging_harness import (
+    FAST,
+    Harness,
+    running,
+    twilio_stand_in,
+    write_settings,
 )
 
 WA = "whatsapp:+972501234567"
 SMS = "+972541234567"
 OTHER = "+972521234567"
+
+
+@pytest.fixture
+async def fake_twilio():
+    async with twilio_stand_in() as fake:
+        yield fake
+
+
+@pytest.fixture
+async def harness(tmp_path: Path, fake_twilio: FakeTwilio):
+    async with running(tmp_path, fake_twilio) as h:
+        yield h
 
 
 async def test_rate_limits_are_retried_with_backoff(harness: Harness) -> None:
@@ -139,9 +157,22 @@ async def test_proactive_messages_queue_behind_replies(harness: Harness) -> None
     harness.fake.script(Fail(429))
     await harness.send(WA, "hello")
     await harness.wait_for(lambda: harness.count("messages_out") == 1, what="the reply")
-    await harness.channel.outbox.enqueue(channel="whatsapp", phone="+972501234567",
-                                         to_address=WA, from_address="whatsapp:+14155238886",
-                                         text="**Your repair is ready**")
+    await harness.channel.outbox.enqueue("+972501234567", "whatsapp",
+                                         "**Your repair is ready**")
     await harness.settle()
     assert [m.body for m in harness.fake.messages] == ["Reply to: hello",
                                                        "*Your repair is ready*"]
+
+
+async def test_proactive_sms_goes_from_the_configured_number(harness: Harness) -> None:
+    ids = await harness.channel.outbox.enqueue(OTHER, "sms", "Reminder: *tomorrow* at 10:00")
+    await harness.settle()
+    (sent,) = harness.fake.messages
+    assert (sent.to, sent.from_, sent.body) == (OTHER, "+14155550100",
+                                                "Reminder: tomorrow at 10:00")
+    assert harness.rows("SELECT id, purpose, in_id FROM messages_out") == [
+        {"id": ids[0], "purpose": "proactive", "in_id": None}]
+    with pytest.raises(ValueError):
+        await harness.channel.outbox.enqueue(OTHER, "fax", "hello")
+    with pytest.raises(ValueError):
+        await harness.channel.outbox.enqueue(OTHER, "sms", "   ")

@@ -21,13 +21,32 @@ import aiohttp
 import pytest
 
 from tests.fakes.twilio_rest import FakeTwilio, Hang
-from tests.test_messaging_harness import (  # noqa: F401 - fixtures
-    AUTH_TOKEN, Harness, fake_twilio, harness, inbound_params, new_sid, sign, write_settings,
+from tests.test_messaging_harness import (
+    AUTH_TOKEN,
+    Harness,
+    inbound_params,
+    new_sid,
+    running,
+    sign,
+    twilio_stand_in,
+    write_settings,
 )
 
 WA = "whatsapp:+972501234567"
 SMS = "+972541234567"
 ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+async def fake_twilio():
+    async with twilio_stand_in() as fake:
+        yield fake
+
+
+@pytest.fixture
+async def harness(tmp_path: Path, fake_twilio: FakeTwilio):
+    async with running(tmp_path, fake_twilio) as h:
+        yield h
 
 
 async def test_killed_while_the_engine_answers(harness: Harness) -> None:
@@ -145,11 +164,10 @@ class ServerProcess:
         assert await self.proc.wait() == -signal.SIGKILL
 
     async def post(self, params: dict[str, str]) -> int:
-        async with aiohttp.ClientSession() as session:
-            async with session.post(f"http://127.0.0.1:{self.port}/message", data=params,
-                                    headers={"X-Twilio-Signature": sign("/message", params)}
-                                    ) as resp:
-                return resp.status
+        async with aiohttp.ClientSession() as session, session.post(
+                f"http://127.0.0.1:{self.port}/message", data=params,
+                headers={"X-Twilio-Signature": sign("/message", params)}) as resp:
+            return resp.status
 
 
 def query(db: Path, sql: str) -> list[dict[str, Any]]:

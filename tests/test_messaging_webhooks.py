@@ -4,16 +4,38 @@ clear answer (or a 403) and leaves nothing written."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from tests.test_messaging_harness import (  # noqa: F401 - fixtures
-    AUTH_TOKEN, PUBLIC_URL, Harness, fake_twilio, harness, inbound_params, new_sid, sign,
+from tests.fakes.twilio_rest import FakeTwilio
+from tests.test_messaging_harness import (
+    AUTH_TOKEN,
+    PUBLIC_URL,
+    Harness,
+    inbound_params,
+    new_sid,
+    running,
+    sign,
+    twilio_stand_in,
 )
 
 CUSTOMER_WA = "whatsapp:+972501234567"
 CUSTOMER_SMS = "+972541234567"
 TABLES = ("messages_in", "message_media", "messages_out", "message_status_events",
           "message_consent")
+
+
+@pytest.fixture
+async def fake_twilio():
+    async with twilio_stand_in() as fake:
+        yield fake
+
+
+@pytest.fixture
+async def harness(tmp_path: Path, fake_twilio: FakeTwilio):
+    async with running(tmp_path, fake_twilio) as h:
+        yield h
 
 
 def nothing_written(h: Harness) -> bool:

@@ -77,13 +77,17 @@ class ActionServices:
     def now(self) -> datetime:
         return self.clock()
 
-    async def start(self) -> None:
+    def start_tasks(self) -> None:
+        """Start the e-mail sender (and the Google sync); needs the running event loop."""
         if self._started:
             return
         self._started = True
         self.email.start()
         if self.google is not None:
             self.google.start()
+
+    async def start(self) -> None:
+        self.start_tasks()
 
     async def close(self) -> None:
         await self.email.close()

@@ -15,6 +15,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSMsgType, web
@@ -23,6 +24,9 @@ from ..audio.bargein import (BargeInDetector, BargeInParams, CheckUtterance, Int
                              ResumeBot, classify_interjection)
 from ..audio.endpoint import (EndpointDetector, EndpointParams, SilenceStarted, SpeechResumed,
                               SpeechStarted, TurnEnded)
+from ..actions.crm import enrich
+from ..actions.handover import decide_transfer
+from ..actions.summary import after_call
 from ..audio.vad import WINDOW_MS
 from ..conversation.events import ActionRequested, Filler, ReplyDone, TextDelta
 from ..telephony.media import Dtmf, Mark, Media, Start, Stop, WireError, parse_frame
@@ -41,6 +45,8 @@ PHRASES = {
     "still_there": "Are you still there?",
     "goodbye": "Thank you for calling. Goodbye!",
     "transfer": "One moment, I'm connecting you now.",
+    "no_transfer": "I'm sorry, nobody can take the call right now. I can take a message: "
+                   "what would you like me to pass on?",
     "after_dial": "I'm sorry, nobody could answer just now. I can take a message: what would "
                   "you like me to pass on?",
 }
@@ -101,6 +107,13 @@ class CallSession:
         try:
             self.conversation = await self.rt.engine.open(self.admission.caller, "call",
                                                           self.admission.call_id)
+            customer = self.conversation.customer
+            await self.rt.db.execute("UPDATE calls SET customer_id = ? WHERE id = ?",
+                                     (customer.id, self.admission.call_id))
+            actions = self.rt.extras.get("actions")
+            if actions is not None and actions.crm is not None:
+                self.conversation.customer = await enrich(actions.crm, self.rt.engine.memory,
+                                                          customer)
             customer_language = getattr(self.conversation.customer, "language", None)
             if customer_language in self.settings.stt.languages:
                 self.language = customer_language
@@ -129,6 +142,9 @@ class CallSession:
              self.admission.call_id)))
         if not self.ws.closed:
             await self.ws.close()
+        actions = self.rt.extras.get("actions")
+        if actions is not None:
+            self.rt.spawn(after_call(actions, self.admission.call_id), "call-summary")
 
     async def _send(self, text: str) -> None:
         if self.ws.closed:
@@ -181,7 +197,8 @@ class CallSession:
         if self._media_offset is None or offset < self._media_offset:
             self._media_offset = offset
         loop = asyncio.get_running_loop()
-        probabilities = await loop.run_in_executor(None, self.listener.feed, media.payload)
+        probabilities = await loop.run_in_executor(self.rt.audio_executor, self.listener.feed,
+                                                   media.payload)
         for p in probabilities:
             if p >= 0.5:
                 self._last_activity = time.monotonic()
@@ -415,12 +432,17 @@ class CallSession:
         self._last_activity = time.monotonic()
 
     async def _on_dtmf(self, digit: str) -> None:
-        key, operator = self.settings.twilio.operator_key, self.settings.twilio.operator_number
         log.info("DTMF %s", digit)
-        if key and digit == key and operator:
-            await self._interrupt()
-            await self._say(PHRASES["transfer"])
-            raise EndCall("transferred", "transfer", operator)
+        if not self.settings.twilio.operator_key or digit != self.settings.twilio.operator_key:
+            return
+        await self._interrupt()
+        decision = decide_transfer(self.settings, datetime.now(timezone.utc))
+        if not decision.allowed:
+            log.info("operator key pressed, no transfer (%s): taking a message", decision.reason)
+            await self._say(PHRASES["no_transfer"])
+            return
+        await self._say(PHRASES["transfer"])
+        raise EndCall("transferred", "transfer", decision.target)
 
     async def _watchdog(self) -> None:
         s = self.settings.call

@@ -52,7 +52,8 @@ class EngineOptions:
     filler_after_ms: int = 1000    # on a call: "one moment" if nothing to say by then
     tool_moment_ms: int = 700      # on a call: "one moment" when a tool takes longer
     filler_gap_ms: int = 3000      # never two fillers closer than this
-    kb_passages: bool = True       # attach knowledge-base passages to every user turn
+    kb_passages: bool = True       # attach knowledge-base passages to every user turn ...
+    kb_passage_chars: int = 1200   # ... at most this much text (~300 tokens of prefill)
     prefill_local: bool = True     # keep the local model's KV cache on the latest conversation
 
 
@@ -263,7 +264,8 @@ class Conversation:
             ctx.customer = await engine.memory.update_customer(self.customer.id,
                                                                language=language)
         passages = await self._passages(user_text)
-        user = ChatMessage("user", user_text, context=turn_context(passages, language))
+        user = ChatMessage("user", user_text, context=turn_context(
+            passages, language, engine.options.kb_passage_chars))
         self._history.append(ChatMessage("user", user_text))
         queue: asyncio.Queue[Any] = asyncio.Queue()
         producer = asyncio.create_task(self._produce(user, queue, turn), name="reply")

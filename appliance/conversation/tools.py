@@ -230,17 +230,24 @@ async def _kb_search(ctx: ToolContext, args: dict[str, Any]) -> str:
     return format_passages(hits)
 
 
-def format_passages(hits: Iterable[Any], max_chars: int = 600) -> str:
-    """Passages for the model: appliance.kb's own `for_prompt()` form when the hit has it."""
-    out = []
+def format_passages(hits: Iterable[Any], max_chars: int = 600, total_chars: int = 2400) -> str:
+    """Passages for the model: appliance.kb's own `for_prompt()` form when the hit has it.
+    Each is cut at `max_chars`, and passages stop at `total_chars` (every character costs the
+    local model prefill time on every turn)."""
+    out: list[str] = []
+    used = 0
     for hit in hits:
         if hasattr(hit, "for_prompt"):
             text = hit.for_prompt()
         else:
             text = f"[{getattr(hit, 'source', '')}]\n{hit.text}"
-        if len(text) > max_chars:
-            text = text[:max_chars].rsplit(" ", 1)[0] + " ..."
+        limit = min(max_chars, total_chars - used)
+        if limit < 80 and out:
+            break
+        if len(text) > limit:
+            text = text[:limit].rsplit(" ", 1)[0] + " ..."
         out.append(text)
+        used += len(text)
     return "\n\n".join(out)
 
 

@@ -14,7 +14,7 @@ from typing import Iterator, TextIO
 from ..config import Settings
 from ..store.db import Database
 from .embed import Embedder, EmbeddingError
-from .index import IngestProgress, IngestReport, Indexer, KbError, read_stats
+from .index import Indexer, IngestProgress, IngestReport, KbError, read_stats
 from .search import MODES, KnowledgeBase
 
 
@@ -76,7 +76,10 @@ class ProgressBar:
         filled = self.width * event.files_done // event.files_total
         bar = "#" * filled + "-" * (self.width - filled)
         name = event.path if len(event.path) <= 40 else "..." + event.path[-37:]
-        self.stream.write(f"\r[{bar}] {event.files_done}/{event.files_total} {name:<40}")
+        inner = (f" {event.passages_done}/{event.passages_total} passages"
+                 if event.passages_total else "")
+        self.stream.write(f"\r[{bar}] {event.files_done}/{event.files_total} "
+                          f"{name + inner:<60}")
         if not event.path:
             self.stream.write("\n")
         self.stream.flush()

@@ -30,11 +30,20 @@ import numpy as np
 from ..store.db import Database
 from . import text as textmod
 from .embed import TextEmbedder
-from .sources import MAX_FILE_BYTES, Passage, SourceSkipped, SourceWarning, kind_of, parse_source
+from .sources import (
+    MAX_FILE_BYTES,
+    Passage,
+    SourceSkipped,
+    SourceWarning,
+    kind_of,
+    parse_source,
+    too_large,
+)
 
 log = logging.getLogger(__name__)
 
 VEC_TABLE = "kb_vec"
+EMBED_BATCH = 16          # passages per embedding call (and per progress report)
 
 
 class KbError(Exception):
@@ -50,6 +59,8 @@ class IngestProgress:
     files_done: int
     files_total: int
     path: str               # the file being worked on ("" when finished)
+    passages_done: int = 0  # passages of that file embedded so far
+    passages_total: int = 0
 
 
 ProgressCallback = Callable[[IngestProgress], None]
@@ -121,9 +132,12 @@ class Indexer:
             lambda c: c.execute("SELECT * FROM kb_files").fetchall())}
         present = set(files)
         for done, rel in enumerate(files):
-            if progress:
-                progress(IngestProgress(done, len(files), rel))
-            self._ingest_file(directory, rel, known.get(rel), report)
+            def embedded(n: int, total: int, done: int = done, rel: str = rel) -> None:
+                if progress:
+                    progress(IngestProgress(done, len(files), rel, n, total))
+
+            embedded(0, 0)
+            self._ingest_file(directory, rel, known.get(rel), report, embedded)
         for rel in sorted(set(known) - present):
             self.db.write_sync(lambda c, rel=rel: self._delete_file(c, rel))
             report.removed.append(rel)
@@ -161,13 +175,19 @@ class Indexer:
     # -- one file ------------------------------------------------------------------------------
 
     def _ingest_file(self, directory: Path, rel: str, known: sqlite3.Row | None,
-                     report: IngestReport) -> None:
+                     report: IngestReport, embedded: Callable[[int, int], object]) -> None:
         if kind_of(rel) is None:
             report.skipped.append((rel, f"unsupported file type {Path(rel).suffix or '(none)'}"))
             log.warning("kb: %s skipped: not a .csv, .tsv, .md or .txt file", rel)
             return
         try:
+            size = (directory / rel).stat().st_size
+            if size > self.max_file_bytes:      # refuse before reading it into memory
+                raise too_large(rel, size, self.max_file_bytes)
             data = (directory / rel).read_bytes()
+        except SourceSkipped as exc:
+            self._skip(report, rel, known, exc.reason, str(exc), exc)
+            return
         except OSError as exc:
             self._skip(report, rel, known, "unreadable", f"cannot be read: {exc.strerror}")
             return
@@ -185,7 +205,7 @@ class Indexer:
         for warning in parsed.warnings:
             log.warning("kb: %s", warning)
         report.warnings.extend(parsed.warnings)
-        vectors = self._vectors(parsed.passages, report)
+        vectors = self._vectors(parsed.passages, report, embedded)
         self.db.write_sync(lambda c: self._replace_file(
             c, rel, digest, len(data), parsed.kind, parsed.passages, vectors,
             len(parsed.warnings)))
@@ -202,7 +222,8 @@ class Indexer:
         report.warnings.append(warning)
         log.warning("kb: skipped %s", warning)
 
-    def _vectors(self, passages: list[Passage], report: IngestReport) -> np.ndarray | None:
+    def _vectors(self, passages: list[Passage], report: IngestReport,
+                 embedded: Callable[[int, int], object]) -> np.ndarray | None:
         if self.embedder is None or not passages:
             return None
         hashes = [p.content_hash() for p in passages]
@@ -212,9 +233,11 @@ class Indexer:
         for i, h in enumerate(hashes):
             if h in reused:
                 out[i] = reused[h]
-        if missing:
-            fresh = self.embedder.embed_passages([passages[i].embedding_text() for i in missing])
-            out[missing] = fresh
+        for start in range(0, len(missing), EMBED_BATCH):
+            chunk = missing[start:start + EMBED_BATCH]
+            out[chunk] = self.embedder.embed_passages(
+                [passages[i].embedding_text() for i in chunk], batch=EMBED_BATCH)
+            embedded(start + len(chunk), len(missing))
         report.passages_embedded += len(missing)
         report.passages_reused += len(passages) - len(missing)
         return out

@@ -4,18 +4,18 @@ Three retrievers each return their best ``candidates`` passages:
 
 - ``bm25``: FTS5 BM25 over normalised words (OR of the question's informative words and their
   variants; title weighted above body);
-- ``trigram``: FTS5 BM25 over character trigrams of the same words (misspellings, word forms,
-  partial SKUs);
+- ``trigram``: FTS5 BM25 over character trigrams of the question's words that the index does
+  not know (misspellings, other word forms, partial SKUs); known words are BM25's job;
 - ``vector``: cosine nearest neighbours in the sqlite-vec table.
 
 They are fused by reciprocal rank (RRF, k=60): score = sum over retrievers of 1 / (60 + rank).
 
 Ranks say nothing about whether anything answers the question, so a floor decides that from two
-absolute signals, computed for every candidate: its cosine ``similarity`` to the question and its
-word ``coverage`` (the IDF-weighted share of the question's informative words found in it,
-allowing word forms and typos). A hit is returned only if similarity >= ``min_similarity`` or
-coverage >= ``min_coverage``; when nothing clears the floor the answer is an empty list, and the
-bot should say it does not know.
+absolute signals: a passage's cosine ``similarity`` to the question and its word ``coverage``
+(the IDF-weighted share of the question's informative words found in it, allowing word forms
+and typos). Going down the fused ranking, a passage is returned only if similarity >=
+``min_similarity`` or coverage >= ``min_coverage``, until ``k`` are found; when nothing clears
+the floor the answer is an empty list, and the bot should say it does not know.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import json
 import logging
 import math
 import sqlite3
+import time
 from dataclasses import dataclass, field
 from typing import Literal, Mapping
 
@@ -53,7 +54,7 @@ DEFAULT_MIN_COVERAGE = 0.6
 # available; the others are starting points: `appliance kb search` prints similarities.
 DEFAULT_MIN_SIMILARITY: tuple[tuple[str, float], ...] = (
     ("minilm", 0.5),
-    ("e5", 0.82),
+    ("e5-", 0.82),
     ("embeddinggemma", 0.45),
 )
 FALLBACK_MIN_SIMILARITY = 0.5
@@ -104,12 +105,6 @@ class Hit:
         return f"{head}\n{self.text}"
 
 
-@dataclass(frozen=True)
-class _Candidate:
-    ranks: dict[str, int]
-    similarity: float | None
-
-
 class KnowledgeBase:
     """Search the knowledge base. ``search`` blocks: call it from a worker thread.
 
@@ -141,10 +136,16 @@ class KnowledgeBase:
             raise ValueError(f"unknown search mode {mode!r}; one of {', '.join(MODES)}")
         k = k or self.top_k
         retrievers = _RETRIEVERS[mode]
+        started = time.perf_counter()
         vector = None
         if "vector" in retrievers and self.embedder is not None and query.strip():
             vector = self.embedder.embed_query(query)
-        return self.db.read_sync(lambda c: self._search(c, query, k, retrievers, vector))
+        embedded = time.perf_counter()
+        hits = self.db.read_sync(lambda c: self._search(c, query, k, retrievers, vector))
+        log.debug("kb search (%s, %d characters): %d hits, embedding %.1f ms, search %.1f ms",
+                  mode, len(query), len(hits), (embedded - started) * 1000,
+                  (time.perf_counter() - embedded) * 1000)
+        return hits
 
     # -- inside one read ---------------------------------------------------------------------
 

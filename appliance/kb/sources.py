@@ -92,8 +92,7 @@ def parse_source(path: str, data: bytes, max_bytes: int = MAX_FILE_BYTES) -> Par
         raise SourceSkipped(path, "unsupported",
                             f"unsupported file type {suffix}; use .csv, .tsv, .md or .txt")
     if len(data) > max_bytes:
-        raise SourceSkipped(path, "too_large", f"file is {len(data) / 1e6:.1f} MB, over the "
-                                               f"{max_bytes / 1e6:.1f} MB limit; split it")
+        raise too_large(path, len(data), max_bytes)
     if b"\x00" in data[:8192]:
         raise SourceSkipped(path, "binary", "binary file (NUL bytes), not text",
                             line=data[:8192].count(b"\n", 0, data.index(b"\x00")) + 1)
@@ -107,6 +106,11 @@ def parse_source(path: str, data: bytes, max_bytes: int = MAX_FILE_BYTES) -> Par
     if kind == "markdown":
         return ParsedSource(kind, split_markdown(text, stem))
     return ParsedSource(kind, split_text(text, stem))
+
+
+def too_large(path: str, size: int, max_bytes: int) -> SourceSkipped:
+    return SourceSkipped(path, "too_large", f"file is {size / 1e6:.1f} MB, over the "
+                                            f"{max_bytes / 1e6:.1f} MB limit; split it")
 
 
 def decode(path: str, data: bytes) -> str:
@@ -150,13 +154,13 @@ def parse_csv(path: str, text: str) -> ParsedSource:
                 path, start, f"row has {len(cells)} fields, the header has {len(header)}; "
                              "row skipped"))
             continue
-        too_long = [h for h, c in zip(header, cells) if len(c) > MAX_CSV_FIELD_CHARS]
+        too_long = [h for h, c in zip(header, cells, strict=True) if len(c) > MAX_CSV_FIELD_CHARS]
         if too_long:
             warnings.append(SourceWarning(path, start, f"field {too_long[0]!r} is longer than "
                                                        f"{MAX_CSV_FIELD_CHARS} characters; "
                                                        "row skipped"))
             continue
-        fields = {h: c.strip() for h, c in zip(header, cells) if c.strip()}
+        fields = {h: c.strip() for h, c in zip(header, cells, strict=True) if c.strip()}
         body = "\n".join(f"{name}: {value}" for name, value in fields.items())
         passages.append(Passage(
             ordinal=len(passages), title=_row_title(header, fields), text=body,

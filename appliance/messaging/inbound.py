@@ -106,8 +106,9 @@ class Responder:
                               self._drafts(msg.channel, "reply", text), results),
                       conversation, reply)
 
-    async def _media(self, msg: InboundRow, language_hint: str | None
-                     ) -> tuple[list[str], list[notices.Notice], tuple[MediaResult, ...], str | None]:
+    async def _media(self, msg: InboundRow, language_hint: str | None) -> tuple[
+            list[str], list[notices.Notice], tuple[MediaResult, ...], str | None]:
+        """(transcripts, notices to send, what happened to each item, language heard)"""
         texts: list[str] = []
         notes: list[notices.Notice] = []
         results: list[MediaResult] = []

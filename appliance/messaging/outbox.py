@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import logging
 import random
 from dataclasses import dataclass, field
@@ -37,6 +38,7 @@ from ..config import Settings
 from ..logs import log_context, mask_phone
 from ..store.db import Database
 from . import store, window
+from .format import render
 
 log = logging.getLogger(__name__)
 # The library logs every request and response (URLs with phone numbers) at INFO: keep that for
@@ -164,9 +166,11 @@ class Outbox:
     async def start(self) -> None:
         self._client = make_client(self.settings, self.options.request_timeout_s)
         if self._client is None:
-            log.error("outbox: [twilio] account_sid or TWILIO_AUTH_TOKEN missing; messages are "
-                      "kept and sent once they are configured")
-        resumed = await self.db.write(lambda c: store.resume_in_flight(c, self._clock()))
+            log.warning("outbox: [twilio] account_sid or TWILIO_AUTH_TOKEN missing; messages "
+                        "are kept and sent once they are configured")
+        # The lookup waits a moment: Twilio's list may lag a message it has just accepted.
+        look_at = self._clock() + timedelta(seconds=self.options.retry.base_s)
+        resumed = await self.db.write(lambda c: store.resume_in_flight(c, look_at))
         if resumed:
             log.warning("outbox: %d message(s) were in flight when the process stopped; "
                         "checking Twilio before sending any of them again", resumed)
@@ -188,15 +192,30 @@ class Outbox:
         """Something was queued or changed: look at the table now."""
         self._wake.set()
 
-    async def enqueue(self, *, channel: str, phone: str, to_address: str, from_address: str,
-                      text: str, purpose: str = "proactive") -> list[int]:
-        """Queue a message nobody asked for (formatted for ``channel`` by the caller)."""
-        from .format import render
-
+    async def enqueue(self, phone: str, channel: str, text: str, *,
+                      purpose: str = "proactive", from_address: str = "") -> list[int]:
+        """Queue a message nobody asked for (a reminder, a note to the owner): formatted for
+        ``channel`` ("whatsapp" or "sms") like a reply, sent in order after anything already
+        queued for ``phone``, from ``[messaging] whatsapp_from`` / ``sms_from`` unless
+        ``from_address`` is given. Outside WhatsApp's 24-hour window it goes out as the
+        configured template, or fails with the reason (see window.py)."""
+        phone = phone.removeprefix("whatsapp:")
+        if channel not in ("whatsapp", "sms"):
+            raise ValueError(f"channel must be whatsapp or sms, not {channel!r}")
+        m = self.settings.messaging
+        sender = from_address or (m.whatsapp_from if channel == "whatsapp" else m.sms_from)
+        if not sender:
+            raise ValueError(f"no sender: set [messaging] "
+                             f"{'whatsapp_from' if channel == 'whatsapp' else 'sms_from'}")
+        if channel == "whatsapp" and not sender.startswith("whatsapp:"):
+            sender = f"whatsapp:{sender}"
+        to = f"whatsapp:{phone}" if channel == "whatsapp" else phone
         bodies = render(channel, text)
+        if not bodies:
+            raise ValueError("nothing to send: the text is empty")
         ids = await self.db.write(lambda c: store.enqueue(
-            c, channel=channel, phone=phone, to_address=to_address, from_address=from_address,
-            bodies=bodies, purpose=purpose, now=self._clock()))
+            c, channel=channel, phone=phone, to_address=to, from_address=sender, bodies=bodies,
+            purpose=purpose, now=self._clock()))
         self.notify()
         return ids
 
@@ -219,10 +238,8 @@ class Outbox:
             except Exception:  # noqa: BLE001 - a bad row or a db hiccup must not stop the outbox
                 log.exception("outbox: dispatch failed; trying again shortly")
                 wait = min(self.options.poll_s, 5.0)
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=wait)
-            except TimeoutError:
-                pass
 
     async def _dispatch(self) -> float:
         """Start a send for every customer whose next message is due; seconds to the next."""
@@ -328,13 +345,14 @@ class Outbox:
                                                  page_size=50),
                 self.options.request_timeout_s)
             found = [m for m in page if _same_message(m, row, since)]
-        except Exception as exc:  # noqa: BLE001 - any failure: ask again later; CancelledError passes
+        except Exception as exc:  # noqa: BLE001 - ask again later; CancelledError passes
             now = self._clock()
             next_at = now + timedelta(seconds=policy.delay_s(row.attempts))
-            log.warning("message %d: cannot look it up in Twilio (%s: %s); asking again at %s",
-                        row.id, type(exc).__name__, exc, store.iso(next_at))
+            reason = f"lookup failed: {type(exc).__name__}: {exc}"
+            log.warning("message %d: %s; asking Twilio again at %s", row.id, reason,
+                        store.iso(next_at))
             await self.db.write(lambda c: store.mark_retry(
-                c, row.id, "unknown", f"lookup failed: {exc}", None, next_at, now))
+                c, row.id, "unknown", reason, None, next_at, now))
             return
         taken = await self.db.read(lambda c: store.sids_taken(c, [m.sid for m in found]))
         match = next((m for m in sorted(found, key=_created) if m.sid not in taken), None)

@@ -151,7 +151,7 @@ _OUT_COLUMNS = ("o.id, o.in_id, i.message_sid AS in_sid, o.part, o.purpose, o.ch
 
 
 def _out_row(row: sqlite3.Row) -> OutRow:
-    return OutRow(**{key: row[key] for key in row.keys()})
+    return OutRow(**dict(row))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -260,13 +260,13 @@ def enqueue(conn: sqlite3.Connection, *, channel: str, phone: str, to_address: s
     return ids
 
 
-def resume_in_flight(conn: sqlite3.Connection, now: datetime) -> int:
+def resume_in_flight(conn: sqlite3.Connection, look_at: datetime) -> int:
     """At start-up: a row still 'sending' was in flight when the process died. Twilio may have
-    it, so it becomes 'unknown' and is looked up before anything is sent again."""
+    it, so it becomes 'unknown' and is looked up (at ``look_at``) before any new attempt."""
     return conn.execute(
         "UPDATE messages_out SET state = 'unknown', next_attempt_at = ?, updated_at = ?, "
         "error = 'in flight when the process stopped' WHERE state = 'sending'",
-        (iso(now), iso(now))).rowcount
+        (iso(look_at), iso(utcnow()), )).rowcount
 
 
 def heads(conn: sqlite3.Connection) -> list[OutRow]:

@@ -2,10 +2,16 @@
 ``whatsapp:+972...``) and ``POST /message-status`` (Twilio's status callback).
 
 ``/message`` checks the signature, validates the fields, stores the message (keyed by
-MessageSid, so a retried webhook is recognised) and answers an empty ``<Response/>`` at once;
-the answer always goes out afterwards through the outbox (see outbox.py for why that is the
-one path). Nothing is written unless the request is signed and complete: a forged signature
-gets 403, a missing or malformed field 400, an oversized body 413 (aiohttp's own limit, or
+MessageSid, so a retried webhook is recognised) and answers an empty ``<Response/>`` at once
+(within ``[messaging] reply_deadline_s`` at worst: past it, 503 and Twilio's retry is
+deduplicated). The answer always goes out afterwards through the outbox, never as TwiML: a
+TwiML ``<Message>`` is lost if the HTTP answer is (crash after commit, tunnel drop, Twilio's
+15 s limit), gets no SID and no status callback, and could overtake or trail REST-sent
+replies; one path gives ordering, retries, delivery status and crash safety for the price of
+one REST request per reply.
+
+Nothing is written unless the request is signed and complete: a forged signature gets 403, a
+missing or malformed field 400, an oversized body 413 (aiohttp's own limit, or
 ``MAX_BODY_CHARS`` for the Body field).
 
 ``add_routes`` also starts the outbox, the per-customer workers and the media downloader on

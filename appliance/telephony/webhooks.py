@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from ..actions.handover import record_dial_result
 from ..logs import log_context
 from . import twiml
 from .guard import TwilioGuard
@@ -109,6 +110,12 @@ class VoiceWebhooks:
         call_sid = params.get("CallSid", "")
         with log_context(call_sid):
             log.info("transfer result: %s", status)
+            actions = self.rt.extras.get("actions")
+            if actions is not None:
+                row = await self.rt.db.fetchone("SELECT id, customer_id FROM calls WHERE "
+                                                "call_sid = ?", (call_sid,))
+                await record_dial_result(actions, row["id"] if row else None,
+                                         row["customer_id"] if row else None, status)
             if status == "completed":
                 response = twiml.VoiceResponse()
                 response.hangup()

@@ -163,7 +163,8 @@ class FakeTwilio:
 
     # -- inspection ----------------------------------------------------------------------------
     def creates(self) -> list[Recorded]:
-        return [r for r in self.requests if r.method == "POST" and r.path.endswith("/Messages.json")]
+        return [r for r in self.requests
+                if r.method == "POST" and r.path.endswith("/Messages.json")]
 
     def sent_to(self, to: str) -> list[FakeMessage]:
         return [m for m in self.messages if m.to == to]
