@@ -2,34 +2,22 @@
 
 from __future__ import annotations
 
-import importlib
-
 from aiohttp import web
 
+from .actions import routes as calendar_routes
+from .messaging import webhooks as messaging_routes
 from .runtime import Runtime
+from .telephony import stream as media_stream_routes
+from .telephony import webhooks as voice_routes
 
 RUNTIME = web.AppKey("runtime", Runtime)
-
-# Each module exports `add_routes(app: web.Application, runtime: Runtime) -> None`.
-ROUTE_MODULES = (
-    "appliance.telephony.webhooks",
-    "appliance.telephony.stream",
-    "appliance.messaging.webhooks",
-    "appliance.actions.routes",
-)
 
 
 def build_app(runtime: Runtime) -> web.Application:
     app = web.Application(client_max_size=1024 * 1024)
     app[RUNTIME] = runtime
     app.router.add_get("/healthz", healthz)
-    for name in ROUTE_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name and name.startswith(exc.name):
-                continue
-            raise
+    for module in (voice_routes, media_stream_routes, messaging_routes, calendar_routes):
         module.add_routes(app, runtime)
     return app
 

@@ -8,21 +8,11 @@ Commands that must work without a valid configuration (doctor, models) set `need
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import sys
 from pathlib import Path
 
 from .config import ConfigError, Settings, load_settings
-
-# Modules that add commands; a module that is not there yet is skipped.
-COMMAND_MODULES = (
-    "appliance.kb.commands",
-    "appliance.conversation.commands",
-    "appliance.call.simulate",
-    "appliance.actions.commands",
-)
-
 
 def default_config_path() -> str:
     return os.environ.get("APPLIANCE_CONFIG", "config.ini")
@@ -53,13 +43,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("names", nargs="*", help="model names (default: the default set)")
         p.set_defaults(handler=_models, needs_settings=False)
 
-    for module_name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name and module_name.startswith(exc.name):
-                continue
-            raise
+    from .actions import commands as customer_commands
+    from .call import simulate
+    from .conversation import commands as chat_commands
+    from .kb import commands as kb_commands
+
+    for module in (kb_commands, chat_commands, simulate, customer_commands):
         module.register(sub)
     return parser
 

@@ -15,7 +15,9 @@ import sys
 from typing import Iterator
 
 _context_id: contextvars.ContextVar[str] = contextvars.ContextVar("log_context_id", default="-")
-_PHONE = re.compile(r"(?<![\w])(\+?\d[\d\- ]{6,}\d)")
+# E.164 numbers ("+972501234567", also after "whatsapp:") and bare runs of 9-15 digits; not dates,
+# times or ids with letters.
+_PHONE = re.compile(r"(?<![\w+])(\+\d{7,15}|\d{9,15})(?!\w)")
 
 
 def mask_phone(number: str) -> str:
@@ -70,5 +72,5 @@ def setup_logging(level: str = "info", stream=sys.stderr) -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(numeric)
-    for noisy in ("aiohttp.access", "httpx", "httpcore", "google_genai", "twilio.http_client"):
+    for noisy in ("aiohttp.access", "httpx", "httpcore", "google_genai", "twilio"):
         logging.getLogger(noisy).setLevel(max(numeric, logging.WARNING))

@@ -3,7 +3,8 @@
 `Rig` starts the Gemini stand-in (bench/gemini_proc.py) and the appliance (bench/child.py) as
 processes of their own, with the shipped config.ini in which only the model paths, the port, the
 database and the public URL are replaced. `Rig.call()` runs one call with the Twilio stand-in of
-`appliance simulate` (appliance/call/simulate.py) in this process, then joins three views of each
+`appliance simulate` (appliance/call/simulate.py, with Twilio's media clock: bench/caller.py)
+in this process, then joins three views of each
 caller turn: the caller's (what the stand-in received, on its clock), the server's stored row
 (`call_turns`) and the server's per-piece record (bench/child.py).
 """
@@ -22,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from appliance.call.simulate import CallerTurn, SimResult, simulate_call
+from .caller import CallerTurn, SimResult, simulate_call
 
 from .models import BenchModels
 
@@ -114,6 +115,12 @@ class _Proc:
         self.info = json.loads(line)
         return self.info
 
+    async def send(self, line: str, timeout_s: float = 10.0) -> dict[str, Any]:
+        """Send one command line; return the JSON line it answers."""
+        self.proc.stdin.write(line.encode() + b"\n")
+        await self.proc.stdin.drain()
+        return json.loads(await asyncio.wait_for(self.proc.stdout.readline(), timeout_s))
+
     async def stop(self) -> None:
         if self.proc is None:
             return
@@ -153,9 +160,13 @@ class TurnMeasure:
 class Rig:
     """`async with Rig(setup, models, workdir) as rig: await rig.call([...])`."""
 
-    def __init__(self, setup: Setup, models: BenchModels, workdir: Path) -> None:
+    def __init__(self, setup: Setup, models: BenchModels, workdir: Path,
+                 template_db: Path | None = None) -> None:
         self.setup, self.models = setup, models
         self.dir = Path(tempfile.mkdtemp(prefix="rig-", dir=workdir))
+        # The knowledge base indexed once (kb/ with the benchmark's embedding model): later rigs
+        # start from a copy and the appliance skips the unchanged files, as after a restart.
+        self.template_db = template_db
         self.record = self.dir / "calls.jsonl"
         self.gemini: _Proc | None = None
         self.app: _Proc | None = None
@@ -176,6 +187,8 @@ class Rig:
             env["GEMINI_API_KEY"] = "bench-key"
         config = self.dir / "config.ini"
         write_config(config, self.setup, self.models, gemini_url)
+        if self.template_db is not None and self.template_db.is_file():
+            _backup(self.template_db, self.dir / "appliance.db")
         args = ["-m", "bench.child", str(config), str(self.record)]
         if self.setup.instant:
             args += ["--instant", self.setup.instant]
@@ -186,7 +199,14 @@ class Rig:
         if not self.start_info.get("ready"):
             await self.__aexit__()
             raise RuntimeError(f"appliance not ready: {self.start_info}")
+        if self.template_db is not None and not self.template_db.is_file():
+            _backup(self.dir / "appliance.db", self.template_db)
         return self
+
+    async def gemini_set(self, **values: float) -> None:
+        """Change the Gemini stand-in between calls: ttft=0.8, rate=150, long=1."""
+        for key, value in values.items():
+            await self.gemini.send(f"{key} {value}")
 
     async def __aexit__(self, *exc: object) -> None:
         for proc in (self.app, self.gemini):
@@ -232,6 +252,16 @@ class Rig:
         finally:
             conn.close()
         return [dict(r) for r in rows]
+
+
+def _backup(source: Path, target: Path) -> None:
+    """Copy a live SQLite database (WAL included) with SQLite's backup API."""
+    src, dst = sqlite3.connect(source), sqlite3.connect(target)
+    try:
+        src.backup(dst)
+    finally:
+        src.close()
+        dst.close()
 
 
 def _turn_start(turn: CallerTurn, end_of_speech_at: float) -> float:

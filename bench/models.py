@@ -35,7 +35,7 @@ EMBED_NAME = "embeddinggemma-300m-shape-bert-q8_0.gguf"
 @dataclass(frozen=True)
 class BenchModels:
     whisper: dict[str, Path]     # "tiny", "base"
-    chat: dict[str, Path]        # "qwen1.5b", "qwen0.5b"
+    chat: dict[str, Path]        # "qwen1.5b", "qwen0.5b"; "test" (tiny) where it is unused
     embedding: Path
     voice: Path
 
@@ -133,7 +133,7 @@ def ensure(outdir: Path = CACHE, chats: tuple[str, ...] = ("qwen1.5b", "qwen0.5b
     from .vits_voice import make_voice
 
     outdir = Path(outdir)
-    chat = {}
+    chat = {"test": tm.make_chat_gguf(outdir, shape="test")}
     if "qwen1.5b" in chats:
         chat["qwen1.5b"] = _chat_1_5b(outdir)
     if "qwen0.5b" in chats:

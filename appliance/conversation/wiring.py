@@ -11,6 +11,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
+from ..actions.wiring import register_actions
 from ..kb.embed import Embedder
 from ..kb.index import Indexer, KbError
 from ..kb.search import KnowledgeBase
@@ -41,7 +42,7 @@ async def build_engine(rt: "Runtime") -> None:
         log.error("no language model: set GEMINI_API_KEY or download the local model")
         return
     tools = ToolRegistry.default()
-    _register_business_tools(rt, tools)
+    register_actions(rt, tools)        # appointments, messages, follow-ups, hand-over
     rt.engine = Engine(s, rt.db, models, tools, kb=rt.kb)
     await rt.engine.start()
     rt._closers.append(rt.engine.close)
@@ -56,12 +57,3 @@ async def _index(rt: "Runtime") -> None:
         return
     log.info("knowledge base: %d added, %d updated, %d removed", len(report.added),
              len(report.updated), len(report.removed))
-
-
-def _register_business_tools(rt: "Runtime", tools: ToolRegistry) -> None:
-    """The business actions (appointments, messages, follow-ups) when that package is there."""
-    try:
-        from ..actions.wiring import register_actions
-    except ImportError:
-        return
-    register_actions(rt, tools)

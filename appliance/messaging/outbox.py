@@ -327,9 +327,10 @@ class Outbox:
             return
         state = "pending" if failure.action == "retry" else "unknown"
         next_at = now + timedelta(seconds=policy.delay_s(job.attempts))
-        log.warning("message %d attempt %d: %s; %s at %s", job.id, job.attempts,
+        log.warning("message %d attempt %d: %s; %s in %.1f s", job.id, job.attempts,
                     failure.message, "retrying" if state == "pending" else
-                    "outcome unknown, checking Twilio before any retry", store.iso(next_at))
+                    "outcome unknown, checking Twilio before any retry",
+                    (next_at - now).total_seconds())
         await self.db.write(lambda c: store.mark_retry(c, job.id, state, failure.message,
                                                        failure.code, next_at, now))
 
@@ -349,8 +350,8 @@ class Outbox:
             now = self._clock()
             next_at = now + timedelta(seconds=policy.delay_s(row.attempts))
             reason = f"lookup failed: {type(exc).__name__}: {exc}"
-            log.warning("message %d: %s; asking Twilio again at %s", row.id, reason,
-                        store.iso(next_at))
+            log.warning("message %d: %s; asking Twilio again in %.1f s", row.id, reason,
+                        (next_at - now).total_seconds())
             await self.db.write(lambda c: store.mark_retry(
                 c, row.id, "unknown", reason, None, next_at, now))
             return
