@@ -9,8 +9,15 @@ second early and the stored turn_latency and overhead_ms grow by that much.
 
 Until simulate.py keeps one schedule for the whole stream, the benchmark runs the same stream
 logic with one schedule (frame k is due at t0 + 20 ms * k, whatever was sent before), which is
-what this module installs: `simulate_call` is simulate's own (webhook, signatures, TwiML, the
-<Connect> action); only its `_run_stream` is replaced, and only in this process.
+what `install()` puts in place: `simulate_call` is simulate's own (webhook, signatures, TwiML,
+the <Connect> action); only its `_run_stream` is replaced, in this process, while a benchmark
+rig runs (bench/harness.py).
+
+One addition: simulate's caller speaks again once the bot has been quiet for 0.6 s. When a reply
+starts with a "one moment" filler and the answer takes longer than that (the local model), the
+caller would talk over the answer. `reply_done(call_sid, turns_spoken) -> bool`, when set, must
+also be true before the caller goes on (the benchmark asks the server's database whether the
+reply to the last turn has been stored, i.e. fully played).
 """
 
 from __future__ import annotations
@@ -20,15 +27,26 @@ import base64
 import json
 import secrets
 import time
+from collections.abc import Callable
 
 import aiohttp
 
-from appliance.call import simulate as _sim
-from appliance.call.simulate import (FRAME_S, SILENCE, CallerTurn, SimResult, TurnResult,
-                                     _Playback, read_wav_ulaw, simulate_call)
 from appliance.audio.codec import ULAW_FRAME_BYTES
+from appliance.call import simulate as _sim
+from appliance.call.simulate import (
+    FRAME_S,
+    SILENCE,
+    CallerTurn,
+    SimResult,
+    TurnResult,
+    _Playback,
+    read_wav_ulaw,
+    simulate_call,
+)
 
 __all__ = ["CallerTurn", "SimResult", "simulate_call"]
+
+reply_done: Callable[[str, int], bool] | None = None
 
 
 async def _run_stream_steady(ws, result: SimResult, custom: dict, call_sid: str,
@@ -114,7 +132,8 @@ async def _run_stream_steady(ws, result: SimResult, custom: dict, call_sid: str,
 
     def bot_quiet(min_quiet_s: float = 0.6):
         return lambda: (bot_started.is_set() and not playback.queue and
-                        time.monotonic() - playback.last_audio_at > min_quiet_s)
+                        time.monotonic() - playback.last_audio_at > min_quiet_s and
+                        (reply_done is None or reply_done(call_sid, len(current))))
 
     try:
         await silence_until(bot_quiet(), greeting_timeout_s)
@@ -154,4 +173,14 @@ async def _run_stream_steady(ws, result: SimResult, custom: dict, call_sid: str,
     result.turns = current
 
 
-_sim._run_stream = _run_stream_steady
+_original = _sim._run_stream
+
+
+def install() -> None:
+    _sim._run_stream = _run_stream_steady
+
+
+def uninstall() -> None:
+    global reply_done
+    _sim._run_stream = _original
+    reply_done = None

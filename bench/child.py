@@ -9,6 +9,9 @@ out), and per reply its raw TurnTimings and its pieces (text, when the first fra
 frames, whether it was a "one moment" filler). CLOCK_MONOTONIC is shared by all processes, so
 these times compare with the caller stand-in's.
 
+``--no-local-prefill`` turns off the engine's background prefill of the local model (which
+runs while Gemini answers and between turns), to show what it costs a cloud turn.
+
 ``--instant all`` swaps speech recognition, the conversation engine and the voice for instant
 stand-ins after start-up (what is left is the appliance's own overhead); ``--instant stt_tts``
 keeps the real engine (Gemini stand-in, knowledge-base search, SQLite) and swaps only the two
@@ -19,23 +22,42 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import logging
 import os
+import time
 import sys
 from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from appliance.call import player as player_mod  # noqa: E402
-from appliance.call import session as session_mod  # noqa: E402
-from appliance.config import load_settings  # noqa: E402
-from appliance.conversation.prompt import FILLERS  # noqa: E402
-from appliance.server import running  # noqa: E402
+from appliance.call import player as player_mod
+from appliance.call import session as session_mod
+from appliance.config import load_settings
+from appliance.conversation.prompt import FILLERS
+from appliance.logs import setup_logging
+from appliance.server import running
 
-from .instant import InstantEngine, InstantRecognizer, InstantSpeaker  # noqa: E402
+from .instant import InstantEngine, InstantRecognizer, InstantSpeaker
 
-log = logging.getLogger("bench.child")
+
+def _append(path: Path, record: dict) -> None:
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+class _LocalRounds(logging.Handler):
+    """The local model's per-round debug line (prompt tokens, cached, first token) -> RECORD."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(logging.DEBUG)
+        self.path = path
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if message.startswith("local round"):
+            _append(self.path, {"local_round": message, "at": time.monotonic()})
 
 
 def _instrument(record_path: Path) -> None:
@@ -67,26 +89,29 @@ def _instrument(record_path: Path) -> None:
                                for p in pieces if p.reply_id == reply_id]})
             record = {"call_sid": self.start.call_sid, "barge_ins": self.barge_ins,
                       "replies": replies, "frames_sent": self.player.frames_sent}
-            with open(record_path, "a", encoding="utf-8") as f:
-                f.write(json.dumps(record) + "\n")
+            _append(record_path, record)
 
+    local_log = logging.getLogger("appliance.llm.local")
+    local_log.addHandler(_LocalRounds(record_path))
+    local_log.setLevel(logging.DEBUG)
     player_mod.Player.new_piece = new_piece
     session_mod.CallSession.run = run
 
 
-async def _serve(config: Path, instant: str | None) -> None:
+async def _serve(settings, instant: str | None, local_prefill: bool) -> None:
     from appliance.call.speech import PhoneSpeech
     from appliance.loaders import _warm_phrases
 
-    settings = load_settings(config)
     async with running(settings) as srv:
         rt = srv.runtime
+        if not local_prefill and rt.engine is not None:   # a diagnostic, not a product setting
+            rt.engine.options = dataclasses.replace(rt.engine.options, prefill_local=False)
         if instant:
             rt.stt = InstantRecognizer(settings.business.language)
             rt.extras["phone_speech"] = PhoneSpeech(InstantSpeaker())
             await _warm_phrases(rt)
             if instant == "all":
-                rt.engine = InstantEngine()
+                rt.engine = InstantEngine(rt.engine)
         health = rt.health()
         print(json.dumps({"url": srv.url, "pid": os.getpid(), "ready": health["ready"],
                           "problems": health["problems"],
@@ -101,11 +126,13 @@ def main() -> int:
     parser.add_argument("config", type=Path)
     parser.add_argument("record", type=Path)
     parser.add_argument("--instant", choices=("all", "stt_tts"))
+    parser.add_argument("--no-local-prefill", action="store_true",
+                        help="keep the local model idle while Gemini answers (diagnostic)")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
-                        format="%(asctime)s child %(levelname)s %(name)s: %(message)s")
+    settings = load_settings(args.config)
+    setup_logging(settings.server.log_level)
     _instrument(args.record)
-    asyncio.run(_serve(args.config, args.instant))
+    asyncio.run(_serve(settings, args.instant, not args.no_local_prefill))
     return 0
 
 

@@ -30,7 +30,6 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from appliance.conversation.engine import Engine, EngineOptions
 from appliance.conversation.events import TextDelta
@@ -77,7 +76,8 @@ SCENARIOS = [
              "the connection drops after 3 chunks (9 words)"),
     Scenario("stall midway", Reply(text=ANSWER, tokens_per_s=60, stall_after=3, stall_s=30),
              f"no data after 3 chunks; the {STALL_TIMEOUT_MS} ms stall limit fires"),
-    Scenario("offline (no API key)", Reply(text=ANSWER), "local model only", offline=True),
+    Scenario("offline (no API key)", Reply(text=ANSWER),
+             "local model only, two earlier turns in the history", offline=True),
 ]
 
 
@@ -105,15 +105,22 @@ async def one_run(scenario: Scenario, local: LocalModel, workdir: Path) -> Run:
         db = await Database.open(workdir / f"bench-{time.monotonic_ns()}.db")
         gemini = None if scenario.offline else GeminiModel(settings.gemini)
         engine = Engine(settings, db, ChatModels(gemini=gemini, local=local),
-                        ToolRegistry.default(), options=EngineOptions(prefill_local=scenario.prefill))
+                        ToolRegistry.default(),
+                        options=EngineOptions(prefill_local=scenario.prefill))
         try:
             await engine.start()
-            conversation = await engine.open("+972501234567", "call")
-            for question, answer in HISTORY:
-                fake.script(Reply(text=answer))
-                await listen(conversation, question)
             if scenario.offline:
-                await listen(conversation, "Thanks.")  # its answer came from the local model
+                # Two earlier turns, as stored (random weights would answer with junk text
+                # several times longer than a real answer).
+                customer = await engine.memory.customer("+972501234567")
+                for question, answer in HISTORY:
+                    for role, text in (("user", question), ("assistant", answer)):
+                        await engine.memory.add_turn(customer.id, "call", None, role, text)
+            conversation = await engine.open("+972501234567", "call")
+            if not scenario.offline:
+                for question, answer in HISTORY:
+                    fake.script(Reply(text=answer))
+                    await listen(conversation, question)
             # The caller listens to the answer and speaks (several seconds on a real call);
             # meanwhile the engine puts the conversation in the local model's cache.
             listening = time.monotonic()

@@ -2,9 +2,10 @@
 stand-ins' work does not delay its clock: ``python -m bench.gemini_proc --ttft 0.3 --rate 200``.
 
 Prints ``{"url": ...}`` when it listens and serves until stdin closes; a line such as
-``ttft 0.8``, ``rate 150`` or ``long 1`` on stdin changes what the next requests get. Every request gets the
-next of REPLIES (or LONG_REPLY with ``--long``) after ``--ttft`` seconds, streamed at
-``--rate`` tokens per second (Gemini 2.5 Flash streams a few hundred tokens per second).
+``ttft 0.8``, ``rate 150`` or ``long 1`` on stdin changes what the next requests get. Every
+request gets the next of REPLIES (or LONG_REPLY with ``--long``) after ``--ttft`` seconds,
+streamed at ``--rate`` tokens per second (Gemini 2.5 Flash streams a few hundred tokens per
+second).
 """
 
 from __future__ import annotations

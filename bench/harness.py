@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import caller
 from .caller import CallerTurn, SimResult, simulate_call
-
 from .models import BenchModels
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,13 +49,15 @@ class Setup:
     long_replies: bool = False        # Gemini stand-in always answers a ~20 s reply
     instant: str | None = None        # None | "all" | "stt_tts" (bench/instant.py)
     max_tokens: int | None = None     # [local_llm] max_tokens (None: the shipped value)
+    local_prefill: bool = True        # False: the engine's background local prefill is off
 
     def label(self) -> str:
         if self.instant == "all":
             return "instant engines"
         brain = (f"cloud, first token {int(self.ttft_s * 1000)} ms" if self.llm == "cloud"
                  else f"local {self.chat}")
-        return f"{brain}, whisper {self.whisper}"
+        return (f"{brain}, whisper {self.whisper}"
+                + ("" if self.local_prefill else ", no background local prefill"))
 
 
 def turn(name: str, barge_in_after_s: float | None = None) -> CallerTurn:
@@ -72,7 +74,7 @@ def write_config(path: Path, setup: Setup, models: BenchModels, gemini_url: str 
         ("server", "port"): "0",
         ("server", "public_url"): PUBLIC_URL,
         ("server", "secrets_file"): str(path.parent / "no-secrets.env"),
-        ("server", "log_level"): "warning",
+        ("server", "log_level"): os.environ.get("BENCH_LOG_LEVEL", "warning"),
         ("storage", "database"): str(path.parent / "appliance.db"),
         ("twilio", "operator_number"): "+15550009999",
         ("stt", "model"): str(models.whisper[setup.whisper]),
@@ -171,8 +173,9 @@ class Rig:
         self.gemini: _Proc | None = None
         self.app: _Proc | None = None
         self.start_info: dict[str, Any] = {}
+        self._stored_cache: dict[str, tuple[float, int]] = {}
 
-    async def __aenter__(self) -> "Rig":
+    async def __aenter__(self) -> Rig:
         env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE", PYTHONPATH=str(ROOT),
                    TWILIO_AUTH_TOKEN=TOKEN)
         env.pop("GEMINI_API_KEY", None)
@@ -192,6 +195,8 @@ class Rig:
         args = ["-m", "bench.child", str(config), str(self.record)]
         if self.setup.instant:
             args += ["--instant", self.setup.instant]
+        if not self.setup.local_prefill:
+            args.append("--no-local-prefill")
         self.app = _Proc(args, self.dir / "appliance.log", env)
         started = time.monotonic()
         self.start_info = await self.app.start(600)
@@ -201,7 +206,31 @@ class Rig:
             raise RuntimeError(f"appliance not ready: {self.start_info}")
         if self.template_db is not None and not self.template_db.is_file():
             _backup(self.dir / "appliance.db", self.template_db)
+        caller.install()
+        caller.reply_done = self._reply_stored
         return self
+
+    def _reply_stored(self, call_sid: str, turns_spoken: int) -> bool:
+        """Has the reply to the caller's last turn been stored (i.e. played to the end)?"""
+        if turns_spoken == 0:
+            return True
+        now = time.monotonic()
+        cached = self._stored_cache.get(call_sid)
+        if cached and cached[1] >= turns_spoken:
+            return True
+        if cached and now - cached[0] < 0.1:
+            return False
+        conn = sqlite3.connect(self.dir / "appliance.db", timeout=1)
+        try:
+            (count,) = conn.execute("SELECT COUNT(*) FROM call_turns t JOIN calls c ON "
+                                    "c.id = t.call_id WHERE c.call_sid = ?", (call_sid,)
+                                    ).fetchone()
+        except sqlite3.Error:
+            count = 0
+        finally:
+            conn.close()
+        self._stored_cache[call_sid] = (now, count)
+        return count >= turns_spoken
 
     async def gemini_set(self, **values: float) -> None:
         """Change the Gemini stand-in between calls: ttft=0.8, rate=150, long=1."""
@@ -209,6 +238,7 @@ class Rig:
             await self.gemini.send(f"{key} {value}")
 
     async def __aexit__(self, *exc: object) -> None:
+        caller.uninstall()
         for proc in (self.app, self.gemini):
             if proc is not None:
                 await proc.stop()
@@ -216,6 +246,21 @@ class Rig:
     @property
     def url(self) -> str:
         return self.start_info["url"]
+
+    def local_rounds(self) -> list[dict[str, Any]]:
+        """The local model's rounds so far: prompt tokens, of which cached, first token ms."""
+        import re
+
+        rounds = []
+        if self.record.is_file():
+            for line in self.record.read_text().splitlines():
+                data = json.loads(line)
+                m = re.search(r"(\d+) prompt tokens \((\d+) cached\), first token (\d+) ms",
+                              data.get("local_round", ""))
+                if m:
+                    rounds.append({"prompt_tokens": int(m[1]), "cached_tokens": int(m[2]),
+                                   "ttft_ms": float(m[3]), "at": data["at"]})
+        return rounds
 
     def rss_mb(self) -> float:
         with open(f"/proc/{self.start_info['pid']}/status") as f:
@@ -237,7 +282,7 @@ class Rig:
             if self.record.is_file():
                 for line in self.record.read_text().splitlines():
                     data = json.loads(line)
-                    if data["call_sid"] == call_sid:
+                    if data.get("call_sid") == call_sid:
                         return data
             await asyncio.sleep(0.1)
         return {"call_sid": call_sid, "barge_ins": [], "replies": []}

@@ -8,7 +8,6 @@ clause splitting, resampling and mu-law, the player, SQLite, the WebSocket), whi
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -51,13 +50,17 @@ class InstantSpeaker:
         return RATE
 
 
-@dataclass
-class _Customer:
-    language: str | None = None
-
-
 class InstantConversation:
-    customer = _Customer()
+    """The real conversation (customer record, history, ...) whose reply is there at once."""
+
+    def __init__(self, inner: Any) -> None:
+        object.__setattr__(self, "_inner", inner)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self._inner, name, value)
 
     async def reply(self, user_text: str, language: str | None = None
                     ) -> AsyncIterator[Any]:
@@ -69,11 +72,17 @@ class InstantConversation:
 
 
 class InstantEngine:
-    """``Engine.open`` returning a conversation whose reply is there at once."""
+    """The real engine, except that its conversations answer at once (``open`` is real: it
+    reads the customer record once per call)."""
 
-    async def open(self, phone: str, channel: str, call_id: int | None = None,
-                   **_: Any) -> InstantConversation:
-        return InstantConversation()
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    async def open(self, *args: Any, **kwargs: Any) -> InstantConversation:
+        return InstantConversation(await self._inner.open(*args, **kwargs))
 
     def status(self) -> dict[str, Any]:
         return {"mode": "instant"}

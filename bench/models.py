@@ -4,7 +4,16 @@
   always emit one phrase), CTranslate2 int8 at load time as the appliance loads them.
 - Chat: Qwen2.5-1.5B's shape (the manifest's default offline model) and Qwen2.5-0.5B's, with
   tests/models.py's GGUF writer. The manifest ships Q4_K_M; gguf-py cannot write k-quants, so
-  these are Q4_0 layers + Q8_0 embeddings (the same 4.5/8.5 bits per weight class).
+  these are Q4_0 layers + Q8_0 embeddings (the same 4.5/8.5 bits per weight class). One change:
+  tests/models.py fills the unused vocabulary with "[unusedN]" tokens, and a random model picks
+  those almost always, so it "says" "[unused3][unused7]..." without a space or a comma: the
+  clause splitter would never find a first clause and the voice would spell brackets. Here the
+  fillers are short pronounceable pseudo-words with a leading space, every 9th followed by a
+  comma and every 14th by a full stop, so the text streams, splits and is spoken like a reply.
+  The compute per token does not depend on which token is sampled. And the ordinary part of
+  the vocabulary is a byte-level BPE trained here (see _trained_bpe): with tests/models.py's
+  vocabulary (bytes and a few words) every prompt is ~3x as many tokens as with Qwen's own
+  tokenizer, which would triple the local model's prefill time.
 - Embedding: the manifest's default is embeddinggemma-300M (Q8_0: 24 layers, 768 wide, FFN
   1152, 262k-token vocabulary). gguf-py cannot write its tokenizer without the real files, so
   the stand-in is a BERT-architecture GGUF with the same depth, width and FFN size, random
@@ -17,6 +26,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,10 +63,105 @@ class BenchModels:
         }
 
 
-def _chat_1_5b(outdir: Path) -> Path:
-    name = "chat-qwen1.5b-shape.gguf"
-    return tm._build_cached(outdir, [name], "chat", {"shape": "qwen1.5b", "seed": 0},
-                            lambda tmp: tm._write_chat_gguf(tmp / name, QWEN_1_5B, 0, True))
+def _pseudo_words(taken: set[str]):
+    """ĠCV, ĠCVC, ĠCVCV, ĠCVCVC ... in GPT-2 byte symbols ("Ġ" is the space)."""
+    import itertools
+
+    consonants, vowels = "bdfgklmnprstvz", "aeiou"
+    syllables = [c + v for c in consonants for v in vowels]
+    count = 0
+    for n in itertools.count(1):
+        for parts in itertools.product(syllables, repeat=n):
+            for tail in ("", *consonants):
+                word = "".join(parts) + tail
+                count += 1
+                mark = "." if count % 14 == 0 else "," if count % 9 == 0 else ""
+                token = "\u0120" + word + mark
+                if token not in taken:
+                    yield token
+
+
+def _bpe_corpus():
+    """English: Python's docstrings and BERT's word list (weighted by rank, so common words
+    become single tokens); Hebrew and Russian: every letter pair, so those scripts tokenize at
+    about two characters per token (Qwen2.5: about 2-3) instead of one byte per token."""
+    import ast
+    import glob
+    import re
+    import sysconfig
+
+    stdlib = sysconfig.get_paths()["stdlib"]
+    for path in sorted(glob.glob(f"{stdlib}/**/*.py", recursive=True)):
+        try:
+            tree = ast.parse(Path(path).read_text(encoding="utf-8"))
+        except (SyntaxError, UnicodeDecodeError, OSError):
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef,
+                                 ast.AsyncFunctionDef)):
+                doc = ast.get_docstring(node)
+                if doc:
+                    yield doc
+    hebrew = [chr(c) for c in range(0x05D0, 0x05EB)]
+    cyrillic = [chr(c) for c in range(0x0410, 0x0450)]
+    for letters in (hebrew, cyrillic):
+        for a in letters:
+            yield (" " + a) * 50 + (a * 2) * 20
+            for b in letters:
+                yield (" " + a + b) * 4 + (a + b) * 4
+    vocab = (tm.minilm_source_dir() / "vocab.txt").read_text(encoding="utf-8").splitlines()
+    words = [w for w in vocab if re.fullmatch(r"[a-z]+", w)]
+    for rank, word in enumerate(words):
+        n = max(2, 40 - rank // 600)
+        yield (" " + word) * n
+        yield (" " + word.capitalize()) * max(1, n // 3)
+
+
+def _trained_bpe(size: int = 60000) -> tuple[list[str], list[str]]:
+    """(tokens in id order, merges "a b") of a byte-level BPE trained here: on kb/ it gives
+    2.4-3.4 characters per token (Qwen2.5's real tokenizer: about 4 on English prose, digits
+    one by one as here), where tests/models.py's vocabulary gives about one."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    trainer = trainers.BpeTrainer(vocab_size=size, show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(_bpe_corpus(), trainer)
+    model = json.loads(tok.to_str())["model"]
+    tokens = [t for t, _ in sorted(model["vocab"].items(), key=lambda kv: kv[1])]
+    merges = [m if isinstance(m, str) else " ".join(m) for m in model["merges"]]
+    return tokens, merges
+
+
+def _speakable_chat(outdir: Path, shape: str, dims) -> Path:
+    name = f"chat-{shape}-shape-speakable.gguf"
+
+    def build(tmp: Path) -> None:
+        from gguf import TokenType
+
+        original = tm._chat_vocab
+        trained, merges = _trained_bpe()
+
+        def vocab(n_vocab):
+            words = _pseudo_words(set(trained))
+            tokens = trained + [next(words) for _ in range(tm._QWEN_SPECIAL_BASE - len(trained))]
+            specials = {name: len(tokens) + i
+                        for i, name in enumerate(("<|endoftext|>", "<|im_start|>", "<|im_end|>"))}
+            tokens += list(specials)
+            tokens += [f"<|extra_{i}|>" for i in range(n_vocab - len(tokens))]
+            types = [int(TokenType.NORMAL)] * tm._QWEN_SPECIAL_BASE
+            types += [int(TokenType.CONTROL)] * (len(tokens) - len(types))
+            return tokens, types, merges, specials
+
+        tm._chat_vocab = vocab
+        try:
+            tm._write_chat_gguf(tmp / name, dims, 0, True)
+        finally:
+            tm._chat_vocab = original
+
+    return tm._build_cached(outdir, [name], "chat", {"shape": shape, "seed": 0,
+                                                     "vocab": "bpe-60k-speakable-2"}, build)
 
 
 def _write_embedding(path: Path) -> None:
@@ -135,9 +240,9 @@ def ensure(outdir: Path = CACHE, chats: tuple[str, ...] = ("qwen1.5b", "qwen0.5b
     outdir = Path(outdir)
     chat = {"test": tm.make_chat_gguf(outdir, shape="test")}
     if "qwen1.5b" in chats:
-        chat["qwen1.5b"] = _chat_1_5b(outdir)
+        chat["qwen1.5b"] = _speakable_chat(outdir, "qwen1.5b", QWEN_1_5B)
     if "qwen0.5b" in chats:
-        chat["qwen0.5b"] = tm.make_chat_gguf(outdir, shape="qwen0.5b")
+        chat["qwen0.5b"] = _speakable_chat(outdir, "qwen0.5b", tm.CHAT_SHAPES["qwen0.5b"])
     return BenchModels(
         whisper={s: tm.make_whisper(outdir, shape=s) for s in ("tiny", "base")},
         chat=chat,

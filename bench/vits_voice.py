@@ -267,3 +267,24 @@ def make_voice(outdir: Path, force: bool = False) -> Path:
 
 def parameter_count() -> int:
     return build_model()[1]
+
+
+REFERENCE = ("Of course, I can book that for you. We're open Sunday to Thursday from nine to "
+             "six, and on Friday until one.")
+
+
+def measure_rtf(path: Path, repeats: int = 3) -> dict[str, float]:
+    """Real-time factor of the voice here, loaded as the appliance loads it (1 thread)."""
+    import time
+
+    from appliance.tts.piper import Voice
+
+    voice = Voice.load(path, threads=1)
+    best = float("inf")
+    audio_s = 0.0
+    for _ in range(repeats):
+        started = time.perf_counter()
+        pieces = list(voice.synthesize(REFERENCE))
+        best = min(best, time.perf_counter() - started)
+        audio_s = sum(len(p.samples) for p in pieces) / SAMPLE_RATE
+    return {"rtf": best / audio_s, "audio_s": audio_s, "chars_per_s": len(REFERENCE) / audio_s}

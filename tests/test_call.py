@@ -269,3 +269,53 @@ async def test_silence_gets_a_prompt_then_a_polite_hang_up(make_settings, gemini
     assert (c["outcome"], c["next_action"]) == ("completed", "hangup")
     # greeting, "are you still there?", goodbye: three separate pieces of speech
     assert len(result.sent_marks) >= 3
+
+
+async def test_a_crashing_stage_ends_the_call_with_the_fallback_not_dead_air(server) -> None:
+    async def broken(*args, **kwargs):
+        raise RuntimeError("speech recognition exploded")
+
+    server.runtime.stt.transcribe_async = broken
+    result = await call(server, [turn("en_yes.wav")])
+    assert result.closed_by_server
+    dial = ET.fromstring(result.action_twiml).find("Dial")
+    assert dial is not None and dial.text == "+15550009999"
+    (c,) = db_rows(server, "SELECT outcome, next_action, ended_at FROM calls")
+    assert (c["outcome"], c["next_action"]) == ("failed", "fallback") and c["ended_at"]
+
+
+async def _signed_post(srv, path: str, data: dict) -> tuple[int, str]:
+    from twilio.request_validator import RequestValidator
+
+    signature = RequestValidator(TOKEN).compute_signature(PUBLIC_URL + path, data)
+    async with aiohttp.ClientSession() as http:
+        async with http.post(srv.url + path, data=data,
+                             headers={"X-Twilio-Signature": signature}) as resp:
+            return resp.status, await resp.text()
+
+
+async def test_gather_mode_answers_with_the_same_engine(make_settings, gemini) -> None:
+    settings = make_settings(
+        extra=f"[server]\ndefault_voice_mode = gather\n[gemini]\nbase_url = {gemini.base_url}\n",
+        environ={"TWILIO_AUTH_TOKEN": TOKEN, "GEMINI_API_KEY": "k"})
+    call_params = {"CallSid": "CA" + "1" * 32, "From": "+15550001111", "To": "+15550002222"}
+    async with running(settings) as srv:
+        status, body = await _signed_post(srv, "/voice", call_params)
+        assert status == 200
+        gather = ET.fromstring(body).find("Gather")
+        assert gather.get("input") == "speech"
+        assert gather.get("action") == PUBLIC_URL + "/respond"
+        status, body = await _signed_post(srv, "/respond", {**call_params,
+                                                            "SpeechResult": "Are you open?",
+                                                            "Confidence": "0.9"})
+        assert status == 200
+        say = ET.fromstring(body).find("Gather/Say")
+        assert say is not None and say.text == REPLY
+        # /voice-stream still streams in gather mode
+        status, body = await _signed_post(srv, "/voice-stream",
+                                          {**call_params, "CallSid": "CA" + "2" * 32})
+        assert ET.fromstring(body).find("Connect/Stream") is not None
+        rows = db_rows(srv, "SELECT role, channel, text FROM turns ORDER BY id")
+    assert [(r["role"], r["channel"]) for r in rows] == [("user", "gather"),
+                                                         ("assistant", "gather")]
+    assert gemini.turn_requests[-1].user_texts()[-1].endswith("Are you open?")

@@ -222,8 +222,8 @@ class ToolFirstLocal:
             request = replace(request, tool_choice="required")
         return self.model.stream(request)
 
-    async def warm(self, static: str) -> Any:
-        return await self.model.warm(static)
+    async def warm(self, static: str, tools: Any = ()) -> Any:
+        return await self.model.warm(static, tools)
 
 
 async def test_a_local_tool_call_runs_with_the_conversation_context(build, local_model):
@@ -326,7 +326,7 @@ async def test_a_slow_answer_gets_one_moment_on_a_call(build, fake):
     call = await engine.open(PHONE, "call")
     fake.script(Reply(text="We open at nine.", ttft_s=1.4))
     heard = await listen(call, "When do you open?")
-    assert [round(t, 1) for t, _ in heard.fillers] in ([1.0], [1.1])
+    assert len(heard.fillers) == 1 and 0.95 < heard.fillers[0][0] < 1.3
     assert heard.text == "We open at nine." and heard.done.model == "gemini:gemini-2.5-flash"
     chat = await engine.open(PHONE, "whatsapp")
     fake.script(Reply(text="We open at nine.", ttft_s=1.4))
@@ -384,7 +384,8 @@ async def test_the_greeting_can_be_recorded(build, fake):
     fake.script(Reply(text="Sure."))
     await listen(conversation, "Hi, a question")
     assert fake.requests[-1].all_texts() == [
-        ("user", "(the conversation starts)"), ("model", "Hello, you've reached Sunrise Appliances."),
+        ("user", "(the conversation starts)"),
+        ("model", "Hello, you've reached Sunrise Appliances."),
         ("user", "Hi, a question")]
     row = await engine.memory.db.fetchone("SELECT role, model FROM turns ORDER BY id LIMIT 1")
     assert (row["role"], row["model"]) == ("assistant", None)
@@ -436,6 +437,19 @@ async def test_a_failover_turn_only_prefills_its_new_message(build, fake, local_
     assert stats.prompt_tokens - stats.cached_tokens < 60, stats
 
 
+async def test_while_gemini_answers_the_local_model_prepares_the_same_turn(build, fake,
+                                                                          local_model):
+    engine = await build(local=local_model)
+    conversation = await engine.open(PHONE, "call")
+    await engine.idle()
+    fake.script(Reply(text="We open at nine and close at six.", ttft_s=0.5, break_after=1))
+    heard = await listen(conversation, "When do you open?")
+    assert heard.done.model == "gemini:gemini-2.5-flash+local:chat-test.gguf"
+    stats = local_model.last_stats
+    # Only the words Gemini had already said were new to the local model.
+    assert stats.prompt_tokens - stats.cached_tokens <= len("We open at ") + 2, stats
+
+
 # -- status and the command line ---------------------------------------------------------------
 
 async def test_status_shape(build):
@@ -471,4 +485,4 @@ async def test_engine_options_are_respected(build, fake):
     conversation = await engine.open(PHONE, "call")
     fake.script(Reply(text="Fine.", ttft_s=0.5))
     heard = await listen(conversation, "How are you?")
-    assert [round(t, 1) for t, _ in heard.fillers] in ([0.2], [0.3])
+    assert len(heard.fillers) == 1 and 0.18 < heard.fillers[0][0] < 0.45

@@ -50,11 +50,11 @@ class RecordingLocal:
         self.requests.append(request)
         return self.model.stream(request)
 
-    async def warm(self, static: str) -> Any:
-        return await self.model.warm(static)
+    async def warm(self, static: str, tools: Any = ()) -> Any:
+        return await self.model.warm(static, tools)
 
-    async def prefill(self, request: ChatRequest) -> Any:
-        return await self.model.prefill(request)
+    async def prefill(self, request: ChatRequest, whole: bool = False) -> Any:
+        return await self.model.prefill(request, whole)
 
 
 @pytest.fixture
@@ -145,7 +145,7 @@ async def test_failure_before_the_first_token_is_answered_locally(setup_engine, 
     assert heard.longest_silence <= MAX_SILENCE_S, heard.events
     if failure == "first_token_timeout":
         # "One moment" after 1 s of silence, the local answer after the 1.5 s limit.
-        assert [round(t, 1) for t, _ in heard.fillers] in ([1.0], [1.1])
+        assert len(heard.fillers) == 1 and 0.95 < heard.fillers[0][0] < 1.3
         assert heard.first_text >= 1.5
     # The same turn was re-run locally, with the whole conversation.
     last = s.local.requests[-1]
@@ -193,9 +193,10 @@ async def test_gemini_takes_over_again_once_a_probe_answers(setup_engine, fake):
     fake.script(Reply(status=503))
     offline = await listen(conversation, "Do you repair fridges?")
     assert offline.done.model == LOCAL
-    assert s.engine.status()["mode"] == "local"
+    # (The mode is "local" now, unless the 1 s probe already brought Gemini back.)
     await wait_for_mode(s.engine, "cloud", timeout=4)
     assert any(r.is_probe for r in fake.requests)
+    assert s.engine.status()["gemini"]["probes"] >= 1
     fake.script(Reply(text="Yes, we repair fridges."))
     back = await listen(conversation, "Great, and washing machines?")
     assert back.done.model == GEMINI

@@ -141,7 +141,7 @@ async def test_first_token_timeout(fake, model):
         await collect(model, request())
     elapsed = time.monotonic() - started
     assert caught.value.code == "first_token_timeout" and not caught.value.started
-    assert 0.55 < elapsed < 0.9
+    assert 0.55 < elapsed < 1.2
 
 
 async def test_stall_after_text(fake, model):
@@ -154,7 +154,7 @@ async def test_stall_after_text(fake, model):
                 received.append(event.text)
     assert caught.value.code == "stall_timeout" and caught.value.started
     assert received == ["We open at "]
-    assert 0.35 < time.monotonic() - started < 0.8
+    assert 0.35 < time.monotonic() - started < 1.2
 
 
 async def test_stream_broken_midway(fake, model):

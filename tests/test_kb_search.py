@@ -90,6 +90,7 @@ def test_lexical_only_without_a_model(ingested: Database) -> None:  # noqa: F811
 def test_floor_settings() -> None:
     assert default_min_similarity("all-MiniLM-L6-v2") == 0.5
     assert default_min_similarity("multilingual-e5-small") == 0.82
+    assert default_min_similarity("Multilingual E5 Small") == 0.82   # GGUF general.name
     assert default_min_similarity("bge-m3") == 0.5
     ref = ModelRef("[kb] embedding_model", Path("/m.gguf"))
     explicit = KbSettings(Path("kb"), ref, top_k=3, min_score=0.3)
@@ -107,3 +108,12 @@ def test_concurrent_searches_from_threads(kb: KnowledgeBase) -> None:
     with ThreadPoolExecutor(4) as pool:
         got = list(pool.map(lambda q: [h.citation for h in kb.search(q)], questions))
     assert got == expected
+
+
+def test_instruction_prompts_follow_the_model_family() -> None:
+    from appliance.kb.embed import Prompts, prompts_for
+
+    assert prompts_for("multilingual-e5-small-q8_0.gguf") == Prompts("query: ", "passage: ")
+    assert prompts_for("x.gguf", "Multilingual E5 Small").query == "query: "
+    assert prompts_for("embeddinggemma-300M-Q8_0.gguf").query.startswith("task: search result")
+    assert prompts_for("minilm-l6-v2-f16.gguf", "all-MiniLM-L6-v2") == Prompts()

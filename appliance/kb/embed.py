@@ -12,6 +12,7 @@ so callers only say whether they embed a question or a passage.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,9 +61,17 @@ _PROMPTS: tuple[tuple[str, Prompts], ...] = (
 )
 
 
+def model_family_name(name: str) -> str:
+    """"Multilingual E5 Small" / "multilingual_e5_small.gguf" -> "multilingual-e5-small...".
+
+    GGUF converters write general.name with spaces; files use dashes or underscores.
+    """
+    return re.sub(r"[\s_]+", "-", name.strip().lower())
+
+
 def prompts_for(*names: str) -> Prompts:
     for name in names:
-        lowered = name.lower()
+        lowered = model_family_name(name)
         for needle, prompts in _PROMPTS:
             if needle in lowered:
                 return prompts

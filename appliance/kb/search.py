@@ -33,7 +33,7 @@ import numpy as np
 from ..config import KbSettings
 from ..store.db import Database
 from . import text as textmod
-from .embed import TextEmbedder
+from .embed import TextEmbedder, model_family_name
 from .index import VEC_TABLE, meta, vec_table_exists
 
 log = logging.getLogger(__name__)
@@ -59,11 +59,13 @@ DEFAULT_MIN_SIMILARITY: tuple[tuple[str, float], ...] = (
 )
 FALLBACK_MIN_SIMILARITY = 0.5
 _BM25_WEIGHTS = "3.0, 1.0, 0.5"   # title, body, extra
+COMMON_SHARE = 0.2                # BM25 leaves out words found in more passages than this
+COMMON_TRIGRAM_SHARE = 0.05       # and the trigram query trigrams found in more than this
 CACHE_KIB = 65536                 # SQLite page cache per reading connection: holds the vectors
 
 
 def default_min_similarity(model_name: str) -> float:
-    lowered = model_name.lower()
+    lowered = model_family_name(model_name)
     for needle, value in DEFAULT_MIN_SIMILARITY:
         if needle in lowered:
             return value
@@ -141,7 +143,7 @@ class KnowledgeBase:
         if "vector" in retrievers and self.embedder is not None and query.strip():
             vector = self.embedder.embed_query(query)
         embedded = time.perf_counter()
-        hits = self.db.read_sync(lambda c: self._search(c, query, k, retrievers, vector))
+        hits = self.db.read_sync(lambda c: self._snapshot(c, query, k, retrievers, vector))
         log.debug("kb search (%s, %d characters): %d hits, embedding %.1f ms, search %.1f ms",
                   mode, len(query), len(hits), (embedded - started) * 1000,
                   (time.perf_counter() - embedded) * 1000)
@@ -149,18 +151,27 @@ class KnowledgeBase:
 
     # -- inside one read ---------------------------------------------------------------------
 
+    def _snapshot(self, conn: sqlite3.Connection, query: str, k: int,
+                  retrievers: tuple[str, ...], vector: np.ndarray | None) -> list[Hit]:
+        """One read transaction, so an ingest committing meanwhile is seen entirely or not."""
+        conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")   # keep the vectors in memory
+        conn.execute("BEGIN")
+        try:
+            return self._search(conn, query, k, retrievers, vector)
+        finally:
+            conn.execute("COMMIT")
+
     def _search(self, conn: sqlite3.Connection, query: str, k: int,
                 retrievers: tuple[str, ...], vector: np.ndarray | None) -> list[Hit]:
-        conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")   # keep the vectors in memory
         terms = textmod.query_terms(query)
         words = _WordCoverage(conn, terms)
         vector_ok = vector is not None and self._vectors_usable(conn)
         lists: dict[str, list[int]] = {}
         similarities: dict[int, float] = {}
         if "bm25" in retrievers and terms:
-            lists["bm25"] = self._bm25(conn, terms)
+            lists["bm25"] = self._bm25(conn, words.selective_terms())
         if "trigram" in retrievers:
-            lists["trigram"] = self._trigram(conn, words.unknown_terms())
+            lists["trigram"] = self._trigram(conn, words.unknown_terms(), words.total)
         if "vector" in retrievers and vector_ok:
             rows = conn.execute(
                 f"SELECT rowid, distance FROM {VEC_TABLE} WHERE embedding MATCH ? AND k = ?",
@@ -175,10 +186,6 @@ class KnowledgeBase:
             return []
         fused = sorted(candidates.items(), key=lambda item: (
             -sum(1.0 / (RRF_K + r) for r in item[1].values()), item[0]))
-        ids = [pid for pid, _ in fused]
-        rows_by_id = {r["id"]: r for r in conn.execute(
-            "SELECT p.*, f.path FROM kb_passages p JOIN kb_files f ON f.id = p.file_id "
-            f"WHERE p.id IN ({','.join('?' * len(ids))})", ids)}
         use_similarity = "vector" in retrievers and vector_ok
         use_coverage = retrievers != ("vector",)
         # A passage outside the vector top-N is at most as similar as the N-th one: it needs
@@ -186,16 +193,16 @@ class KnowledgeBase:
         nth = min(similarities.values()) if len(similarities) >= self.candidates else -1.0
         hits: list[Hit] = []
         for pid, ranks in fused:           # best first; stop once k passed the floor
-            row = rows_by_id.get(pid)
-            if row is None:
-                continue
             sim = similarities.get(pid)
             if use_similarity and sim is None and nth >= self.min_similarity:
                 sim = self._similarity(conn, pid, vector)
             coverage = words.coverage(pid)
             passes = ((use_similarity and sim is not None and sim >= self.min_similarity)
                       or (use_coverage and coverage >= self.min_coverage))
-            if passes:
+            row = conn.execute(
+                "SELECT p.*, f.path FROM kb_passages p JOIN kb_files f ON f.id = p.file_id "
+                "WHERE p.id = ?", (pid,)).fetchone() if passes else None
+            if row is not None:
                 if use_similarity and sim is None:
                     sim = self._similarity(conn, pid, vector)
                 score = sum(1.0 / (RRF_K + r) for r in ranks.values())
@@ -218,6 +225,8 @@ class KnowledgeBase:
         return True
 
     def _bm25(self, conn: sqlite3.Connection, terms: list[str]) -> list[int]:
+        if not terms:
+            return []
         expanded = list(dict.fromkeys(
             [t for term in terms for t in (term, *textmod.variants(term))]))
         match = " OR ".join(textmod.fts_quote(t) for t in expanded)
@@ -225,10 +234,10 @@ class KnowledgeBase:
             f"SELECT rowid FROM kb_fts WHERE kb_fts MATCH ? "
             f"ORDER BY bm25(kb_fts, {_BM25_WEIGHTS}) LIMIT ?", (match, self.candidates))]
 
-    def _trigram(self, conn: sqlite3.Connection, terms: list[str]) -> list[int]:
+    def _trigram(self, conn: sqlite3.Connection, terms: list[str], total: int) -> list[int]:
         """Passages sharing character trigrams with words the index does not know (typos,
         other word forms, partial codes); known words are the BM25 retriever's job."""
-        grams = list(dict.fromkeys(g for t in terms for g in textmod.trigrams(t)))
+        grams = _rare_trigrams(conn, terms, total)
         if not grams:
             return []
         match = " OR ".join(textmod.fts_quote(g) for g in grams)
@@ -244,6 +253,27 @@ class KnowledgeBase:
         return None if row is None else float(np.frombuffer(row[0], dtype="<f4") @ vector)
 
 
+def _rare_trigrams(conn: sqlite3.Connection, terms: list[str], total: int) -> list[str]:
+    """The trigrams of ``terms`` that occur in the index, without the very common ones.
+
+    A trigram found in most passages ("ion", "the") makes FTS5 score thousands of rows for
+    almost no precision; when all of them are that common, the five rarest are kept.
+    """
+    grams = list(dict.fromkeys(g for t in terms for g in textmod.trigrams(t)))
+    if not grams:
+        return []
+    try:
+        df = dict(conn.execute(
+            f"SELECT term, doc FROM kb_trigram_vocab WHERE term IN ({','.join('?' * len(grams))})",
+            grams).fetchall())
+    except sqlite3.OperationalError:   # a database made before kb_trigram_vocab existed
+        return grams
+    present = [g for g in grams if df.get(g)]
+    limit = max(COMMON_TRIGRAM_SHARE * total, 50)
+    rare = [g for g in present if df[g] <= limit]
+    return rare or sorted(present, key=lambda g: df[g])[:5]
+
+
 class _WordCoverage:
     """For one question: the IDF-weighted share of its terms found in a passage (0..1).
 
@@ -255,11 +285,12 @@ class _WordCoverage:
     def __init__(self, conn: sqlite3.Connection, terms: list[str]) -> None:
         self.conn, self.terms = conn, terms
         self.df: dict[str, int] = {}
+        self.total = 0
         self.weights: dict[str, float] = {}
         self._memo: dict[tuple[str, str], bool] = {}
         if not terms:
             return
-        total = conn.execute("SELECT count(*) FROM kb_passages").fetchone()[0] or 1
+        self.total = total = conn.execute("SELECT count(*) FROM kb_passages").fetchone()[0] or 1
         marks = ",".join("?" * len(terms))
         self.df = dict(conn.execute(
             f"SELECT term, doc FROM kb_fts_vocab WHERE term IN ({marks})", terms).fetchall())
@@ -270,6 +301,16 @@ class _WordCoverage:
 
     def unknown_terms(self) -> list[str]:
         return [t for t in self.terms if not self.df.get(t)]
+
+    def selective_terms(self) -> list[str]:
+        """The terms worth a BM25 query: those in at most COMMON_SHARE of the passages.
+
+        A word found nearly everywhere ("price" in a catalogue) hardly changes the ranking but
+        makes FTS5 score thousands of rows; when every term is that common, all are kept.
+        """
+        limit = max(COMMON_SHARE * self.total, 20)
+        selective = [t for t in self.terms if self.df.get(t, 0) <= limit]
+        return selective or self.terms
 
     def coverage(self, pid: int) -> float:
         if not self.terms:

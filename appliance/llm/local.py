@@ -68,9 +68,8 @@ class LocalStats:
     output_tokens: int
 
 
-@dataclass
+@dataclass(eq=False)
 class _Job:
-    prompt: str
     tools: tuple[ToolSpec, ...]
     tool_choice: str
     max_tokens: int
@@ -94,6 +93,7 @@ class LocalModel:
         self._waiting = 0                      # generations queued: a prefill yields to them
         self._waiting_lock = threading.Lock()
         self.last_stats: LocalStats | None = None
+        self._jobs: set[_Job] = set()          # running or queued generations
         self._closed = False
 
     @classmethod
@@ -120,6 +120,8 @@ class LocalModel:
         if self._closed:
             return
         self._closed = True
+        for job in list(self._jobs):
+            job.stop.set()
         self._executor.shutdown(wait=True, cancel_futures=True)
         closer = getattr(self._llm, "close", None)
         if callable(closer):
@@ -194,11 +196,12 @@ class LocalModel:
             except RuntimeError:  # the loop is closed: nobody listens any more
                 job.stop.set()
 
-        job = _Job(prompt="", tools=request.tools if request.tool_choice != "none" else (),
+        job = _Job(tools=request.tools if request.tool_choice != "none" else (),
                    tool_choice=request.tool_choice, max_tokens=self._max_tokens(request),
                    emit=emit, stop=threading.Event())
         with self._waiting_lock:
             self._waiting += 1
+        self._jobs.add(job)
         loop.run_in_executor(self._executor, self._run, request, job)
         try:
             while True:
@@ -212,6 +215,7 @@ class LocalModel:
         finally:
             # Stop at the next token; don't wait: the next job queues behind this one.
             job.stop.set()
+            self._jobs.discard(job)
 
     def _run(self, request: ChatRequest, job: _Job) -> None:
         """Worker thread: one whole round (text, then maybe a grammar-constrained call)."""
@@ -277,7 +281,9 @@ class LocalModel:
 
         llm = self._llm
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        splitter = Splitter(_STOP_STRINGS + ((TOOL_OPEN,) if job.tools else ()))
+        # "<tool_call>" always ends the text (it must never be spoken); it starts a call only
+        # when tools are allowed in this round.
+        splitter = Splitter(_STOP_STRINGS + (TOOL_OPEN,))
         emitted, produced = "", 0
         for token in llm.generate(tokens, **self._sample_args()):
             if not first_at:
@@ -290,7 +296,7 @@ class LocalModel:
                 job.emit("event", TextChunk(text))
                 emitted += text
             if hit is not None:
-                return emitted, produced, hit == TOOL_OPEN
+                return emitted, produced, hit == TOOL_OPEN and bool(job.tools)
             if produced >= job.max_tokens:
                 break
         rest = splitter.flush()
@@ -339,11 +345,14 @@ class LocalModel:
 
     # -- warm-up --------------------------------------------------------------------------
 
-    async def warm(self, system_static: str) -> LocalStats | None:
-        """Evaluate the static start of every prompt now, so no caller waits for it later."""
+    async def warm(self, system_static: str,
+                   tools: tuple[ToolSpec, ...] = ()) -> LocalStats | None:
+        """Evaluate the static start of every prompt now (with the tools of the channel that
+        matters most, calls), so no caller waits for it later."""
         marker = "\x00END-OF-STATIC\x00"
-        rendered = self._render_template([{"role": "system",
-                                           "content": system_static + marker}], False)
+        content = f"{system_static}\n\n{tools_block(tools)}" if tools else system_static
+        rendered = self._render_template([{"role": "system", "content": content + marker}],
+                                         False)
         prefix = rendered[:rendered.index(marker)] if marker in rendered else ""
         stats = await self._evaluate_in_worker(prefix, self.settings.threads)
         if stats is not None:
@@ -351,11 +360,12 @@ class LocalModel:
                      stats.prompt_tokens, stats.total_ms)
         return stats
 
-    async def prefill(self, request: ChatRequest) -> LocalStats | None:
-        """Evaluate the conversation so far (no new user message) while the model is idle,
-        so that if the next turn fails over to this model it pays only for the new message.
+    async def prefill(self, request: ChatRequest, whole: bool = False) -> LocalStats | None:
+        """Evaluate a prompt ahead of time, while the model is idle: the conversation so far
+        (the next turn then pays only for its new message), or with `whole` the full prompt of
+        a turn Gemini is answering (a failover then starts generating at once).
         Gives way to any generation that is waiting (returns None then); one CPU thread."""
-        return await self._evaluate_in_worker(self.render(request, generation=False), 1)
+        return await self._evaluate_in_worker(self.render(request, generation=whole), 1)
 
     async def _evaluate_in_worker(self, prompt: str, threads: int) -> LocalStats | None:
         if self._closed:
@@ -363,7 +373,7 @@ class LocalModel:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self._evaluate, prompt, threads)
 
-    def _evaluate(self, prompt: str, threads: int, chunk: int = 32) -> LocalStats | None:
+    def _evaluate(self, prompt: str, threads: int, chunk: int = 8) -> LocalStats | None:
         """Worker thread: put `prompt` in the KV cache, a few tokens at a time, reusing the
         prefix already there; stops early when a generation is waiting. A background prefill
         uses one thread, so speech recognition and synthesis keep a core on a 2-core box."""
@@ -392,7 +402,7 @@ class LocalModel:
             llm.n_tokens = cached
             llm._requires_eval = True  # the logits are those of a later token
         for start in range(cached, len(tokens), chunk):
-            if self._waiting:
+            if self._waiting or self._closed:
                 return None
             llm.eval(tokens[start:start + chunk])
         elapsed = (time.perf_counter() - started) * 1000

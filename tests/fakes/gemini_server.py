@@ -142,7 +142,8 @@ class FakeGemini:
         """Close the port: new requests get 'connection refused'; open streams are dropped."""
         if self._runner is not None:
             for response in list(self._streams):
-                transport = response._req.transport if response._req else None  # type: ignore[attr-defined]
+                request = response._req  # type: ignore[attr-defined]
+                transport = request.transport if request is not None else None
                 if transport is not None:
                     transport.abort()
             await self._runner.cleanup()

@@ -54,5 +54,7 @@ CREATE VIRTUAL TABLE kb_trigram USING fts5(
     tokenize = "trigram"
 );
 
--- Document frequencies of words, for the no-answer floor's word coverage.
+-- Document frequencies of words (the no-answer floor's word coverage, BM25 term choice) and of
+-- trigrams (the trigram query keeps the rare ones: common trigrams cost time, not precision).
 CREATE VIRTUAL TABLE kb_fts_vocab USING fts5vocab(kb_fts, 'row');
+CREATE VIRTUAL TABLE kb_trigram_vocab USING fts5vocab(kb_trigram, 'row');
