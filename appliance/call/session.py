@@ -428,6 +428,7 @@ class CallSession:
         text = (PHRASES["after_dial"] if self.admission.mode == "after_dial"
                 else self.settings.business.greeting)
         await self._say(text)
+        await self.conversation.said(text)     # the model knows what the caller was told
         self.bargein.set_interruptible(True)
         self._last_activity = time.monotonic()
 
