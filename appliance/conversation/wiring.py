@@ -17,7 +17,7 @@ from ..kb.index import Indexer, KbError
 from ..kb.search import KnowledgeBase
 from ..llm.failover import ChatModels
 from ..llm.local import LocalModel
-from .engine import Engine
+from .engine import Engine, EngineOptions
 from .tools import ToolRegistry
 
 if TYPE_CHECKING:
@@ -44,7 +44,12 @@ async def build_engine(rt: "Runtime") -> None:
         return
     tools = ToolRegistry.default()
     register_actions(rt, tools)        # appointments, messages, follow-ups, hand-over
-    rt.engine = Engine(s, rt.db, models, tools, kb=rt.kb)
+    # Keeping the local model's KV cache on the live conversation makes a failover nearly free
+    # (6 ms instead of 2.7 s) but costs a core on every turn; on 2 cores that doubled the cloud
+    # turn_latency (bench/results/RESULTS.md: median 3.3 s with it, 1.5 s without). The cloud
+    # path is the common one, so prefill only when the local model is the one answering.
+    options = EngineOptions(prefill_local=models.gemini is None)
+    rt.engine = Engine(s, rt.db, models, tools, kb=rt.kb, options=options)
     await rt.engine.start()
     rt._closers.append(rt.engine.close)
 
