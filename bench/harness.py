@@ -28,7 +28,9 @@ from .caller import CallerTurn, SimResult, simulate_call
 from .models import BenchModels
 
 ROOT = Path(__file__).resolve().parents[1]
-AUDIO_DIR = ROOT.parent / "shared" / "audio"
+# The caller utterances: shared/audio beside the checkout, else the copy in tests/data/audio.
+AUDIO_DIR = next((d for d in (ROOT.parent / "shared" / "audio", ROOT / "tests" / "data" / "audio")
+                  if (d / "manifest.json").is_file()), ROOT / "tests" / "data" / "audio")
 MANIFEST = {e["file"]: e for e in json.loads((AUDIO_DIR / "manifest.json").read_text())}
 TOKEN = "bench-auth-token-0123456789abcdef"
 PUBLIC_URL = "https://receptionist.example.com"

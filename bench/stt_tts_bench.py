@@ -38,7 +38,9 @@ from appliance.tts.clauses import ClauseSplitter
 from appliance.tts.piper import Voice
 
 ROOT = Path(__file__).resolve().parents[1]
-AUDIO_DIR = ROOT.parent / "shared" / "audio"
+# The caller utterances: shared/audio beside the checkout, else the copy in tests/data/audio.
+AUDIO_DIR = next((d for d in (ROOT.parent / "shared" / "audio", ROOT / "tests" / "data" / "audio")
+                  if (d / "manifest.json").is_file()), ROOT / "tests" / "data" / "audio")
 CACHE_DIR = ROOT / "bench" / ".cache" / "models"
 RESULTS = ROOT / "bench" / "results" / "stt_tts.md"
 THREADS = 2
