@@ -25,7 +25,7 @@ from tests.test_messaging_harness import (
     twilio_stand_in,
 )
 
-AUDIO = Path(__file__).resolve().parents[2] / "shared" / "audio"
+AUDIO = Path(__file__).resolve().parent / "data" / "audio"  # a copy of shared/audio
 MODELS = Path(__file__).resolve().parent / ".cache" / "models"
 WA = "whatsapp:+972501234567"
 

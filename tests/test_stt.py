@@ -35,7 +35,7 @@ from appliance.stt.whisper import (
 from tests import models as tm
 
 CACHE_DIR = Path(__file__).parent / ".cache" / "models"
-AUDIO_DIR = Path(__file__).resolve().parents[2] / "shared" / "audio"
+AUDIO_DIR = Path(__file__).resolve().parent / "data" / "audio"  # a copy of shared/audio
 PHRASE = tm.DEFAULT_PHRASE
 
 
