@@ -9,8 +9,9 @@ out), and per reply its raw TurnTimings and its pieces (text, when the first fra
 frames, whether it was a "one moment" filler). CLOCK_MONOTONIC is shared by all processes, so
 these times compare with the caller stand-in's.
 
-``--no-local-prefill`` turns off the engine's background prefill of the local model (which
-runs while Gemini answers and between turns), to show what it costs a cloud turn.
+``--local-prefill on|off`` forces the engine's background prefill of the local model (the
+conversation kept in its KV cache while Gemini answers and between turns; by default only when
+the local model is the one answering), to show what it costs a cloud turn.
 
 ``--instant all`` swaps speech recognition, the conversation engine and the voice for instant
 stand-ins after start-up (what is left is the appliance's own overhead); ``--instant stt_tts``
@@ -26,8 +27,8 @@ import dataclasses
 import json
 import logging
 import os
-import time
 import sys
+import time
 from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -98,14 +99,15 @@ def _instrument(record_path: Path) -> None:
     session_mod.CallSession.run = run
 
 
-async def _serve(settings, instant: str | None, local_prefill: bool) -> None:
+async def _serve(settings, instant: str | None, local_prefill: str | None) -> None:
     from appliance.call.speech import PhoneSpeech
     from appliance.loaders import _warm_phrases
 
     async with running(settings) as srv:
         rt = srv.runtime
-        if not local_prefill and rt.engine is not None:   # a diagnostic, not a product setting
-            rt.engine.options = dataclasses.replace(rt.engine.options, prefill_local=False)
+        if local_prefill and rt.engine is not None:   # a diagnostic, not a product setting
+            rt.engine.options = dataclasses.replace(rt.engine.options,
+                                                    prefill_local=local_prefill == "on")
         if instant:
             rt.stt = InstantRecognizer(settings.business.language)
             rt.extras["phone_speech"] = PhoneSpeech(InstantSpeaker())
@@ -126,13 +128,13 @@ def main() -> int:
     parser.add_argument("config", type=Path)
     parser.add_argument("record", type=Path)
     parser.add_argument("--instant", choices=("all", "stt_tts"))
-    parser.add_argument("--no-local-prefill", action="store_true",
-                        help="keep the local model idle while Gemini answers (diagnostic)")
+    parser.add_argument("--local-prefill", choices=("on", "off"),
+                        help="force the engine's background local prefill (diagnostic)")
     args = parser.parse_args()
     settings = load_settings(args.config)
     setup_logging(settings.server.log_level)
     _instrument(args.record)
-    asyncio.run(_serve(settings, args.instant, not args.no_local_prefill))
+    asyncio.run(_serve(settings, args.instant, args.local_prefill))
     return 0
 
 

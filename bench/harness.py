@@ -51,7 +51,7 @@ class Setup:
     long_replies: bool = False        # Gemini stand-in always answers a ~20 s reply
     instant: str | None = None        # None | "all" | "stt_tts" (bench/instant.py)
     max_tokens: int | None = None     # [local_llm] max_tokens (None: the shipped value)
-    local_prefill: bool = True        # False: the engine's background local prefill is off
+    local_prefill: bool | None = None  # force the engine's background local prefill on/off
 
     def label(self) -> str:
         if self.instant == "all":
@@ -59,7 +59,8 @@ class Setup:
         brain = (f"cloud, first token {int(self.ttft_s * 1000)} ms" if self.llm == "cloud"
                  else f"local {self.chat}")
         return (f"{brain}, whisper {self.whisper}"
-                + ("" if self.local_prefill else ", no background local prefill"))
+                + ("" if self.local_prefill is None else
+                   f", background local prefill {'on' if self.local_prefill else 'off'}"))
 
 
 def turn(name: str, barge_in_after_s: float | None = None) -> CallerTurn:
@@ -197,8 +198,8 @@ class Rig:
         args = ["-m", "bench.child", str(config), str(self.record)]
         if self.setup.instant:
             args += ["--instant", self.setup.instant]
-        if not self.setup.local_prefill:
-            args.append("--no-local-prefill")
+        if self.setup.local_prefill is not None:
+            args += ["--local-prefill", "on" if self.setup.local_prefill else "off"]
         self.app = _Proc(args, self.dir / "appliance.log", env)
         started = time.monotonic()
         self.start_info = await self.app.start(600)

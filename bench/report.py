@@ -19,10 +19,10 @@ TARGETS = {"cloud_p50": 600, "cloud_p95": 900, "local_p50": 1200, "overhead_p50"
 # the LLM gets what the 1.2 s target leaves after the other stages.
 BUDGET = {"eos_offset": 50, "endpoint_wait": 300, "stt": 80, "llm_ttft": 300,
           "clause_wait": 50, "tts_first_audio": 50, "overhead": 30}
-SCENARIO_ORDER = ("cloud300", "cloud800", "cloud300_noprefill", "local", "instant_engine",
+SCENARIO_ORDER = ("cloud300", "cloud800", "cloud300_prefill", "local", "instant_engine",
                   "instant")
 SHORT = {"cloud300": "cloud, 300 ms", "cloud800": "cloud, 800 ms",
-         "cloud300_noprefill": "cloud 300 ms,\nno local prefill", "local": "local 1.5B",
+         "cloud300_prefill": "cloud 300 ms,\nlocal prefill on", "local": "local 1.5B",
          "instant_engine": "instant speech,\nreal engine", "instant": "instant engines"}
 STAGE_LABELS = {
     "eos_offset": "end-of-speech detection offset (VAD vs the audio)",
@@ -175,10 +175,11 @@ def render_markdown(res: dict[str, Any]) -> str:
         why = "; ".join(held_back_by(m[key], budget)) if not ok else ""
         if key == "cloud800" and not ok:
             why = "llm first token is 800 ms by construction; also: " + why
-        if key == "cloud300" and not ok and "cloud300_noprefill" in m:
-            np_ = m["cloud300_noprefill"]["turn_latency"]
-            why += (f". With the local model's background prefill off: median "
-                    f"{_ms(np_['median'])}, p95 {_ms(np_['p95'])} ms (n={np_['n']})")
+        if key == "cloud300" and "cloud300_prefill" in m:
+            on = m["cloud300_prefill"]["turn_latency"]
+            why += (f". With the local model's background prefill forced on (the previous "
+                    f"default): median {_ms(on['median'])}, p95 {_ms(on['p95'])} ms "
+                    f"(n={on['n']})")
         add(f"| {label} | p50 <= 600 ms, p95 <= 900 ms | {_stat_cells(s)} | {_verdict(ok)} "
             f"| {why} |")
     if "local" in m:
@@ -208,16 +209,11 @@ def render_markdown(res: dict[str, Any]) -> str:
         add(f"| barge_in_latency (speech onset over the bot -> `clear` received) | <= 250 ms | "
             f"{_stat_cells(s)} | {_verdict(ok)} | {'' if ok else _bargein_why(sc['bargein'])} |")
     conc = concurrency_summary(res["concurrency"]) if res.get("concurrency") else None
-    conc_np = (concurrency_summary(res["concurrency_noprefill"])
-               if res.get("concurrency_noprefill") else None)
-    for summary, levels in ((conc, res.get("concurrency")),
-                            (conc_np, res.get("concurrency_noprefill"))):
-        if not summary:
-            continue
-        ok = summary["held"] >= TARGETS["concurrency"]
-        add(f"| simultaneous calls ({levels[0]['label']}): p95 turn_latency <= 1.5 s and no "
-            f"audio gap | >= 6 | {summary['held']} | | | | {_verdict(ok)} | "
-            f"{'' if ok else _concurrency_why(summary)} |")
+    if conc:
+        ok = conc["held"] >= TARGETS["concurrency"]
+        add(f"| simultaneous calls ({res['concurrency'][0]['label']}): p95 turn_latency <= "
+            f"1.5 s and no audio gap | >= 6 | {conc['held']} | | | | {_verdict(ok)} | "
+            f"{'' if ok else _concurrency_why(conc)} |")
     if conc and conc["mb_per_call"] is not None:
         add(f"| memory per additional call (slope of peak RSS) | | {conc['mb_per_call']:.1f} MB "
             f"| | | | | |")
@@ -245,8 +241,6 @@ def render_markdown(res: dict[str, Any]) -> str:
     _bargein(L, sc)
     if conc:
         _concurrency(L, conc, res["concurrency"])
-    if conc_np:
-        _concurrency(L, conc_np, res["concurrency_noprefill"], heading=False)
     _resampling(L, rs)
     _others(L, res)
     _models(L, meta)
@@ -280,7 +274,9 @@ def _scenarios(L: list[str], res: dict[str, Any], m: dict[str, Any]) -> None:
              "caller's turn_latency: offset + endpoint_wait + stt + first token + first clause "
              "+ tts first audio + overhead (the server's turn_latency is the same without the "
              "offset). The first clause and tts numbers of a turn that began with a filler are "
-             "those of the answer's first clause.")
+             "those of the answer's first clause. heard_latency ends at the first mark echo, "
+             "which Twilio sends when the first piece (the first clause) has been played, so "
+             "it is turn_latency plus that clause's duration.")
     L.append("")
     keys = [k for k in SCENARIO_ORDER if k in m]
     L.append("| metric | " + " | ".join(sc[k]["label"] for k in keys) + " |")
@@ -375,20 +371,16 @@ def _bargein(L: list[str], sc: dict[str, Any]) -> None:
     L.append("")
 
 
-def _concurrency(L: list[str], conc: dict[str, Any], levels: list[dict[str, Any]],
-                 heading: bool = True) -> None:
+def _concurrency(L: list[str], conc: dict[str, Any], levels: list[dict[str, Any]]) -> None:
     first = levels[0]
-    if heading:
-        L.append("## Simultaneous calls")
-        L.append("")
-        L.append("N calls start 10/N s apart, at most 2 s (on a real line calls do not start "
-                 f"in step); each speaks {first['turns_per_call']} turns after the greeting. "
-                 "The Twilio stand-ins run in the benchmark's process on the same two cores. A "
-                 "gap is an underrun of the caller's playback buffer longer than 100 ms after a "
-                 "reply started (\"mid-clause\": no mark between the two frames). A sweep stops "
-                 "once p95 passes 4 s.")
-        L.append("")
-    L.append(f"**{first['label']}**")
+    L.append("## Simultaneous calls")
+    L.append("")
+    L.append(f"{first['label']}. N calls start 10/N s apart, at most 2 s (on a real line calls "
+             f"do not start in step); each speaks {first['turns_per_call']} turns after the "
+             "greeting. The Twilio stand-ins run in the benchmark's process on the same two "
+             "cores. A gap is an underrun of the caller's playback buffer longer than 100 ms "
+             "after a reply started (\"mid-clause\": no mark between the two frames). The sweep "
+             "stops once p95 passes 4 s.")
     L.append("")
     L.append("| calls | turns | turn_latency median | p95 | max | stt median | tts first audio "
              "median | gaps (mid-clause) | longest gap ms | peak RSS MB | holds |")
@@ -513,15 +505,12 @@ def plot(res: dict[str, Any], path: Path) -> None:
     levels = res.get("concurrency") or []
     ax = axes[1, 1]
     ax2 = axes[2, 1]
-    for sweep, tag in ((levels, ""), (res.get("concurrency_noprefill") or [], ", no prefill")):
-        if not sweep:
-            continue
-        conc = concurrency_summary(sweep)
-        n = [r["calls"] for r in conc["rows"]]
-        ax.plot(n, [r["latency"]["median"] for r in conc["rows"]], "o-", label="median" + tag)
-        ax.plot(n, [r["latency"]["p95"] for r in conc["rows"]], "s--", label="p95" + tag)
-        ax2.plot(n, [r["peak_rss_mb"] for r in conc["rows"]], "o-", label="peak RSS" + tag)
     if levels:
+        conc = concurrency_summary(levels)
+        n = [r["calls"] for r in conc["rows"]]
+        ax.plot(n, [r["latency"]["median"] for r in conc["rows"]], "o-", label="median")
+        ax.plot(n, [r["latency"]["p95"] for r in conc["rows"]], "s--", label="p95")
+        ax2.plot(n, [r["peak_rss_mb"] for r in conc["rows"]], "o-", label="peak RSS")
         ax.axhline(1500, color="red", ls="--", lw=1)
         ax.set_xlabel("simultaneous calls")
         ax.set_ylabel("turn_latency ms")

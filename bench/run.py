@@ -10,12 +10,12 @@ What runs (bench/harness.py has the mechanics):
 1. Whisper base (the shipped default), Gemini stand-in: calls with every English, Hebrew and
    Russian utterance of shared/audio at first token 300 ms, again at 800 ms, then a call in
    which the caller speaks over a long reply (barge-in); then the 300 ms calls once more with
-   the engine's background prefill of the local model turned off (a diagnostic).
+   the engine's background prefill of the local model forced on (a diagnostic: it was the
+   default until this benchmark showed its cost on 2 cores).
 2. The same with the local model only (no GEMINI_API_KEY): Qwen2.5-1.5B's shape.
 3. Instant stand-ins for all three models (the appliance's own overhead), and for the two
    speech models only (the engine's overhead included).
-4. Whisper tiny, cloud: 1, 2, 4, 6, 8 simultaneous calls, then again with the local model's
-   background prefill off.
+4. Whisper tiny, cloud: 1, 2, 4, 6, 8 simultaneous calls.
 5. Resampling quality (no calls).
 The knowledge-base benchmark (bench/kb_bench.py) takes longer than all of this; its results
 are linked, and ``--with-kb`` runs it first.
@@ -66,15 +66,13 @@ def _plan(quick: bool) -> dict[str, Any]:
     if quick:
         return {"cloud300": [LATENCY_SET[1:3] + ["en_yes.wav"]], "cloud800": [],
                 "bargein": BARGE_INS[:1], "local": [], "instant": [["en_hours.wav"] * 2],
-                "instant_engine": [], "levels": [2], "turns_per_call": 2, "warmup": False,
-                "concurrency_noprefill": False}
+                "instant_engine": [], "levels": [2], "turns_per_call": 2, "warmup": False}
     return {"cloud300": [LATENCY_SET, LATENCY_SET[::-1]], "cloud800": [LATENCY_SET[:5]],
-            "cloud300_noprefill": [LATENCY_SET[:6]],
+            "cloud300_prefill": [LATENCY_SET[:6]],
             "bargein": BARGE_INS,
             "local": [["en_book.wav", "en_hours.wav", "en_price.wav", "ru_price.wav"]],
             "instant": [LATENCY_SET[:8]], "instant_engine": [LATENCY_SET[:6]],
-            "levels": [1, 2, 4, 6, 8], "turns_per_call": 2, "warmup": True,
-            "concurrency_noprefill": True}
+            "levels": [1, 2, 4, 6, 8], "turns_per_call": 2, "warmup": True}
 
 
 async def _calls(rig: Rig, key: str, calls: list[list[str]], out: dict[str, Any]) -> None:
@@ -113,16 +111,17 @@ async def cloud_and_bargein(models: BenchModels, work: Path, plan: dict[str, Any
         say(f"barge-in: clear after {[t.clear_ms for t in measured]} ms")
 
 
-async def no_prefill(models: BenchModels, work: Path, plan: dict[str, Any],
+async def prefill_on(models: BenchModels, work: Path, plan: dict[str, Any],
                      out: dict[str, Any], template: Path) -> None:
-    """Diagnostic: the cloud turns again with the local model's background prefill off."""
-    if not plan.get("cloud300_noprefill"):
+    """Diagnostic: the cloud turns again with the local model's background prefill forced on
+    (the default until it was measured here)."""
+    if not plan.get("cloud300_prefill"):
         return
-    setup = Setup(whisper="base", llm="cloud", ttft_s=0.3, local_prefill=False)
+    setup = Setup(whisper="base", llm="cloud", ttft_s=0.3, local_prefill=True)
     async with Rig(setup, models, work, template) as rig:
-        say(f"no-prefill rig up in {rig.start_info['startup_s']} s")
+        say(f"prefill-on rig up in {rig.start_info['startup_s']} s")
         await _warm(rig, plan)
-        await _calls(rig, "cloud300_noprefill", plan["cloud300_noprefill"], out)
+        await _calls(rig, "cloud300_prefill", plan["cloud300_prefill"], out)
 
 
 async def local(models: BenchModels, work: Path, plan: dict[str, Any], out: dict[str, Any],
@@ -180,10 +179,9 @@ async def _level(rig: Rig, n: int, plan: dict[str, Any], label: str) -> dict[str
 
 
 async def concurrency(models: BenchModels, work: Path, plan: dict[str, Any],
-                      template: Path, whisper: str, local_prefill: bool = True
-                      ) -> list[dict[str, Any]]:
+                      template: Path, whisper: str) -> list[dict[str, Any]]:
     levels = []
-    setup = Setup(whisper=whisper, llm="cloud", ttft_s=0.3, local_prefill=local_prefill)
+    setup = Setup(whisper=whisper, llm="cloud", ttft_s=0.3)
     async with Rig(setup, models, work, template) as rig:
         say(f"concurrency rig up in {rig.start_info['startup_s']} s")
         await _warm(rig, plan)
@@ -259,15 +257,11 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     template = TEMPLATE_DB   # kb/ indexed once; changed files are re-indexed at start-up
     scenarios: dict[str, Any] = {}
     await cloud_and_bargein(models, work, plan, scenarios, template)
-    await no_prefill(models, work, plan, scenarios, template)
+    await prefill_on(models, work, plan, scenarios, template)
     await local(models, work, plan, scenarios, template)
     await instant(models, work, plan, scenarios, template)
     whisper = "base" if args.quick else "tiny"
     levels = await concurrency(models, work, plan, template, whisper)
-    levels_noprefill = []
-    if plan["concurrency_noprefill"]:
-        levels_noprefill = await concurrency(models, work, plan, template, whisper,
-                                             local_prefill=False)
     rtf = await asyncio.to_thread(measure_rtf, models.voice)
     notes = [
         (f"Voice: the random-weight Piper-medium-shaped VITS runs here at a real-time factor of "
@@ -285,8 +279,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         ("The Whisper stand-ins always hear \"hello i would like an appointment\" (crafted "
          "decoder): its decoding is ~7 tokens, a real transcript of a long utterance is more."),
         ("Speech recognition languages en, he, ru as shipped (one encoder pass with language "
-         "detection). The local model is loaded in every cloud run too (it is the failover, "
-         "and the engine keeps the conversation in its cache in the background)."),
+         "detection). The local model is loaded in every cloud run too (it is the failover); "
+         "the engine keeps the conversation in its cache only when it is the one answering."),
         ("The Twilio stand-in is appliance/call/simulate.py with Twilio's media clock "
          "(bench/caller.py explains why); it runs in the benchmark process on the same cores."),
         f"Package versions: {versions()}.",
@@ -298,8 +292,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                  "machine": machine(), "load_before": load_before, "load_after": load(),
                  "duration_min": (time.monotonic() - _T0) / 60, "models": desc,
                  "notes": notes},
-        "scenarios": scenarios, "concurrency": levels,
-        "concurrency_noprefill": levels_noprefill, "resampling": resampling(),
+        "scenarios": scenarios, "concurrency": levels, "resampling": resampling(),
         **_other_results(),
     }
 
