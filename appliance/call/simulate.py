@@ -233,9 +233,13 @@ async def _run_stream(ws, result: SimResult, custom: dict, call_sid: str,
     media_ts = 0
     hung_up = False
 
+    # One frame schedule for the whole stream, as a phone line keeps: pacing each call of
+    # send_frames from its own start made media timestamps lag real time by ~1 s per reply.
+    schedule = {"next": time.monotonic()}
+
     async def send_frames(data: bytes) -> None:
         nonlocal media_ts
-        next_tick = time.monotonic()
+        next_tick = max(schedule["next"], time.monotonic() - 0.1)
         for i in range(0, len(data), ULAW_FRAME_BYTES):
             frame = data[i:i + ULAW_FRAME_BYTES].ljust(ULAW_FRAME_BYTES, b"\xff")
             await send_json({"event": "media", "streamSid": stream_sid,
@@ -244,6 +248,7 @@ async def _run_stream(ws, result: SimResult, custom: dict, call_sid: str,
                                        "payload": base64.b64encode(frame).decode()}})
             media_ts += 20
             next_tick += FRAME_S
+            schedule["next"] = next_tick
             await asyncio.sleep(max(0.0, next_tick - time.monotonic()))
 
     async def silence_until(predicate, timeout_s: float) -> None:
