@@ -1,28 +1,50 @@
-"""The aiohttp application: /healthz plus the routes of each channel."""
+"""The aiohttp application: /healthz plus the routes of each channel, on the composed Services."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
 from .actions import routes as calendar_routes
+from .call import stream as media_stream_routes
+from .call import voice as voice_routes
+from .call.gather import GatherTurns
+from .call.stream import MediaStreamEndpoint
+from .call.voice import VoiceWebhooks
+from .compose import Services
 from .messaging import webhooks as messaging_routes
-from .runtime import Runtime
-from .telephony import stream as media_stream_routes
-from .telephony import webhooks as voice_routes
+from .actions.handover import record_dial_result
+from .actions.services import ActionServices
+from .call.voice import DialResult
+from .telephony.guard import TwilioGuard
 
-RUNTIME = web.AppKey("runtime", Runtime)
+SERVICES = web.AppKey("services", Services)
 
 
-def build_app(runtime: Runtime) -> web.Application:
+def build_app(services: Services) -> web.Application:
     app = web.Application(client_max_size=1024 * 1024)
-    app[RUNTIME] = runtime
+    app[SERVICES] = services
     app.router.add_get("/healthz", healthz)
-    for module in (voice_routes, media_stream_routes, messaging_routes, calendar_routes):
-        module.add_routes(app, runtime)
+    s = services
+    voice_routes.add_routes(app, VoiceWebhooks(
+        s.settings, s.call_store(), s.calls, GatherTurns(s.engine), s.problems,
+        dial_result=_dial_result(s.actions)))
+    media_stream_routes.add_routes(app, MediaStreamEndpoint(
+        s.call_deps(), s.calls, TwilioGuard(s.settings), s.problems))
+    messaging_routes.add_routes(app, s.messaging)
+    calendar_routes.add_routes(app, s.settings, s.db, s.actions)
     return app
 
 
 async def healthz(request: web.Request) -> web.Response:
     """JSON state of every component; HTTP 200 only when the appliance can take a call."""
-    health = request.app[RUNTIME].health()
+    health = request.app[SERVICES].health()
     return web.json_response(health, status=200 if health["ready"] else 503)
+
+
+def _dial_result(actions: ActionServices | None) -> DialResult | None:
+    if actions is None:
+        return None
+
+    async def record(call_id: int | None, customer_id: int | None, status: str) -> None:
+        await record_dial_result(actions, call_id, customer_id, status)
+    return record

@@ -20,25 +20,16 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Mapping
+from typing import Callable, Mapping
 from urllib.parse import urlparse
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-if TYPE_CHECKING:
-    from .actions.settings import ActionSettings
+from .actions.settings import ActionSettings
+from .config_error import ConfigError
 
 SECRET_NAMES = ("TWILIO_AUTH_TOKEN", "GEMINI_API_KEY", "SMTP_PASSWORD", "CRM_TOKEN",
                 "CALENDAR_FEED_TOKEN")
 E164 = re.compile(r"^\+[1-9]\d{6,14}$")
-
-
-class ConfigError(Exception):
-    """A setting is missing or wrong. The message names section, key and the fix."""
-
-    def __init__(self, section: str, key: str | None, reason: str) -> None:
-        where = f"[{section}] {key}" if key else f"[{section}]"
-        super().__init__(f"config: {where}: {reason}")
-        self.section, self.key, self.reason = section, key, reason
 
 
 @dataclass(frozen=True)
@@ -192,7 +183,7 @@ class Settings:
     messaging: MessagingSettings
     owner: OwnerSettings
     smtp: SmtpSettings
-    actions: "ActionSettings"   # [appointments] [notify] [crm] [google_calendar]
+    actions: ActionSettings   # [appointments] [notify] [crm] [google_calendar]
 
     def model_refs(self) -> list[ModelRef]:
         refs = [self.stt.model, self.local_llm.model, self.kb.embedding_model]
@@ -464,8 +455,6 @@ def load_settings(path: str | os.PathLike[str],
         sender=r.str("smtp", "sender", ""),
         starttls=r.bool("smtp", "starttls", True),
     )
-    from .actions.settings import ActionSettings
-
     actions = ActionSettings.from_sections(   # raises ConfigError naming section and key
         {name: dict(parser.items(name)) for name in _ACTION_SECTIONS if parser.has_section(name)},
         environ={"CRM_TOKEN": secret("CRM_TOKEN")}, root=root)

@@ -1,9 +1,9 @@
-"""Everything the process loads once at start-up, and the truth about it for /healthz.
+"""Health and lifecycle of the running process: which component loaded (how long it took, or why
+not), what to close at the end, and the background work that outlives a request.
 
-`Runtime.start(settings)` opens the database and loads every model off the event loop, recording
-per component whether it loaded, how long it took, and why not. The server listens only after
-this, so /healthz never says "ready" for models still loading; a missing model shows up here and
-in `appliance doctor`, not in the middle of a call.
+`Runtime` holds no service: appliance.compose builds those and returns them in one typed
+`Services`. Each builder records its component here (`load` for blocking model loaders, run in a
+thread; `report` for the rest) and hands over what must be closed (`add_closer`).
 """
 
 from __future__ import annotations
@@ -11,15 +11,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TypeVar
 
-from .call.registry import CallRegistry
-from .config import ModelRef, Settings
-from .store.db import Database, StoreError
+from .config import ModelRef
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+Closer = Callable[[], "Awaitable[None] | None"]
+JsonValue = str | bool | float | int | None
 
 
 @dataclass
@@ -30,54 +32,35 @@ class Component:
     load_ms: float = 0.0
     needed_for_calls: bool = False
 
-    def as_json(self) -> dict[str, Any]:
+    def as_json(self) -> dict[str, JsonValue]:
         return {"ok": self.ok, "detail": self.detail, "load_ms": round(self.load_ms, 1)}
 
 
 @dataclass
 class Runtime:
-    settings: Settings
-    db: Database | None = None
-    vad: Any = None          # appliance.audio.vad.SileroVad
-    stt: Any = None          # appliance.stt.whisper.SpeechRecognizer
-    tts: Any = None          # appliance.tts.piper.Speaker
-    local_llm: Any = None    # appliance.llm.local.LocalModel
-    embedder: Any = None     # appliance.kb.embed.Embedder
-    kb: Any = None           # appliance.kb.search.KnowledgeBase
-    engine: Any = None       # appliance.conversation.engine.Engine
     components: dict[str, Component] = field(default_factory=dict)
-    calls: CallRegistry = field(default_factory=CallRegistry)
-    extras: dict[str, Any] = field(default_factory=dict)  # channel services (outbox, ...)
     # The caller-audio front end (decode, resample, VAD: ~0.1 ms a frame) gets its own thread
     # so it never queues behind a transcription in the default executor.
     audio_executor: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="audio-in"))
-    _closers: list[Callable[[], Any]] = field(default_factory=list)
-    _background: set[asyncio.Task] = field(default_factory=set)
+    _closers: list[Closer] = field(default_factory=list)
+    _background: set[asyncio.Task[None]] = field(default_factory=set)
 
-    @classmethod
-    async def start(cls, settings: Settings) -> "Runtime":
-        rt = cls(settings=settings)
-        try:
-            rt.db = await Database.open(settings.storage.database)
-            rt.components["database"] = Component("database", True,
-                                                   str(settings.storage.database), 0, True)
-            rt._closers.append(rt.db.close)
-        except (StoreError, OSError) as exc:
-            rt.components["database"] = Component("database", False, str(exc), 0, True)
-        from . import loaders
+    def report(self, name: str, ok: bool, detail: str = "", *, needed_for_calls: bool = False,
+               load_ms: float = 0.0) -> None:
+        self.components[name] = Component(name, ok, detail, load_ms, needed_for_calls)
 
-        await loaders.load_all(rt)
-        return rt
+    def add_closer(self, closer: Closer) -> None:
+        self._closers.append(closer)
 
-    async def load(self, name: str, fn: Callable[[], Any], *, needed_for_calls: bool,
-                   ref: ModelRef | None = None) -> Any:
+    async def load(self, name: str, fn: Callable[[], T], *, needed_for_calls: bool,
+                   ref: ModelRef | None = None) -> T | None:
         """Run a blocking loader in a thread and record the outcome under `name`."""
         if ref is not None and not ref.present:
             how = (f"run `appliance models download {ref.manifest_name}`" if ref.manifest_name
                    else f"fix {ref.setting}")
-            self.components[name] = Component(name, False, f"{ref.path} is missing; {how}", 0,
-                                              needed_for_calls)
+            self.report(name, False, f"{ref.path} is missing; {how}",
+                        needed_for_calls=needed_for_calls)
             log.warning("%s not loaded: %s is missing", name, ref.path)
             return None
         started = time.perf_counter()
@@ -85,43 +68,24 @@ class Runtime:
             value = await asyncio.to_thread(fn)
         except Exception as exc:  # noqa: BLE001 - any loader failure is reported, not fatal
             elapsed = (time.perf_counter() - started) * 1000
-            self.components[name] = Component(name, False, f"failed to load: {exc}", elapsed,
-                                              needed_for_calls)
+            self.report(name, False, f"failed to load: {exc}", needed_for_calls=needed_for_calls,
+                        load_ms=elapsed)
             log.error("%s failed to load: %s", name, exc)
             return None
         elapsed = (time.perf_counter() - started) * 1000
-        self.components[name] = Component(name, True, str(ref.path) if ref else "", elapsed,
-                                          needed_for_calls)
+        self.report(name, True, str(ref.path) if ref else "", needed_for_calls=needed_for_calls,
+                    load_ms=elapsed)
         log.info("%s loaded in %.0f ms", name, elapsed)
         closer = getattr(value, "close", None)
         if callable(closer):
             self._closers.append(closer)
         return value
 
-    def can_take_calls(self) -> bool:
-        return not self.problems()
-
     def problems(self) -> list[str]:
-        out = [f"{c.name}: {c.detail}" for c in self.components.values()
-               if c.needed_for_calls and not c.ok]
-        if self.engine is None:
-            out.append("conversation engine: no language model available (set GEMINI_API_KEY "
-                       "or download the local model)")
-        return out
+        return [f"{c.name}: {c.detail}" for c in self.components.values()
+                if c.needed_for_calls and not c.ok]
 
-    def health(self) -> dict[str, Any]:
-        problems = self.problems()
-        llm = self.engine.status() if self.engine is not None else {"mode": "none"}
-        return {
-            "ready": not problems,
-            "problems": problems,
-            "components": {name: c.as_json() for name, c in self.components.items()},
-            "llm": llm,
-            "gemini": {"configured": bool(self.settings.gemini.api_key)},
-            "active_calls": self.calls.active_count(),
-        }
-
-    def spawn(self, coro: Any, name: str) -> asyncio.Task:
+    def spawn(self, coro: Coroutine[object, object, None], name: str) -> asyncio.Task[None]:
         """Work that outlives a request or a call (summaries); awaited or cancelled at close."""
         task = asyncio.get_running_loop().create_task(coro, name=name)
         self._background.add(task)
@@ -143,6 +107,6 @@ class Runtime:
         self._closers.clear()
 
 
-def _log_failure(task: asyncio.Task) -> None:
+def _log_failure(task: asyncio.Task[None]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.error("background task %s failed: %r", task.get_name(), task.exception())

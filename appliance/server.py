@@ -6,39 +6,47 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import AsyncIterator
 
 from aiohttp import web
 
 from .app import build_app
+from .compose import Services, compose
 from .config import Settings
 from .logs import setup_logging
-from .runtime import Runtime
 
 log = logging.getLogger(__name__)
 
 
+Adapt = Callable[[Services], Awaitable[Services]]   # e.g. bench's instant stand-ins
+
+
 @dataclass(frozen=True)
 class RunningServer:
-    runtime: Runtime
+    services: Services
     url: str            # http://host:port actually bound (port 0 in config = any free port)
 
 
 @contextlib.asynccontextmanager
-async def running(settings: Settings) -> AsyncIterator[RunningServer]:
-    """Models load before the port opens; on exit every call is ended and its record closed."""
-    runtime = await Runtime.start(settings)
-    runner = web.AppRunner(build_app(runtime), handle_signals=False, access_log=None,
+async def running(settings: Settings, adapt: Adapt | None = None
+                  ) -> AsyncIterator[RunningServer]:
+    """Models load before the port opens; on exit every call is ended and its record closed.
+    `adapt` may replace services (a benchmark's stand-ins) before the app is built."""
+    services = await compose(settings)
+    if adapt is not None:
+        services = await adapt(services)
+    runtime = services.runtime
+    runner = web.AppRunner(build_app(services), handle_signals=False, access_log=None,
                            shutdown_timeout=5.0)
     try:
         await runner.setup()
         site = web.TCPSite(runner, settings.server.host, settings.server.port)
         await site.start()
         host, port = runner.addresses[0][:2]
-        yield RunningServer(runtime, f"http://{host}:{port}")
+        yield RunningServer(services, f"http://{host}:{port}")
     finally:
-        await runtime.calls.shutdown()
+        await services.calls.shutdown()
         await runner.cleanup()
         await runtime.close()
 
@@ -51,12 +59,12 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
     async with running(settings) as server:
-        health = server.runtime.health()
+        health = server.services.health()
         log.info("listening on %s; %s", server.url, "ready to take calls" if health["ready"]
                  else "NOT ready to take calls: " + "; ".join(health["problems"]))
         await stop.wait()
         log.info("shutting down: ending %d active call(s)",
-                 server.runtime.calls.active_count())
+                 server.services.calls.active_count())
 
 
 def run_server(settings: Settings) -> int:

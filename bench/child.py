@@ -2,12 +2,13 @@
 the box): ``python -m bench.child CONFIG RECORD [--instant all|stt_tts]``.
 
 Starts the real server (``appliance.server.running``: models load first), prints one JSON line
-``{"url": ..., "pid": ...}`` when it listens, and serves until its stdin closes. For each call
-that ends it appends one JSON line to RECORD: the call SID, the barge-ins as the session saw them
-(onset of caller speech on the media clock converted to monotonic time, and when `clear` went
-out), and per reply its raw TurnTimings and its pieces (text, when the first frame was sent,
-frames, whether it was a "one moment" filler). CLOCK_MONOTONIC is shared by all processes, so
-these times compare with the caller stand-in's.
+``{"url": ..., "pid": ...}`` when it listens, and serves until its stdin closes. It watches the
+calls only through their events (``services.call_events``, appliance/call/events.py): for each
+call that ends it appends one JSON line to RECORD: the call SID, the barge-ins as the session saw
+them (onset of caller speech on the media clock converted to monotonic time, and when `clear`
+went out), and per reply its stage times and its pieces (text, when the first frame was sent,
+whether it was a "one moment" filler). CLOCK_MONOTONIC is shared by all processes, so these
+times compare with the caller stand-in's.
 
 ``--local-prefill on|off`` forces the engine's background prefill of the local model (the
 conversation kept in its KV cache while Gemini answers and between turns; by default only when
@@ -16,7 +17,8 @@ the local model is the one answering), to show what it costs a cloud turn.
 ``--instant all`` swaps speech recognition, the conversation engine and the voice for instant
 stand-ins after start-up (what is left is the appliance's own overhead); ``--instant stt_tts``
 keeps the real engine (Gemini stand-in, knowledge-base search, SQLite) and swaps only the two
-speech models.
+speech models. The swap goes through ``running(settings, adapt)``: nothing of the product is
+patched.
 """
 
 from __future__ import annotations
@@ -33,10 +35,11 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from appliance.call import player as player_mod
-from appliance.call import session as session_mod
-from appliance.config import load_settings
-from appliance.conversation.prompt import FILLERS
+from appliance.call.events import AudioSent, BargeIn, CallEnded, CallEvent, TurnCompleted
+from appliance.call.speech import PhoneSpeech
+from appliance.compose import Services
+from appliance.config import Settings, load_settings
+from appliance.loaders import warm_phrases
 from appliance.logs import setup_logging
 from appliance.server import running
 
@@ -61,63 +64,74 @@ class _LocalRounds(logging.Handler):
             _append(self.path, {"local_round": message, "at": time.monotonic()})
 
 
-def _instrument(record_path: Path) -> None:
-    """Keep every piece a player creates, and write one record per finished call."""
-    original_new_piece = player_mod.Player.new_piece
-    original_run = session_mod.CallSession.run
-    fillers = set(FILLERS.values())
-
-    def new_piece(self, text, reply_id):
-        piece = original_new_piece(self, text, reply_id)
-        self.__dict__.setdefault("bench_pieces", []).append(piece)
-        return piece
-
-    async def run(self):
-        try:
-            return await original_run(self)
-        finally:
-            pieces = self.player.__dict__.get("bench_pieces", [])
-            replies = []
-            for reply_id, t in self._timings.items():
-                replies.append({
-                    "reply_id": reply_id, "row": t.as_row(), "model": t.model,
-                    "end_of_speech_at": t.end_of_speech_at, "decided_at": t.decided_at,
-                    "transcript_at": t.transcript_at, "first_token_at": t.first_token_at,
-                    "first_clause_at": t.first_clause_at, "first_audio_at": t.first_audio_at,
-                    "first_frame_at": t.first_frame_at, "first_heard_at": t.first_heard_at,
-                    "pieces": [{"text": p.text, "first_sent_at": p.first_sent_at,
-                                "frames": len(p.frames), "filler": p.text in fillers}
-                               for p in pieces if p.reply_id == reply_id]})
-            record = {"call_sid": self.start.call_sid, "barge_ins": self.barge_ins,
-                      "replies": replies, "frames_sent": self.player.frames_sent}
-            _append(record_path, record)
-
+def _watch_local_rounds(record_path: Path) -> None:
+    """The local model's per-round statistics are a debug log line (no call event)."""
     local_log = logging.getLogger("appliance.llm.local")
     local_log.addHandler(_LocalRounds(record_path))
     local_log.setLevel(logging.DEBUG)
-    player_mod.Player.new_piece = new_piece
-    session_mod.CallSession.run = run
 
 
-async def _serve(settings, instant: str | None, local_prefill: str | None) -> None:
-    from appliance.call.speech import PhoneSpeech
-    from appliance.loaders import _warm_phrases
+class CallRecorder:
+    """Call events -> one RECORD line per finished call."""
 
-    async with running(settings) as srv:
-        rt = srv.runtime
-        if local_prefill and rt.engine is not None:   # a diagnostic, not a product setting
-            rt.engine.options = dataclasses.replace(rt.engine.options,
-                                                    prefill_local=local_prefill == "on")
-        if instant:
-            rt.stt = InstantRecognizer(settings.business.language)
-            rt.extras["phone_speech"] = PhoneSpeech(InstantSpeaker())
-            await _warm_phrases(rt)
-            if instant == "all":
-                rt.engine = InstantEngine(rt.engine)
-        health = rt.health()
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._calls: dict[int, dict] = {}
+
+    def _call(self, call_id: int) -> dict:
+        return self._calls.setdefault(call_id, {"barge_ins": [], "replies": {}, "pieces": []})
+
+    def __call__(self, event: CallEvent) -> None:
+        call = self._call(event.call_id)
+        if isinstance(event, AudioSent):
+            call["pieces"].append({"reply_id": event.reply_id, "text": event.text,
+                                   "first_sent_at": event.at, "filler": event.filler})
+        elif isinstance(event, BargeIn):
+            call["barge_ins"].append({"onset_at": event.onset_at, "clear_at": event.at})
+        elif isinstance(event, TurnCompleted):
+            t = event.timings
+            call["replies"][event.reply_id] = {
+                "reply_id": event.reply_id, "row": t.as_row(), "model": t.model,
+                **{f.name: getattr(t, f.name) for f in dataclasses.fields(t)
+                   if f.name.endswith("_at")}}
+        elif isinstance(event, CallEnded):
+            self._calls.pop(event.call_id, None)
+            replies = []
+            for reply_id, reply in sorted(call["replies"].items()):
+                reply["pieces"] = [{k: v for k, v in p.items() if k != "reply_id"}
+                                   for p in call["pieces"] if p["reply_id"] == reply_id]
+                replies.append(reply)
+            _append(self.path, {"call_sid": event.call_sid, "barge_ins": call["barge_ins"],
+                                "replies": replies,
+                                "pieces_sent": len(call["pieces"])})
+
+
+def _adapter(settings: Settings, instant: str | None, local_prefill: str | None):
+    async def adapt(services: Services) -> Services:
+        engine = services.engine
+        if local_prefill and engine is not None:   # a diagnostic, not a product setting
+            engine.options = dataclasses.replace(engine.options,
+                                                 prefill_local=local_prefill == "on")
+        if not instant:
+            return services
+        speech = PhoneSpeech(InstantSpeaker())
+        await warm_phrases(speech, settings)
+        return dataclasses.replace(
+            services, stt=InstantRecognizer(settings.business.language), speech=speech,
+            engine=InstantEngine(engine) if instant == "all" else engine)
+    return adapt
+
+
+async def _serve(settings: Settings, record: Path, instant: str | None,
+                 local_prefill: str | None) -> None:
+    async with running(settings, _adapter(settings, instant, local_prefill)) as srv:
+        srv.services.call_events.subscribe(CallRecorder(record))
+        health = srv.services.health()
+        components = health["components"]
+        assert isinstance(components, dict)
         print(json.dumps({"url": srv.url, "pid": os.getpid(), "ready": health["ready"],
                           "problems": health["problems"],
-                          "load_ms": {k: v["load_ms"] for k, v in health["components"].items()}}),
+                          "load_ms": {k: v["load_ms"] for k, v in components.items()}}),
               flush=True)
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, sys.stdin.read)   # until the parent closes stdin
@@ -133,8 +147,8 @@ def main() -> int:
     args = parser.parse_args()
     settings = load_settings(args.config)
     setup_logging(settings.server.log_level)
-    _instrument(args.record)
-    asyncio.run(_serve(settings, args.instant, args.local_prefill))
+    _watch_local_rounds(args.record)
+    asyncio.run(_serve(settings, args.record, args.instant, args.local_prefill))
     return 0
 
 

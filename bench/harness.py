@@ -3,8 +3,9 @@
 `Rig` starts the Gemini stand-in (bench/gemini_proc.py) and the appliance (bench/child.py) as
 processes of their own, with the shipped config.ini in which only the model paths, the port, the
 database and the public URL are replaced. `Rig.call()` runs one call with the Twilio stand-in of
-`appliance simulate` (appliance/call/simulate.py, with Twilio's media clock: bench/caller.py)
-in this process, then joins three views of each
+`appliance simulate` (appliance/simulate.py, with Twilio's media clock; the caller waits for
+the reply to its last turn to be stored before it speaks again) in this process, then joins
+three views of each
 caller turn: the caller's (what the stand-in received, on its clock), the server's stored row
 (`call_turns`) and the server's per-piece record (bench/child.py).
 """
@@ -23,8 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import caller
-from .caller import CallerTurn, SimResult, simulate_call
+from appliance.simulate import CallerTurn, SimResult, simulate_call
+
 from .models import BenchModels
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -209,8 +210,6 @@ class Rig:
             raise RuntimeError(f"appliance not ready: {self.start_info}")
         if self.template_db is not None and not self.template_db.is_file():
             _backup(self.dir / "appliance.db", self.template_db)
-        caller.install()
-        caller.reply_done = self._reply_stored
         return self
 
     def _reply_stored(self, call_sid: str, turns_spoken: int) -> bool:
@@ -241,7 +240,6 @@ class Rig:
             await self.gemini.send(f"{key} {value}")
 
     async def __aexit__(self, *exc: object) -> None:
-        caller.uninstall()
         for proc in (self.app, self.gemini):
             if proc is not None:
                 await proc.stop()
@@ -275,7 +273,8 @@ class Rig:
     async def call(self, turns: list[CallerTurn], scenario: str,
                    reply_timeout_s: float = 30.0) -> list[TurnMeasure]:
         result = await simulate_call(self.url, PUBLIC_URL, TOKEN, turns,
-                                     reply_timeout_s=reply_timeout_s)
+                                     reply_timeout_s=reply_timeout_s,
+                                     reply_done=self._reply_stored)
         record = await self._record(result.call_sid)
         return measure(result, turns, self._rows(result.call_sid), record, scenario)
 

@@ -362,7 +362,7 @@ def _bargein(L: list[str], sc: dict[str, Any]) -> None:
     L.append(f"{sc['bargein']['label']}, the Gemini stand-in answering a ~20 s reply; the "
              "caller speaks over it 0.8-2 s after it starts. Caller side: from the onset of "
              "speech in the audio (`speech_start_s`) to `clear` received. Server side: from the "
-             "onset the VAD found (media clock) to `clear` sent (CallSession.barge_ins).")
+             "onset the VAD found (media clock) to `clear` sent (the BargeIn call event).")
     L.append("")
     L.append("| | median | p95 | min-max | n |")
     L.append("|---|---:|---:|---:|---:|")

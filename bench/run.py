@@ -281,8 +281,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         ("Speech recognition languages en, he, ru as shipped (one encoder pass with language "
          "detection). The local model is loaded in every cloud run too (it is the failover); "
          "the engine keeps the conversation in its cache only when it is the one answering."),
-        ("The Twilio stand-in is appliance/call/simulate.py with Twilio's media clock "
-         "(bench/caller.py explains why); it runs in the benchmark process on the same cores."),
+        ("The Twilio stand-in is appliance/simulate.py (one frame schedule, as Twilio's media "
+         "clock); it runs in the benchmark process on the same cores."),
         f"Package versions: {versions()}.",
     ]
     desc = models.describe()

@@ -7,7 +7,6 @@ import io
 import re
 from datetime import datetime
 from pathlib import Path
-from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -32,9 +31,8 @@ async def h(tmp_path: Path):
 
 
 async def client_for(h: Harness, environ: dict[str, str]) -> TestClient:
-    rt = SimpleNamespace(db=h.db, settings=h.settings, extras={"actions": h.services})
     app = web.Application()
-    add_routes(app, rt, environ=environ)  # type: ignore[arg-type]
+    add_routes(app, h.settings, h.db, h.services, environ=environ)
     client = TestClient(TestServer(app))
     await client.start_server()
     return client

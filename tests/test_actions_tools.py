@@ -292,35 +292,30 @@ async def test_an_unanswered_transfer_is_logged_for_the_owner(h: Harness) -> Non
 
 
 async def test_wiring_connects_the_notifier_to_the_messaging_outbox(h: Harness) -> None:
-    from types import SimpleNamespace
-
-    from appliance.actions.wiring import register_actions
+    """Through the real Outbox (a stand-in taking **kwargs once hid a wrong keyword, so no
+    confirmation was ever queued)."""
+    from appliance.actions.wiring import OutboxNotifier, build_actions
     from appliance.conversation.tools import ToolRegistry
+    from appliance.messaging.outbox import Outbox
+    from appliance.runtime import Runtime
 
-    queued: list[dict] = []
-
-    class Outbox:
-        async def enqueue(self, **kw):
-            queued.append(kw)
-            return [1]
-
-    rt = SimpleNamespace(db=h.db, settings=h.settings, extras={}, _closers=[])
+    with pytest.raises(RuntimeError, match="not running"):
+        await OutboxNotifier(h.settings, None).send_text("sms", CALLER, "hi", "info")
+    rt = Runtime()
     tools = ToolRegistry.default()
-    services = register_actions(rt, tools)  # type: ignore[arg-type]
+    services = build_actions(rt, h.settings, h.db, Outbox(h.settings, h.db), tools)
     try:
-        assert rt.extras["actions"] is services and "book_appointment" in tools
+        assert services is not None and "book_appointment" in tools
         notifier = services.outbound.notifier
-        with pytest.raises(RuntimeError, match="not running"):
-            await notifier.send_text("sms", CALLER, "hi", "info")
-        rt.extras["messaging"] = SimpleNamespace(outbox=Outbox())
         await notifier.send_text("whatsapp", CALLER, "hello", "info")
         await notifier.send_text("sms", CALLER, "hello", "booking_confirmation")
-        assert queued == [
+        rows = await h.db.fetchall("SELECT channel, phone, to_address, from_address, body, "
+                                   "purpose FROM messages_out ORDER BY id")
+        assert [dict(r) for r in rows] == [
             {"channel": "whatsapp", "phone": CALLER, "to_address": f"whatsapp:{CALLER}",
-             "from_address": "whatsapp:+14155238886", "text": "hello", "purpose": "info"},
+             "from_address": "whatsapp:+14155238886", "body": "hello", "purpose": "info"},
             {"channel": "sms", "phone": CALLER, "to_address": CALLER,
-             "from_address": "+14155550000", "text": "hello",
+             "from_address": "+14155550000", "body": "hello",
              "purpose": "booking_confirmation"}]
     finally:
-        for closer in rt._closers:
-            await closer()
+        await rt.close()

@@ -17,7 +17,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from appliance.call.simulate import CallerTurn, simulate_call
+from appliance.simulate import CallerTurn, simulate_call
 from appliance.server import running
 from tests.conftest import AUDIO_DIR, PUBLIC_URL, TOKEN
 from tests.fakes.gemini_server import Call, FakeGemini, Reply
@@ -43,12 +43,12 @@ async def server(make_settings, gemini):
         extra=f"[gemini]\nbase_url = {gemini.base_url}\n[call]\nsilence_prompt_s = 30\n",
         environ={"TWILIO_AUTH_TOKEN": TOKEN, "GEMINI_API_KEY": "test-key"})
     async with running(settings) as srv:
-        assert srv.runtime.health()["ready"], srv.runtime.health()
+        assert srv.services.health()["ready"], srv.services.health()
         yield srv
 
 
 def db_rows(srv, sql: str, *args) -> list[sqlite3.Row]:
-    conn = sqlite3.connect(srv.runtime.settings.storage.database)
+    conn = sqlite3.connect(srv.services.settings.storage.database)
     conn.row_factory = sqlite3.Row
     try:
         return conn.execute(sql, args).fetchall()
@@ -216,9 +216,9 @@ async def test_server_shutdown_closes_the_call_record(make_settings, gemini) -> 
         task = asyncio.create_task(call(srv, [turn("en_long.wav")]))
         for _ in range(100):
             await asyncio.sleep(0.1)
-            if srv.runtime.calls.active_count():
+            if srv.services.calls.active_count():
                 break
-        assert srv.runtime.calls.active_count() == 1
+        assert srv.services.calls.active_count() == 1
     result = await asyncio.wait_for(task, 30)
     assert result.closed_by_server
     (c,) = db_rows(srv, "SELECT outcome, ended_at FROM calls")
@@ -276,7 +276,7 @@ async def test_a_crashing_stage_ends_the_call_with_the_fallback_not_dead_air(ser
     async def broken(*args, **kwargs):
         raise RuntimeError("speech recognition exploded")
 
-    server.runtime.stt.transcribe_async = broken
+    server.services.stt.transcribe_async = broken
     result = await call(server, [turn("en_yes.wav")])
     assert result.closed_by_server
     dial = ET.fromstring(result.action_twiml).find("Dial")

@@ -30,8 +30,9 @@ from appliance.config import Settings, load_settings
 from appliance.messaging.inbound import InboundOptions
 from appliance.messaging.media import MediaLimits
 from appliance.messaging.outbox import OutboxOptions, RetryPolicy, make_client
-from appliance.messaging.webhooks import MessagingOptions, add_routes
-from appliance.runtime import Runtime
+from appliance.messaging.webhooks import (MessagingChannel, MessagingOptions, add_routes,
+                                         build_channel)
+from appliance.runtime import Component
 from appliance.store.db import Database
 from tests.fakes.twilio_rest import Fail, FakeTwilio
 
@@ -200,7 +201,8 @@ class Harness:
         self.settings = settings or write_settings(tmp_path, fake.base_url,
                                                    template_sid=template_sid)
         self.db: Database | None = None
-        self.rt: Runtime | None = None
+        self.rt: MessagingChannel | None = None
+        self.components: dict[str, Component] = {}
         self.client: TestClient | None = None
 
     @property
@@ -211,8 +213,8 @@ class Harness:
         self.db = await Database.open(self.db_path)
         if self.make_engine is not None:
             self.engine = await self.make_engine(self.settings, self.db)
-        self.rt = Runtime(settings=self.settings, db=self.db, engine=self.engine, stt=self.stt)
-        self.rt.extras["messaging_options"] = self.options
+        self.rt = build_channel(self.settings, self.db, self.engine, self.stt, self.options,
+                                report=self._report)
         app = web.Application(client_max_size=1024 * 1024)  # as appliance.app.build_app
         add_routes(app, self.rt)
         self.client = TestClient(TestServer(app, host="127.0.0.1"))
@@ -239,10 +241,13 @@ class Harness:
         assert self.client is not None
         return str(self.client.make_url("/")).rstrip("/")
 
+    def _report(self, name: str, ok: bool, detail: str) -> None:
+        self.components[name] = Component(name, ok, detail)
+
     @property
-    def channel(self) -> Any:
+    def channel(self) -> MessagingChannel:
         assert self.rt is not None
-        return self.rt.extras["messaging"]
+        return self.rt
 
     async def post(self, path: str, params: dict[str, str] | None = None, *,
                    signature: str | None = None, signed: bool = True, data: Any = None):

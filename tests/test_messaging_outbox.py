@@ -141,7 +141,7 @@ async def test_without_credentials_nothing_is_lost(tmp_path: Path,
         await h.wait_for(lambda: h.count("messages_out") == 1, what="the queued reply")
         await asyncio.sleep(0.3)
         assert h.rows("SELECT state FROM messages_out") == [{"state": "pending"}]
-        health = h.rt.components["messaging"]  # type: ignore[union-attr]
+        health = h.components["messaging"]
         assert not health.ok and "account_sid" in health.detail
         assert fake_twilio.requests == []
         # configured and restarted: it goes out

@@ -117,8 +117,7 @@ SERVER = """
 import asyncio, os, sys
 from aiohttp import web
 from appliance.config import load_settings
-from appliance.messaging.webhooks import add_routes
-from appliance.runtime import Runtime
+from appliance.messaging.webhooks import add_routes, build_channel
 from appliance.store.db import Database
 from tests.test_messaging_harness import FAST, ScriptedEngine
 
@@ -126,10 +125,8 @@ async def main(ini):
     settings = load_settings(ini, environ={"TWILIO_AUTH_TOKEN": os.environ["TOKEN"]})
     db = await Database.open(settings.storage.database)
     engine = ScriptedEngine(delay_s=float(os.environ.get("ENGINE_DELAY_S", "0")))
-    rt = Runtime(settings=settings, db=db, engine=engine)
-    rt.extras["messaging_options"] = FAST
     app = web.Application(client_max_size=1024 * 1024)
-    add_routes(app, rt)
+    add_routes(app, build_channel(settings, db, engine, None, FAST))
     runner = web.AppRunner(app, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)

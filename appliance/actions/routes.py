@@ -16,18 +16,17 @@ import os
 import secrets
 import sqlite3
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import Mapping
 
 from aiohttp import web
 
+from ..config import Settings
 from ..store.db import Database
 from .appointments import Appointments
 from .calendar import CalendarRules
 from .ics import render
+from .services import ActionServices
 from .settings import ActionSettings
-
-if TYPE_CHECKING:
-    from ..runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -73,10 +72,11 @@ def feed_url(public_url: str, token: str) -> str:
     return f"{public_url or 'http://127.0.0.1:1337'}/calendar/{token}.ics"
 
 
-def add_routes(app: web.Application, rt: "Runtime",
-               environ: Mapping[str, str] | None = None) -> None:
+def add_routes(app: web.Application, settings: Settings, db: Database | None,
+               services: ActionServices | None, environ: Mapping[str, str] | None = None
+               ) -> None:
     env = os.environ if environ is None else environ
-    state: dict[str, Any] = {}
+    state: dict[str, str | bool] = {}
     try:
         token_from_env(env)
     except FeedTokenError as exc:
@@ -85,26 +85,25 @@ def add_routes(app: web.Application, rt: "Runtime",
 
     async def token() -> str:
         if "token" not in state:
-            assert rt.db is not None
-            state["token"] = await feed_token(rt.db, env)
+            assert db is not None
+            state["token"] = await feed_token(db, env)
         return str(state["token"])
 
     async def calendar_feed(request: web.Request) -> web.Response:
-        if rt.db is None:
+        if db is None:
             raise web.HTTPServiceUnavailable(text="database unavailable")
         given = request.match_info["token"].encode()
         if state.get("disabled") or not hmac.compare_digest(given, (await token()).encode()):
             raise web.HTTPNotFound()
-        services = rt.extras.get("actions")
         if services is not None:
             appointments, now = services.appointments, services.now()
         else:
-            config = ActionSettings.of(rt.settings)
+            config = ActionSettings.of(settings)
             rules = CalendarRules.from_settings(config.appointments,
-                                                rt.settings.business.timezone)
-            appointments, now = Appointments(rt.db, rules), datetime.now(timezone.utc)
+                                                settings.business.timezone)
+            appointments, now = Appointments(db, rules), datetime.now(timezone.utc)
         found = await appointments.between(now - PAST, now + AHEAD)
-        body = render(found, calendar_name=f"{rt.settings.business.name} appointments",
+        body = render(found, calendar_name=f"{settings.business.name} appointments",
                       now=now)
         return web.Response(body=body.encode("utf-8"),
                             headers={"Content-Type": "text/calendar; charset=utf-8",

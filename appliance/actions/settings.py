@@ -21,14 +21,13 @@ from datetime import date
 from pathlib import Path
 from typing import ClassVar, Mapping, NoReturn
 
+from ..config_error import ConfigError
 from .calendar import OpeningHours, parse_holidays
 
 Section = Mapping[str, str]
 
 
 def _fail(section: str, key: str, reason: str) -> NoReturn:
-    from ..config import ConfigError  # late: appliance.config may import this module
-
     raise ConfigError(section, key, reason)
 
 

@@ -1,24 +1,20 @@
-"""Plugging the business actions into the running appliance (called by conversation/wiring.py).
-
-`register_actions(rt, tools)` builds the `ActionServices` on the runtime's database, connects
-the `Notifier` to the messaging outbox (`rt.extras["messaging"].outbox`, looked up when a
-message is sent, since the messaging channel starts with the web app), registers the tools,
-starts the e-mail sender (and Google sync) and leaves the services in `rt.extras["actions"]`
-for the call code (`summary.after_call`, `handover.decide_transfer`) and the calendar feed.
+"""Builder of the business actions, called by appliance.compose: `build_actions` makes the
+`ActionServices` on the database, registers their tools, starts the e-mail sender (and Google
+sync); `OutboxNotifier` is the `Notifier` that sends through the messaging outbox.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
 
+from ..config import Settings
+from ..conversation.tools import ToolRegistry
+from ..messaging.outbox import Outbox
+from ..runtime import Runtime
+from ..store.db import Database
 from .notify import Channel
 from .services import ActionServices
 from .tools import register_tools
-
-if TYPE_CHECKING:
-    from ..conversation.tools import ToolRegistry
-    from ..runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -26,39 +22,33 @@ log = logging.getLogger(__name__)
 class OutboxNotifier:
     """The Notifier protocol on appliance.messaging's outbox (durable, retried, in order)."""
 
-    def __init__(self, rt: "Runtime") -> None:
-        self.rt = rt
-
-    def _outbox(self) -> Any:
-        channel = self.rt.extras.get("messaging")
-        return getattr(channel, "outbox", None)
+    def __init__(self, settings: Settings, outbox: Outbox | None) -> None:
+        self.settings = settings
+        self.outbox = outbox
 
     async def send_text(self, channel: Channel, to: str, body: str, reason: str) -> None:
-        outbox = self._outbox()
-        if outbox is None:
+        if self.outbox is None:
             raise RuntimeError("the messaging channel is not running")
-        messaging = self.rt.settings.messaging
+        messaging = self.settings.messaging
         if channel == "whatsapp":
             sender = messaging.whatsapp_from
             if sender and not sender.startswith("whatsapp:"):
                 sender = "whatsapp:" + sender
-            address = "whatsapp:" + to
         else:
-            sender, address = messaging.sms_from, to
+            sender = messaging.sms_from
         if not sender:
             raise RuntimeError(f"[messaging] {channel}_from is not set")
-        await outbox.enqueue(channel=channel, phone=to, to_address=address,
-                             from_address=sender, text=body, purpose=reason)
+        await self.outbox.enqueue(to, channel, body, purpose=reason, from_address=sender)
 
 
-def register_actions(rt: "Runtime", tools: "ToolRegistry") -> ActionServices | None:
-    if rt.db is None:
+def build_actions(rt: Runtime, settings: Settings, db: Database | None, outbox: Outbox | None,
+                  tools: ToolRegistry) -> ActionServices | None:
+    if db is None:
         return None
-    services = ActionServices.build(rt.settings, rt.db, OutboxNotifier(rt))
+    services = ActionServices.build(settings, db, OutboxNotifier(settings, outbox))
     register_tools(tools, services)
     services.start_tasks()
-    rt.extras["actions"] = services
-    rt._closers.append(services.close)
+    rt.add_closer(services.close)
     log.info("business actions ready (appointments %s)",
              "on" if services.config.appointments.enabled else "off")
     return services

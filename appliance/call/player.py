@@ -71,13 +71,15 @@ class Player:
     def __init__(self, send: Callable[[str], Awaitable[None]], stream_sid: str,
                  lookahead_ms: int = 200, clock: Callable[[], float] = time.monotonic,
                  on_first_frame: Callable[[int, float], None] | None = None,
-                 on_heard: Callable[[Piece, float], None] | None = None) -> None:
+                 on_heard: Callable[[Piece, float], None] | None = None,
+                 on_piece_sent: Callable[[Piece, float], None] | None = None) -> None:
         self._send = send
         self._sid = stream_sid
         self._lookahead_s = lookahead_ms / 1000
         self._clock = clock
         self._on_first_frame = on_first_frame   # (reply_id, when) for turn_latency
         self._on_heard = on_heard               # (piece, when) for heard_latency
+        self._on_piece_sent = on_piece_sent     # (piece, when) its first frame went out
         self._pieces: list[Piece] = []          # not yet fully heard, in order
         self._history: list[Piece] = []         # every piece of the current reply
         self._wake = asyncio.Event()
@@ -230,6 +232,8 @@ class Player:
             piece.sent += 1
             if piece.first_sent_at is None:
                 piece.first_sent_at = now
+                if self._on_piece_sent:
+                    self._on_piece_sent(piece, now)
             if self._on_first_frame and piece.reply_id not in self._first_frame_replies:
                 self._first_frame_replies.add(piece.reply_id)
                 self._on_first_frame(piece.reply_id, now)

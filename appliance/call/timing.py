@@ -7,15 +7,18 @@ with the offset the session keeps (`media_to_wall`).
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 def _ms(a: float | None, b: float | None) -> float | None:
     return None if a is None or b is None else round((b - a) * 1000, 1)
 
 
-@dataclass
-class TurnTimings:
+@dataclass(frozen=True)
+class TurnTimes:
+    """Seconds on the call's clock (None: that stage did not happen); see as_row(). A turn's
+    times are replaced (`dataclasses.replace`) as its stages complete."""
+
     end_of_speech_ms: int             # media clock
     endpoint_wait_ms: int             # audio time waited after end of speech
     end_of_speech_at: float           # wall time of end of speech
@@ -28,7 +31,6 @@ class TurnTimings:
     first_heard_at: float | None = None
     start_ms: int = 0                 # media clock: onset of the caller's turn
     model: str | None = None
-    extra: dict = field(default_factory=dict)
 
     def as_row(self) -> dict[str, float | None]:
         turn_latency = _ms(self.end_of_speech_at, self.first_frame_at)
@@ -54,7 +56,7 @@ class TurnTimings:
 
 def insert_call_turn(conn: sqlite3.Connection, call_id: int, turn_index: int, transcript: str,
                      language: str | None, reply_text: str, heard_text: str, interrupted: bool,
-                     timings: TurnTimings) -> int:
+                     timings: TurnTimes) -> int:
     row = timings.as_row()
     cols = ["call_id", "turn_index", "transcript", "language", "reply_text", "heard_text",
             "interrupted", "model", *row]
@@ -62,3 +64,4 @@ def insert_call_turn(conn: sqlite3.Connection, call_id: int, turn_index: int, tr
               timings.model, *row.values()]
     sql = (f"INSERT INTO call_turns ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})")
     return conn.execute(sql, values).lastrowid
+

@@ -1,4 +1,5 @@
-"""Build the conversation engine at start-up: local model, Gemini, knowledge base, tools.
+"""Builder of the conversation engine, called by appliance.compose: local model, embedding
+model, knowledge base, Gemini, and the tool registry the caller passes in (actions included).
 
 The local model is loaded now, not at the first failure, and its static prompt evaluated so
 the first offline turn pays only for its own tokens. The knowledge base is brought in line with
@@ -9,55 +10,65 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
-from ..actions.wiring import register_actions
+from ..config import Settings
 from ..kb.embed import Embedder
 from ..kb.index import Indexer, KbError
 from ..kb.search import KnowledgeBase
 from ..llm.failover import ChatModels
 from ..llm.local import LocalModel
+from ..runtime import Runtime
+from ..store.db import Database
 from .engine import Engine, EngineOptions
 from .tools import ToolRegistry
-
-if TYPE_CHECKING:
-    from ..runtime import Runtime
 
 log = logging.getLogger(__name__)
 
 
-async def build_engine(rt: "Runtime") -> None:
-    s = rt.settings
-    rt.local_llm = await rt.load("local_llm", lambda: LocalModel.load(s.local_llm),
-                                 needed_for_calls=False, ref=s.local_llm.model)
+@dataclass(frozen=True)
+class Knowledge:
+    local_llm: LocalModel | None
+    embedder: Embedder | None
+    kb: KnowledgeBase | None
+
+
+async def load_knowledge(rt: Runtime, s: Settings, db: Database | None) -> Knowledge:
+    local = await rt.load("local_llm", lambda: LocalModel.load(s.local_llm),
+                          needed_for_calls=False, ref=s.local_llm.model)
     # One thread: a short query embeds faster on one core than split over two (6 vs 9 ms).
-    rt.embedder = await rt.load("embedding", lambda: Embedder(s.kb.embedding_model.path,
-                                                              threads=1),
-                                needed_for_calls=False, ref=s.kb.embedding_model)
-    if rt.db is None:
-        return
-    rt.kb = KnowledgeBase.from_settings(rt.db, rt.embedder, s.kb)
-    await _index(rt)
-    models = ChatModels.from_settings(s, local=rt.local_llm)
+    embedder = await rt.load("embedding", lambda: Embedder(s.kb.embedding_model.path, threads=1),
+                             needed_for_calls=False, ref=s.kb.embedding_model)
+    if db is None:
+        return Knowledge(local, embedder, None)
+    kb = KnowledgeBase.from_settings(db, embedder, s.kb)
+    await _index(db, embedder, s)
+    return Knowledge(local, embedder, kb)
+
+
+async def build_engine(rt: Runtime, s: Settings, db: Database | None, knowledge: Knowledge,
+                       tools: ToolRegistry) -> Engine | None:
+    if db is None:
+        return None
+    models = ChatModels.from_settings(s, local=knowledge.local_llm)
     if models.gemini is None and models.local is None:
         log.error("no language model: set GEMINI_API_KEY or download the local model")
-        return
-    tools = ToolRegistry.default()
-    register_actions(rt, tools)        # appointments, messages, follow-ups, hand-over
+        return None
     # Keeping the local model's KV cache on the live conversation makes a failover nearly free
     # (6 ms instead of 2.7 s) but costs a core on every turn; on 2 cores that doubled the cloud
     # turn_latency (bench/results/RESULTS.md: median 3.3 s with it, 1.5 s without). The cloud
     # path is the common one, so prefill only when the local model is the one answering.
     options = EngineOptions(prefill_local=models.gemini is None)
-    rt.engine = Engine(s, rt.db, models, tools, kb=rt.kb, options=options)
-    await rt.engine.start()
-    rt._closers.append(rt.engine.close)
+    engine = Engine(s, db, models, tools, kb=knowledge.kb, options=options)
+    await engine.start()
+    rt.add_closer(engine.close)
+    return engine
 
 
-async def _index(rt: "Runtime") -> None:
-    indexer = Indexer(rt.db, rt.embedder)
+async def _index(db: Database, embedder: Embedder | None, s: Settings) -> None:
+    indexer = Indexer(db, embedder)
     try:
-        report = await asyncio.to_thread(indexer.ingest, rt.settings.kb.directory)
+        report = await asyncio.to_thread(indexer.ingest, s.kb.directory)
     except KbError as exc:
         log.warning("knowledge base not indexed: %s", exc)
         return

@@ -14,11 +14,11 @@ Nothing is written unless the request is signed and complete: a forged signature
 missing or malformed field 400, an oversized body 413 (aiohttp's own limit, or
 ``MAX_BODY_CHARS`` for the Body field).
 
-``add_routes`` also starts the outbox, the per-customer workers and the media downloader on
-``app.on_startup`` and stops them (cancelled and awaited) on ``app.on_cleanup``. Tunables can
-be put in ``runtime.extras["messaging_options"]`` (a ``MessagingOptions``) before the app
-starts; the running channel is ``runtime.extras["messaging"]`` (its ``outbox.enqueue`` sends a
-message nobody asked for, e.g. a notification to the owner).
+``build_channel`` (called by appliance.compose, or by a test with its own engine) makes the
+channel on an outbox built beforehand (the business actions send through the same outbox:
+``outbox.enqueue`` sends a message nobody asked for, e.g. a notification to the owner);
+``add_routes`` mounts it, starts the outbox, the per-customer workers and the media downloader
+on ``app.on_startup`` and stops them (cancelled and awaited) on ``app.on_cleanup``.
 """
 
 from __future__ import annotations
@@ -27,11 +27,15 @@ import asyncio
 import logging
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Mapping
+from typing import Callable, Mapping
 
 from aiohttp import web
 
+from ..config import Settings
+from ..conversation.engine import Engine
 from ..logs import log_context, mask_phone
+from ..store.db import Database
+from ..stt.whisper import SpeechRecognizer
 from ..telephony import twiml
 from ..telephony.guard import TwilioGuard
 from . import store
@@ -39,8 +43,7 @@ from .inbound import InboundOptions, InboundWorkers, Responder
 from .media import MediaFetcher, MediaLimits, media_kind
 from .outbox import Outbox, OutboxOptions
 
-if TYPE_CHECKING:
-    from ..runtime import Runtime
+Report = Callable[[str, bool, str], None]   # (component, ok, detail) for /healthz
 
 log = logging.getLogger(__name__)
 
@@ -106,35 +109,44 @@ def parse_inbound(params: Mapping[str, str]) -> store.Inbound:
                          tuple(items))
 
 
+def build_outbox(settings: Settings, db: Database | None,
+                 options: MessagingOptions = MessagingOptions()) -> Outbox | None:
+    """The outbox, built before the app starts (it is started with the channel)."""
+    return Outbox(settings, db, options.outbox) if db is not None else None
+
+
+@dataclass
 class MessagingChannel:
-    def __init__(self, rt: "Runtime", options: MessagingOptions) -> None:
-        self.rt = rt
-        self.options = options
-        self.guard = TwilioGuard(rt.settings)
-        self.outbox: Outbox | None = None
-        self.workers: InboundWorkers | None = None
-        self.fetcher: MediaFetcher | None = None
+    settings: Settings
+    db: Database | None
+    engine: Engine | None
+    stt: SpeechRecognizer | None
+    outbox: Outbox | None
+    options: MessagingOptions = field(default_factory=MessagingOptions)
+    report: Report | None = None
+    workers: InboundWorkers | None = None
+    fetcher: MediaFetcher | None = None
+
+    def __post_init__(self) -> None:
+        self.guard = TwilioGuard(self.settings)
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def on_startup(self, app: web.Application) -> None:
-        rt = self.rt
-        if rt.db is None:
+        if self.db is None or self.outbox is None:
             log.error("messaging disabled: the database is not open")
             return
-        self.fetcher = MediaFetcher(rt.settings, self.options.media)
+        self.fetcher = MediaFetcher(self.settings, self.options.media)
         await self.fetcher.start()
-        self.outbox = Outbox(rt.settings, rt.db, self.options.outbox)
         await self.outbox.start()
-        responder = Responder(rt.settings, rt.db, rt.engine, rt.stt, self.fetcher,
+        responder = Responder(self.settings, self.db, self.engine, self.stt, self.fetcher,
                               self.options.inbound)
-        self.workers = InboundWorkers(rt.db, responder, self.outbox.notify, self.options.inbound)
+        self.workers = InboundWorkers(self.db, responder, self.outbox.notify,
+                                      self.options.inbound)
         await self.workers.start()
-        from ..runtime import Component
-
-        rt.components["messaging"] = Component(
-            "messaging", self.outbox.can_send,
-            "ready" if self.outbox.can_send else
-            "cannot send: set [twilio] account_sid and TWILIO_AUTH_TOKEN")
+        if self.report is not None:
+            self.report("messaging", self.outbox.can_send,
+                        "ready" if self.outbox.can_send else
+                        "cannot send: set [twilio] account_sid and TWILIO_AUTH_TOKEN")
 
     async def on_cleanup(self, app: web.Application) -> None:
         if self.workers is not None:
@@ -153,16 +165,16 @@ class MessagingChannel:
             log.warning("messaging webhook refused (%d): %s", exc.status, exc.reason)
             return web.Response(status=exc.status, text=exc.reason + "\n")
         with log_context(msg.message_sid):
-            if self.workers is None or self.rt.db is None:
+            if self.workers is None or self.db is None:
                 return web.Response(status=503, text="messaging is not running\n")
             workers, phone = self.workers, msg.phone
-            write = asyncio.ensure_future(self.rt.db.write(lambda c: store.insert_inbound(c, msg)))
+            write = asyncio.ensure_future(self.db.write(lambda c: store.insert_inbound(c, msg)))
             # Even if this request gives up waiting, a message that does get stored is answered.
             write.add_done_callback(lambda f: workers.notify(phone)
                                     if not f.cancelled() and f.exception() is None else None)
             try:
                 _, new = await asyncio.wait_for(asyncio.shield(write),
-                                                self.rt.settings.messaging.reply_deadline_s)
+                                                self.settings.messaging.reply_deadline_s)
             except TimeoutError:
                 log.error("storing the message took too long; answering 503 so Twilio retries")
                 return web.Response(status=503, text="busy, try again\n")
@@ -203,10 +215,16 @@ class MessagingChannel:
         return web.Response(text="", status=200)
 
 
-def add_routes(app: web.Application, rt: "Runtime") -> None:
-    options = rt.extras.get("messaging_options") or MessagingOptions()
-    channel = MessagingChannel(rt, options)
-    rt.extras["messaging"] = channel
+def build_channel(settings: Settings, db: Database | None, engine: Engine | None,
+                  stt: SpeechRecognizer | None, options: MessagingOptions = MessagingOptions(),
+                  outbox: Outbox | None = None, report: Report | None = None
+                  ) -> MessagingChannel:
+    """The channel on `outbox` (built here when not given)."""
+    outbox = outbox if outbox is not None else build_outbox(settings, db, options)
+    return MessagingChannel(settings, db, engine, stt, outbox, options, report)
+
+
+def add_routes(app: web.Application, channel: MessagingChannel) -> None:
     app.router.add_post("/message", channel.message)
     app.router.add_post("/message-status", channel.status)
     app.on_startup.append(channel.on_startup)

@@ -18,6 +18,7 @@ import secrets
 import time
 import wave
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,10 +28,11 @@ import aiohttp
 import numpy as np
 from twilio.request_validator import RequestValidator
 
-from ..audio.codec import ULAW_FRAME_BYTES, pcm16_to_ulaw, ulaw_to_pcm16
-from ..audio.resample import Resampler
+from .audio.codec import ULAW_FRAME_BYTES, pcm16_to_ulaw, ulaw_to_pcm16
+from .audio.resample import Resampler
 
 FRAME_S = 0.020
+ReplyDone = Callable[[str, int], bool]   # (call_sid, turns spoken so far) -> may go on
 SILENCE = b"\xff" * ULAW_FRAME_BYTES
 
 
@@ -140,9 +142,15 @@ class _Playback:
 async def simulate_call(server: str, public_url: str, auth_token: str, turns: list[CallerTurn],
                         caller: str = "+15550001111", to: str = "+15550002222",
                         greeting_timeout_s: float = 20.0, reply_timeout_s: float = 30.0,
-                        sign: bool = True, tail_s: float = 1.0) -> SimResult:
+                        sign: bool = True, tail_s: float = 1.0,
+                        reply_done: ReplyDone | None = None) -> SimResult:
     """Run one call against a running appliance. `server` is where to connect (the tunnel's
-    target, e.g. http://127.0.0.1:1337); `public_url` is what Twilio would have called."""
+    target, e.g. http://127.0.0.1:1337); `public_url` is what Twilio would have called.
+
+    The caller speaks again once the bot has been quiet for 0.6 s; `reply_done(call_sid,
+    turns_spoken)`, when given, must also be true first (a benchmark asks the server's database
+    whether the reply to the last turn was stored, so a slow answer after a "one moment" filler
+    is not talked over)."""
     validator = RequestValidator(auth_token or "unsigned")
     call_sid = "CA" + secrets.token_hex(16)
     params = {"CallSid": call_sid, "AccountSid": "AC" + "0" * 32, "From": caller, "To": to,
@@ -170,7 +178,7 @@ async def simulate_call(server: str, public_url: str, auth_token: str, turns: li
         local_ws = server.replace("http", "ws", 1) + urlsplit(stream_url).path
         async with http.ws_connect(local_ws, headers=headers(stream_url, {})) as ws:
             await _run_stream(ws, result, custom, call_sid, turns, greeting_timeout_s,
-                              reply_timeout_s, tail_s)
+                              reply_timeout_s, tail_s, reply_done)
         if result.closed_by_server and action:
             path = urlsplit(action).path
             data = {"CallSid": call_sid, "AccountSid": params["AccountSid"], "From": caller,
@@ -186,7 +194,8 @@ async def simulate_call(server: str, public_url: str, auth_token: str, turns: li
 
 async def _run_stream(ws, result: SimResult, custom: dict, call_sid: str,
                       turns: list[CallerTurn], greeting_timeout_s: float,
-                      reply_timeout_s: float, tail_s: float) -> None:
+                      reply_timeout_s: float, tail_s: float,
+                      reply_done: ReplyDone | None = None) -> None:
     stream_sid = "MZ" + secrets.token_hex(16)
     seq = 0
 
@@ -268,7 +277,8 @@ async def _run_stream(ws, result: SimResult, custom: dict, call_sid: str,
 
     def bot_quiet(min_quiet_s: float = 0.6):
         return lambda: (bot_started.is_set() and not playback.queue and
-                        time.monotonic() - playback.last_audio_at > min_quiet_s)
+                        time.monotonic() - playback.last_audio_at > min_quiet_s and
+                        (reply_done is None or reply_done(call_sid, len(current))))
 
     try:
         # the greeting
@@ -365,7 +375,7 @@ def _manifest_end(wav: Path) -> float | None:
 
 
 def _print_stored(settings, call_sid: str) -> None:
-    from ..store.db import connect
+    from .store.db import connect
 
     conn = connect(settings.storage.database)
     try:

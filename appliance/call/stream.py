@@ -9,27 +9,27 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from ..call.session import CallSession
 from ..logs import log_context
-from .guard import TwilioGuard
-from .media import Connected, Start, WireError, parse_frame
-
-if TYPE_CHECKING:
-    from ..runtime import Runtime
+from ..telephony.guard import TwilioGuard
+from ..telephony.media import Connected, Start, WireError, parse_frame
+from .deps import CallDeps
+from .registry import CallRegistry
+from .session import CallSession
 
 log = logging.getLogger(__name__)
 START_TIMEOUT_S = 5.0
 MAX_MESSAGE_BYTES = 64 * 1024
+Problems = Callable[[], list[str]]   # why calls cannot be taken now ([] = ready)
 
 
 class MediaStreamEndpoint:
-    def __init__(self, rt: "Runtime") -> None:
-        self.rt = rt
-        self.guard = TwilioGuard(rt.settings)
+    def __init__(self, deps: CallDeps | None, calls: CallRegistry, guard: TwilioGuard,
+                 problems: Problems) -> None:
+        self.deps, self.calls, self.guard, self.problems = deps, calls, guard, problems
 
     async def handle(self, request: web.Request) -> web.WebSocketResponse:
         self.guard.websocket(request)
@@ -45,18 +45,20 @@ class MediaStreamEndpoint:
             return ws
         with log_context(start.call_sid):
             token = start.custom_parameters.get("token", "")
-            admission = self.rt.calls.redeem(token, start.call_sid)
+            admission = self.calls.redeem(token, start.call_sid)
             if admission is None:
                 log.warning("media stream with an unknown, used or foreign token: closed")
                 await ws.close(code=WSCloseCode.POLICY_VIOLATION)
                 return ws
-            if not self.rt.can_take_calls():
-                log.error("not ready for calls: %s", "; ".join(self.rt.problems()))
+            problems = self.problems()
+            if problems or self.deps is None:
+                log.error("not ready for calls: %s", "; ".join(problems))
                 await ws.close()
                 return ws
-            self.rt.calls.add(start.call_sid, asyncio.current_task())
-            session = CallSession(self.rt, ws, start, admission)
-            await session.run()
+            task = asyncio.current_task()
+            assert task is not None
+            self.calls.add(start.call_sid, task)
+            await CallSession(self.deps, ws, start, admission).run()
         return ws
 
     async def _wait_start(self, ws: web.WebSocketResponse) -> Start | None:
@@ -72,5 +74,5 @@ class MediaStreamEndpoint:
         return None
 
 
-def add_routes(app: web.Application, rt: "Runtime") -> None:
-    app.router.add_get("/ws", MediaStreamEndpoint(rt).handle)
+def add_routes(app: web.Application, endpoint: MediaStreamEndpoint) -> None:
+    app.router.add_get("/ws", endpoint.handle)

@@ -1,32 +1,33 @@
 """Voice webhooks: /voice, /voice-stream, the <Connect> action, the <Dial> result, and the
-<Gather> mode (/respond, /check_ai) kept from the prototype.
+<Gather> mode (/respond, /check_ai; call/gather.py) kept from the prototype.
 
 Every handler checks the Twilio signature first (TwilioGuard). A call is recorded in `calls`
-when Twilio first asks for it; the streamed call's own record is closed by its session.
+(call/record.py) when Twilio first asks for it; the streamed call's own record is closed by its
+session. telephony/ supplies only the wire format: signatures and TwiML.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import sqlite3
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable, Mapping
 
 from aiohttp import web
 
-from ..actions.handover import record_dial_result
+from ..config import Settings
 from ..logs import log_context
-from . import twiml
-from .guard import TwilioGuard
-from .signature import signed_url
-
-if TYPE_CHECKING:
-    from ..runtime import Runtime
+from ..telephony import twiml
+from ..telephony.guard import TwilioGuard
+from ..telephony.signature import signed_url
+from .gather import GatherTurns
+from .record import CallStore
+from .registry import CallRegistry
 
 log = logging.getLogger(__name__)
 XML = "application/xml"
 SORRY = "I'm sorry, we can't take your call right now. Please try again a little later."
-GATHER_DEADLINE_S = 9.0       # Twilio waits 15 s for a webhook; leave room for the network
+Problems = Callable[[], list[str]]          # why calls cannot be taken now ([] = ready)
+# (call_id, customer_id, DialCallStatus): the business actions note a failed transfer
+DialResult = Callable[[int | None, int | None, str], Awaitable[None]]
 
 
 def _xml(body: str) -> web.Response:
@@ -34,11 +35,19 @@ def _xml(body: str) -> web.Response:
 
 
 class VoiceWebhooks:
-    def __init__(self, rt: "Runtime") -> None:
-        self.rt = rt
-        self.settings = rt.settings
-        self.guard = TwilioGuard(rt.settings)
-        self._pending: dict[str, asyncio.Task] = {}   # gather mode: CallSid -> reply in progress
+    def __init__(self, settings: Settings, store: CallStore | None, calls: CallRegistry,
+                 gather: GatherTurns, problems: Problems, dial_result: DialResult | None = None
+                 ) -> None:
+        self.settings = settings
+        self.guard = TwilioGuard(settings)
+        self._store, self.calls, self.gather = store, calls, gather
+        self.problems, self.dial_result = problems, dial_result
+
+    @property
+    def store(self) -> CallStore:
+        if self._store is None:
+            raise web.HTTPServiceUnavailable(text="database unavailable\n")
+        return self._store
 
     def url(self, path: str) -> str:
         base = self.settings.server.public_url or f"http://127.0.0.1:{self.settings.server.port}"
@@ -47,14 +56,6 @@ class VoiceWebhooks:
     def ws_url(self) -> str:
         base = self.settings.server.public_url or f"https://127.0.0.1:{self.settings.server.port}"
         return signed_url(base, "/ws", websocket=True).replace("ws://", "wss://", 1)
-
-    async def _record_call(self, call_sid: str, caller: str, mode: str) -> int:
-        def upsert(conn: sqlite3.Connection) -> int:
-            conn.execute("INSERT INTO calls (call_sid, caller, mode) VALUES (?, ?, ?) "
-                         "ON CONFLICT(call_sid) DO NOTHING", (call_sid, caller, mode))
-            return conn.execute("SELECT id FROM calls WHERE call_sid = ?",
-                                (call_sid,)).fetchone()[0]
-        return await self.rt.db.write(upsert)
 
     def _fallback(self) -> str:
         operator = self.settings.twilio.operator_number
@@ -72,16 +73,18 @@ class VoiceWebhooks:
     async def voice_stream(self, request: web.Request) -> web.Response:
         return await self._stream_start(await self.guard.form(request))
 
-    async def _stream_start(self, params, mode: str = "greeting") -> web.Response:
+    async def _stream_start(self, params: Mapping[str, str], mode: str = "greeting"
+                            ) -> web.Response:
         call_sid, caller = params.get("CallSid", ""), params.get("From", "")
         if not call_sid:
             raise web.HTTPBadRequest(text="CallSid missing\n")
         with log_context(call_sid):
-            call_id = await self._record_call(call_sid, caller, "stream")
-            if not self.rt.can_take_calls():
-                log.error("call refused, not ready: %s", "; ".join(self.rt.problems()))
+            call_id = await self.store.open_call(call_sid, caller, "stream")
+            problems = self.problems()
+            if problems:
+                log.error("call refused, not ready: %s", "; ".join(problems))
                 return _xml(self._fallback())
-            token = self.rt.calls.issue(call_sid, caller, call_id, mode)
+            token = self.calls.issue(call_sid, caller, call_id, mode)
             log.info("incoming call from %s: streaming", caller)
             return _xml(twiml.connect_stream(self.ws_url(), self.url("/voice-stream/action"),
                                              {"token": token, "caller": caller}))
@@ -90,13 +93,13 @@ class VoiceWebhooks:
         """Twilio asks what next after the Media Stream closed."""
         params = await self.guard.form(request)
         call_sid = params.get("CallSid", "")
-        row = await self.rt.db.fetchone("SELECT next_action, transfer_to FROM calls "
-                                        "WHERE call_sid = ?", (call_sid,))
+        plan = await self.store.plan(call_sid)
         with log_context(call_sid):
-            action = row["next_action"] if row else None
-            if action == "transfer" and row["transfer_to"] in self.settings.twilio.transfer_numbers:
+            action = plan.next_action if plan else None
+            if plan and action == "transfer" and \
+                    plan.transfer_to in self.settings.twilio.transfer_numbers:
                 log.info("transferring the call")
-                return _xml(twiml.dial(row["transfer_to"], self.url("/dial-status")))
+                return _xml(twiml.dial(plan.transfer_to, self.url("/dial-status")))
             if action == "hangup":
                 response = twiml.VoiceResponse()
                 response.hangup()
@@ -110,27 +113,24 @@ class VoiceWebhooks:
         call_sid = params.get("CallSid", "")
         with log_context(call_sid):
             log.info("transfer result: %s", status)
-            actions = self.rt.extras.get("actions")
-            if actions is not None:
-                row = await self.rt.db.fetchone("SELECT id, customer_id FROM calls WHERE "
-                                                "call_sid = ?", (call_sid,))
-                await record_dial_result(actions, row["id"] if row else None,
-                                         row["customer_id"] if row else None, status)
+            if self.dial_result is not None:
+                plan = await self.store.plan(call_sid)
+                await self.dial_result(plan.call_id if plan else None,
+                                       plan.customer_id if plan else None, status)
             if status == "completed":
                 response = twiml.VoiceResponse()
                 response.hangup()
                 return _xml(str(response))
-            await self.rt.db.execute("UPDATE calls SET outcome = 'in_progress', next_action = NULL"
-                                     " WHERE call_sid = ?", (call_sid,))
-            if request.query.get("fallback") or not self.rt.can_take_calls():
+            await self.store.reopen(call_sid)
+            if request.query.get("fallback") or self.problems():
                 return _xml(twiml.say_and_hangup(SORRY))
             return await self._stream_start(params, mode="after_dial")
 
     # -- <Gather> mode ---------------------------------------------------------------------------
-    async def _gather_start(self, params) -> web.Response:
+    async def _gather_start(self, params: Mapping[str, str]) -> web.Response:
         call_sid, caller = params.get("CallSid", ""), params.get("From", "")
         with log_context(call_sid):
-            await self._record_call(call_sid, caller, "gather")
+            await self.store.open_call(call_sid, caller, "gather")
             return _xml(twiml.gather_speech(self.url("/respond"),
                                             self.settings.business.greeting,
                                             language=_locale(self.settings.business.language)))
@@ -143,10 +143,9 @@ class VoiceWebhooks:
             if not speech:
                 return _xml(twiml.gather_speech(self.url("/respond"), "Sorry, I didn't catch "
                                                 "that. How can I help?"))
-            row = await self.rt.db.fetchone("SELECT id FROM calls WHERE call_sid = ?", (call_sid,))
-            call_id = row["id"] if row else await self._record_call(call_sid, caller, "gather")
-            task = asyncio.create_task(self._gather_reply(caller, call_id, speech))
-            self._pending[call_sid] = task
+            call_id = (await self.store.call_id(call_sid)
+                       or await self.store.open_call(call_sid, caller, "gather"))
+            self.gather.start(call_sid, caller, call_id, speech)
             return await self._answer_when_ready(call_sid)
 
     async def check_ai(self, request: web.Request) -> web.Response:
@@ -156,21 +155,19 @@ class VoiceWebhooks:
             return await self._answer_when_ready(params.get("CallSid", ""))
 
     async def _answer_when_ready(self, call_sid: str) -> web.Response:
-        task = self._pending.get(call_sid)
-        if task is None:
+        if not self.gather.pending(call_sid):
             return _xml(twiml.gather_speech(self.url("/respond"), "How else can I help?"))
-        done, _ = await asyncio.wait([task], timeout=GATHER_DEADLINE_S)
-        if not done:
+        try:
+            reply = await self.gather.wait(call_sid)
+        except Exception:  # noqa: BLE001 - a failed reply must still answer Twilio
+            log.exception("gather reply failed")
+            return _xml(self._fallback())
+        if reply is None:
             response = twiml.VoiceResponse()
             response.say("One moment, please.")
             response.redirect(self.url("/check_ai"))
             return _xml(str(response))
-        self._pending.pop(call_sid, None)
-        try:
-            text, action = task.result()
-        except Exception:  # noqa: BLE001 - a failed reply must still answer Twilio
-            log.exception("gather reply failed")
-            return _xml(self._fallback())
+        text, action = reply.text, reply.action
         if action is not None and action.kind == "transfer" and \
                 action.target in self.settings.twilio.transfer_numbers:
             response = twiml.VoiceResponse()
@@ -182,26 +179,12 @@ class VoiceWebhooks:
         return _xml(twiml.gather_speech(self.url("/respond"), text,
                                         language=_locale(self.settings.business.language)))
 
-    async def _gather_reply(self, caller: str, call_id: int, speech: str):
-        from ..conversation.events import ActionRequested, ReplyDone
-
-        conversation = await self.rt.engine.open(caller, "gather", call_id)
-        text, action = "", None
-        async for event in conversation.reply(speech):
-            if isinstance(event, ActionRequested):
-                action = event.action
-            elif isinstance(event, ReplyDone):
-                text = event.full_text
-        await conversation.mark_heard(text, interrupted=False)
-        return text, action
-
 
 def _locale(language: str) -> str:
     return {"en": "en-US", "he": "he-IL", "ru": "ru-RU"}.get(language, language)
 
 
-def add_routes(app: web.Application, rt: "Runtime") -> None:
-    hooks = VoiceWebhooks(rt)
+def add_routes(app: web.Application, hooks: VoiceWebhooks) -> None:
     app.router.add_post("/voice", hooks.voice)
     app.router.add_post("/voice-stream", hooks.voice_stream)
     app.router.add_post("/voice-stream/action", hooks.stream_action)

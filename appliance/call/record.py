@@ -1,0 +1,67 @@
+"""The call's record: all SQL on `calls` and `call_turns`, driven by the call's events.
+
+The Media Streams handler never touches SQL: the voice webhooks open the row (`open_call`),
+the session applies its events (`apply`), and the <Connect> action reads the plan back
+(`plan`). Writes are awaited, so the plan is stored before the WebSocket closes.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+
+from ..store.db import Database
+from .events import CallEnded, CallEvent, TurnCompleted
+from .timing import insert_call_turn
+
+
+@dataclass(frozen=True)
+class CallPlan:
+    call_id: int
+    customer_id: int | None
+    next_action: str | None
+    transfer_to: str | None
+
+
+class CallStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def open_call(self, call_sid: str, caller: str, mode: str) -> int:
+        def upsert(conn: sqlite3.Connection) -> int:
+            conn.execute("INSERT INTO calls (call_sid, caller, mode) VALUES (?, ?, ?) "
+                         "ON CONFLICT(call_sid) DO NOTHING", (call_sid, caller, mode))
+            return conn.execute("SELECT id FROM calls WHERE call_sid = ?",
+                                (call_sid,)).fetchone()[0]
+        return await self.db.write(upsert)
+
+    async def call_id(self, call_sid: str) -> int | None:
+        row = await self.db.fetchone("SELECT id FROM calls WHERE call_sid = ?", (call_sid,))
+        return row["id"] if row else None
+
+    async def plan(self, call_sid: str) -> CallPlan | None:
+        row = await self.db.fetchone("SELECT id, customer_id, next_action, transfer_to "
+                                     "FROM calls WHERE call_sid = ?", (call_sid,))
+        return CallPlan(row["id"], row["customer_id"], row["next_action"],
+                        row["transfer_to"]) if row else None
+
+    async def reopen(self, call_sid: str) -> None:
+        """The transfer failed: the call goes on with the receptionist."""
+        await self.db.execute("UPDATE calls SET outcome = 'in_progress', next_action = NULL "
+                              "WHERE call_sid = ?", (call_sid,))
+
+    async def set_customer(self, call_id: int, customer_id: int) -> None:
+        await self.db.execute("UPDATE calls SET customer_id = ? WHERE id = ?",
+                              (customer_id, call_id))
+
+    async def apply(self, event: CallEvent, stream_sid: str) -> None:
+        if isinstance(event, TurnCompleted):
+            await self.db.write(lambda c: insert_call_turn(
+                c, event.call_id, event.turn_index, event.transcript, event.language,
+                event.reply_text, event.heard_text, event.interrupted, event.timings))
+        elif isinstance(event, CallEnded):
+            await self.db.write(lambda c: c.execute(
+                "UPDATE calls SET ended_at = strftime('%Y-%m-%dT%H:%M:%fZ','now'), outcome = ?, "
+                "next_action = ?, transfer_to = ?, stream_sid = ? WHERE id = ?",
+                (event.outcome, event.next_action, event.transfer_to, stream_sid,
+                 event.call_id)))

@@ -1,0 +1,168 @@
+"""The composition root: every service built once, in dependency order, from the frozen
+Settings, and returned in one typed, frozen `Services`.
+
+    database -> speech models (loaders.py) -> local model, embeddings, knowledge base
+    (conversation/wiring.py) -> outbox (messaging/webhooks.py) -> business actions and their
+    tools (actions/wiring.py) -> conversation engine -> messaging channel -> call dependencies
+
+`Runtime` keeps only health and lifecycle (components, closers, background tasks). Everything
+a call reports goes to `services.call_events`; subscribe with `services.call_events.subscribe`.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from .actions.crm import enrich
+from .actions.handover import TransferDecision, decide_transfer
+from .actions.services import ActionServices
+from .actions.summary import after_call
+from .actions.wiring import build_actions
+from .audio.vad import SileroVad
+from .call.deps import CallConfig, CallDeps
+from .call.events import CallEvent, CallEvents
+from .call.record import CallStore
+from .call.registry import CallRegistry
+from .call.speech import PhoneSpeech
+from .config import Settings
+from .conversation.engine import Engine
+from .conversation.memory import Customer
+from .conversation.tools import ToolRegistry
+from .conversation.wiring import build_engine, load_knowledge
+from .kb.embed import Embedder
+from .kb.search import KnowledgeBase
+from .llm.local import LocalModel
+from .loaders import load_speech, warm_phrases
+from .messaging.outbox import Outbox
+from .messaging.webhooks import MessagingChannel, MessagingOptions, build_channel, build_outbox
+from .runtime import Runtime
+from .store.db import Database, StoreError
+from .stt.whisper import SpeechRecognizer
+
+log = logging.getLogger(__name__)
+Health = dict[str, object]     # the JSON of /healthz
+
+
+@dataclass(frozen=True)
+class Services:
+    settings: Settings
+    runtime: Runtime
+    db: Database | None
+    vad: SileroVad | None
+    stt: SpeechRecognizer | None
+    speech: PhoneSpeech | None
+    local_llm: LocalModel | None
+    embedder: Embedder | None
+    kb: KnowledgeBase | None
+    engine: Engine | None
+    actions: ActionServices | None
+    outbox: Outbox | None
+    messaging: MessagingChannel
+    calls: CallRegistry
+    call_events: CallEvents
+
+    def problems(self) -> list[str]:
+        out = self.runtime.problems()
+        if self.engine is None:
+            out.append("conversation engine: no language model available (set GEMINI_API_KEY "
+                       "or download the local model)")
+        return out
+
+    def can_take_calls(self) -> bool:
+        return not self.problems()
+
+    def health(self) -> Health:
+        problems = self.problems()
+        return {
+            "ready": not problems,
+            "problems": problems,
+            "components": {n: c.as_json() for n, c in self.runtime.components.items()},
+            "llm": self.engine.status() if self.engine is not None else {"mode": "none"},
+            "gemini": {"configured": bool(self.settings.gemini.api_key)},
+            "active_calls": self.calls.active_count(),
+        }
+
+    def call_store(self) -> CallStore | None:
+        return CallStore(self.db) if self.db is not None else None
+
+    def call_deps(self) -> CallDeps | None:
+        """What every streamed call gets (None when calls cannot be taken)."""
+        store = self.call_store()
+        if (store is None or self.vad is None or self.stt is None or self.speech is None
+                or self.engine is None):
+            return None
+        return CallDeps(call_config(self.settings), self.vad, self.stt, self.speech,
+                        self.engine, store, self.call_events, self.runtime.audio_executor,
+                        decide_transfer=self._decide_transfer, enrich=self._enricher(),
+                        after_call=self._after_call if self.actions is not None else None)
+
+    def _decide_transfer(self) -> TransferDecision:
+        return decide_transfer(self.settings, datetime.now(timezone.utc))
+
+    def _enricher(self) -> "CustomerEnricher | None":
+        if self.actions is None or self.actions.crm is None or self.engine is None:
+            return None
+        return CustomerEnricher(self.actions, self.engine)
+
+    def _after_call(self, call_id: int) -> None:
+        if self.actions is not None:
+            self.runtime.spawn(after_call(self.actions, call_id), "call-summary")
+
+
+@dataclass(frozen=True)
+class CustomerEnricher:
+    """The caller's record completed from the CRM (when [crm] is set up)."""
+
+    actions: ActionServices
+    engine: Engine
+
+    async def __call__(self, customer: Customer) -> Customer:
+        return await enrich(self.actions.crm, self.engine.memory, customer)
+
+
+def call_config(s: Settings) -> CallConfig:
+    return CallConfig(call=s.call, greeting=s.business.greeting, language=s.business.language,
+                      languages=tuple(s.stt.languages),
+                      transfer_numbers=frozenset(s.twilio.transfer_numbers),
+                      operator_key=s.twilio.operator_key)
+
+
+def log_call_event(event: CallEvent) -> None:
+    log.debug("call %s: %s", event.call_id, type(event).__name__)
+
+
+async def open_database(rt: Runtime, s: Settings) -> Database | None:
+    try:
+        db = await Database.open(s.storage.database)
+    except (StoreError, OSError) as exc:
+        rt.report("database", False, str(exc), needed_for_calls=True)
+        return None
+    rt.report("database", True, str(s.storage.database), needed_for_calls=True)
+    rt.add_closer(db.close)
+    return db
+
+
+async def compose(settings: Settings, *,
+                  messaging_options: MessagingOptions | None = None) -> Services:
+    """Build everything; a component that fails is recorded in the runtime, not raised."""
+    options = messaging_options or MessagingOptions()
+    rt = Runtime()
+    db = await open_database(rt, settings)
+    speech = await load_speech(rt, settings)
+    knowledge = await load_knowledge(rt, settings, db)
+    outbox = build_outbox(settings, db, options)
+    tools = ToolRegistry.default()
+    actions = build_actions(rt, settings, db, outbox, tools)   # appointments, messages, ...
+    engine = await build_engine(rt, settings, db, knowledge, tools)
+    if speech.speech is not None:
+        await warm_phrases(speech.speech, settings)
+    channel = build_channel(settings, db, engine, speech.stt, options, outbox, rt.report)
+    events = CallEvents()
+    events.subscribe(log_call_event)
+    return Services(settings=settings, runtime=rt, db=db, vad=speech.vad, stt=speech.stt,
+                    speech=speech.speech, local_llm=knowledge.local_llm,
+                    embedder=knowledge.embedder, kb=knowledge.kb, engine=engine,
+                    actions=actions, outbox=outbox, messaging=channel,
+                    calls=CallRegistry(), call_events=events)
