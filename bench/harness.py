@@ -106,7 +106,7 @@ class _Proc:
         self.info: dict[str, Any] = {}
 
     async def start(self, timeout_s: float) -> dict[str, Any]:
-        self._log = open(self.log_path, "ab")
+        self._log = self.log_path.open("ab")  # noqa: ASYNC230 - once, before the child starts
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable, *self.args, stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE, stderr=self._log, env=self.env, cwd=str(ROOT))
@@ -114,7 +114,8 @@ class _Proc:
             line = await asyncio.wait_for(self.proc.stdout.readline(), timeout_s)
         except TimeoutError:
             await self.stop()
-            raise RuntimeError(f"{self.args} not ready in {timeout_s} s; see {self.log_path}")
+            raise RuntimeError(f"{self.args} not ready in {timeout_s} s; see {self.log_path}"
+                               ) from None
         if not line:
             await self.stop()
             raise RuntimeError(f"{self.args} exited; see {self.log_path}")

@@ -159,12 +159,15 @@ class Harness:
         self.db.close()
 
 
+FAST_RETRY = RetryPolicy(first_s=30, poll_s=0.2, timeout_s=3)
+
+
 async def make_harness(tmp_path: Path, now: datetime, *, smtp_port: int = 0,
                        gemini_url: str = "",
                        appointments: Mapping[str, str] | None = None,
                        notify: Mapping[str, str] | None = None,
                        sections: Mapping[str, Mapping[str, object]] | None = None,
-                       policy: RetryPolicy = RetryPolicy(first_s=30, poll_s=0.2, timeout_s=3),
+                       policy: RetryPolicy = FAST_RETRY,
                        google: GoogleCalendarSettings | None = None,
                        crm: CrmSettings | None = None) -> Harness:
     from appliance.actions.tools import register_tools

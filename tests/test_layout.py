@@ -117,3 +117,57 @@ def test_no_function_over_60_lines() -> None:
                 if length > MAX_FUNCTION_LINES:
                     too_long.add(f"{path.relative_to(ROOT)}:{node.name}")
     assert too_long <= LONG_FUNCTIONS, sorted(too_long - LONG_FUNCTIONS)
+
+
+CALL_BOUNDARY = ("call/deps.py", "call/events.py", "call/session.py", "call/turns.py",
+                 "call/reply.py", "call/record.py", "call/stream.py", "compose.py",
+                 "runtime.py")
+
+
+def test_no_any_in_the_call_boundary() -> None:
+    for name in CALL_BOUNDARY:
+        tree = ast.parse((PACKAGE / name).read_text())
+        names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+        names |= {a.asname or a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)
+                  for a in n.names}
+        assert "Any" not in names, f"appliance/{name} uses Any"
+
+
+def test_bench_patches_nothing_of_the_product() -> None:
+    """bench/ observes calls through their events; it assigns to nothing it imported."""
+    for path in (ROOT / "bench").glob("*.py"):
+        tree = ast.parse(path.read_text())
+        imported = {a.asname or a.name.split(".")[0] for n in ast.walk(tree)
+                    if isinstance(n, (ast.Import, ast.ImportFrom))
+                    and (getattr(n, "module", None) or "").startswith("appliance")
+                    for a in n.names}
+        imported |= {a.asname or a.name.split(".")[0] for n in ast.walk(tree)
+                     if isinstance(n, ast.Import) for a in n.names
+                     if a.name.startswith("appliance")}
+        for node in ast.walk(tree):
+            targets = node.targets if isinstance(node, ast.Assign) else (
+                [node.target] if isinstance(node, (ast.AugAssign, ast.AnnAssign)) else [])
+            for target in targets:
+                root = target
+                while isinstance(root, ast.Attribute):
+                    root = root.value
+                assert not (isinstance(target, ast.Attribute) and isinstance(root, ast.Name)
+                            and root.id in imported), \
+                    f"{path.name}:{node.lineno} patches {ast.unparse(target)}"
+
+
+def test_ruff_finds_nothing() -> None:
+    """`ruff check appliance bench tests` with the rules in pyproject.toml (ASYNC, B, BLE,
+    RUF006, ...)."""
+    import shutil
+    import subprocess
+    import sys
+
+    ruff = shutil.which("ruff") or str(Path(sys.executable).with_name("ruff"))
+    if not Path(ruff).exists():
+        import pytest
+
+        pytest.skip("ruff is not installed (pip install -e .[dev])")
+    done = subprocess.run([ruff, "check", "appliance", "bench", "tests"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr

@@ -78,6 +78,7 @@ class Engine:
         self.static_prompt = static_prompt(settings.business)
         self._warm: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[Any]] = set()
+        self._stores: set[asyncio.Future[Any]] = set()   # history writes: awaited at close
 
     async def start(self) -> None:
         """Evaluate the static prompt on the local model now (else on the first open())."""
@@ -161,6 +162,8 @@ class Engine:
             task.cancel()
         if pending:
             await asyncio.wait(pending)
+        if self._stores:
+            await asyncio.wait(list(self._stores), timeout=5)
         if self.models.gemini is not None and hasattr(self.models.gemini, "aclose"):
             await self.models.gemini.aclose()
 
@@ -455,9 +458,11 @@ class Conversation:
                           task: asyncio.Future[str]) -> None:
         result = self._tool_result(call, task)
         ctx = self.context
-        asyncio.ensure_future(self._engine.memory.add_turn(
+        store = asyncio.ensure_future(self._engine.memory.add_turn(
             self.customer.id, ctx.channel, ctx.call_id, "tool", result,
             full_text=json.dumps(args, ensure_ascii=False), tool_name=call.name))
+        self._engine._stores.add(store)     # a reference, so the write is not collected
+        store.add_done_callback(self._engine._stores.discard)
 
     # -- storing --------------------------------------------------------------------------
 
