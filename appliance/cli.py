@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(handler=_models, needs_settings=False)
 
     from .actions import commands as customer_commands
-    from . import simulate
+    from . import simulate_cli as simulate
     from .conversation import commands as chat_commands
     from .kb import commands as kb_commands
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from .actions.crm import enrich
-from .actions.handover import TransferDecision, decide_transfer
+from .transfer import TransferDecision, decide_transfer
 from .actions.services import ActionServices
 from .actions.summary import after_call
 from .actions.wiring import build_actions

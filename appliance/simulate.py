@@ -10,7 +10,6 @@ audio back at real time, echoes marks when playback reaches them (and all pendin
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import base64
 import json
@@ -196,128 +195,150 @@ async def _run_stream(ws, result: SimResult, custom: dict, call_sid: str,
                       turns: list[CallerTurn], greeting_timeout_s: float,
                       reply_timeout_s: float, tail_s: float,
                       reply_done: ReplyDone | None = None) -> None:
-    stream_sid = "MZ" + secrets.token_hex(16)
-    seq = 0
-
-    async def send_json(message: dict) -> None:
-        nonlocal seq
-        seq += 1
-        message.setdefault("sequenceNumber", str(seq))
-        if not ws.closed:
-            await ws.send_str(json.dumps(message))
-
-    current: list[TurnResult] = []
-    bot_started = asyncio.Event()     # bot audio arrived since the last reset
-
-    def on_mark(name: str) -> None:
-        if current and current[-1].first_mark_at is None:
-            current[-1].first_mark_at = time.monotonic()
-
-    playback = _Playback(result, send_json)
-
-    async def receive() -> None:
-        async for msg in ws:
-            if msg.type != aiohttp.WSMsgType.TEXT:
-                break
-            data = json.loads(msg.data)
-            data["_at"] = time.monotonic()
-            result.events.append(data)
-            event = data.get("event")
-            if event == "media":
-                payload = base64.b64decode(data["media"]["payload"])
-                playback.add("audio", payload)
-                bot_started.set()
-                if current and current[-1].first_reply_frame_at is None:
-                    current[-1].first_reply_frame_at = data["_at"]
-            elif event == "mark":
-                result.sent_marks.append(data["mark"]["name"])
-                playback.add("mark", data["mark"]["name"])
-            elif event == "clear":
-                if current and current[-1].clear_at is None:
-                    current[-1].clear_at = data["_at"]
-                await playback.clear(stream_sid)
-        result.closed_by_server = not hung_up
-        result.ws_close_code = ws.close_code
-
-    media_ts = 0
-    hung_up = False
-
-    # One frame schedule for the whole stream, as a phone line keeps: pacing each call of
-    # send_frames from its own start made media timestamps lag real time by ~1 s per reply.
-    schedule = {"next": time.monotonic()}
-
-    async def send_frames(data: bytes) -> None:
-        nonlocal media_ts
-        next_tick = max(schedule["next"], time.monotonic() - 0.1)
-        for i in range(0, len(data), ULAW_FRAME_BYTES):
-            frame = data[i:i + ULAW_FRAME_BYTES].ljust(ULAW_FRAME_BYTES, b"\xff")
-            await send_json({"event": "media", "streamSid": stream_sid,
-                             "media": {"track": "inbound", "chunk": str(media_ts // 20 + 1),
-                                       "timestamp": str(media_ts),
-                                       "payload": base64.b64encode(frame).decode()}})
-            media_ts += 20
-            next_tick += FRAME_S
-            schedule["next"] = next_tick
-            await asyncio.sleep(max(0.0, next_tick - time.monotonic()))
-
-    async def silence_until(predicate, timeout_s: float) -> None:
-        deadline = time.monotonic() + timeout_s
-        while not predicate() and time.monotonic() < deadline and not ws.closed:
-            await send_frames(SILENCE)
-
-    await send_json({"event": "connected", "protocol": "Call", "version": "1.0.0"})
-    await send_json({"event": "start", "streamSid": stream_sid,
-                     "start": {"accountSid": "AC" + "0" * 32, "streamSid": stream_sid,
-                               "callSid": call_sid, "tracks": ["inbound"],
-                               "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000,
-                                               "channels": 1},
-                               "customParameters": custom}})
-    receiver = asyncio.create_task(receive())
-    player = asyncio.create_task(playback.run(stream_sid, on_mark))
-
-    def bot_quiet(min_quiet_s: float = 0.6):
-        return lambda: (bot_started.is_set() and not playback.queue and
-                        time.monotonic() - playback.last_audio_at > min_quiet_s and
-                        (reply_done is None or reply_done(call_sid, len(current))))
-
+    stream = _CallerStream(ws, result, call_sid, reply_done)
+    await stream.start(custom)
+    receiver = asyncio.create_task(stream.receive())
+    player = asyncio.create_task(stream.playback.run(stream.stream_sid, stream.on_mark))
     try:
-        # the greeting
-        await silence_until(bot_quiet(), greeting_timeout_s)
-        bot_started.clear()
-        for index, turn in enumerate(turns):
-            if ws.closed:
-                break
-            if turn.dtmf:
-                current.append(TurnResult(f"dtmf:{turn.dtmf}", time.monotonic()))
-                await send_json({"event": "dtmf", "streamSid": stream_sid,
-                                 "dtmf": {"track": "inbound_track", "digit": turn.dtmf}})
-                await silence_until(lambda: ws.closed, reply_timeout_s)
-                continue
-            audio = read_wav_ulaw(turn.wav)
-            end_s = turn.speech_end_s if turn.speech_end_s is not None else len(audio) / 8000
-            started = time.monotonic()
-            current.append(TurnResult(turn.wav.name, started + end_s))
-            bot_started.clear()
-            await send_frames(audio)
-            following = turns[index + 1] if index + 1 < len(turns) else None
-            if following is not None and following.barge_in_after_s is not None:
-                # speak over the bot: wait for its reply to start, then a little longer
-                await silence_until(bot_started.is_set, reply_timeout_s)
-                await silence_until(lambda: False, following.barge_in_after_s)
-            else:
-                await silence_until(bot_quiet(), reply_timeout_s)
-        await silence_until(lambda: False, tail_s)
+        await stream.converse(turns, greeting_timeout_s, reply_timeout_s, tail_s)
     finally:
-        if not ws.closed:
-            hung_up = True
-            await send_json({"event": "stop", "streamSid": stream_sid,
-                             "stop": {"accountSid": "AC" + "0" * 32, "callSid": call_sid}})
-            await ws.close()
+        await stream.hang_up()
         player.cancel()
         await asyncio.wait([receiver], timeout=5)
         receiver.cancel()
         await asyncio.gather(player, receiver, return_exceptions=True)
-    result.turns = current
+    result.turns = stream.current
+
+
+class _CallerStream:
+    """The caller's side of one Media Stream, on one frame schedule for the whole stream (as a
+    phone line keeps: pacing each burst from its own start made media timestamps lag real time
+    by ~1 s per reply)."""
+
+    def __init__(self, ws, result: SimResult, call_sid: str, reply_done: ReplyDone | None
+                 ) -> None:
+        self.ws, self.result, self.call_sid, self.reply_done = ws, result, call_sid, reply_done
+        self.stream_sid = "MZ" + secrets.token_hex(16)
+        self.seq = 0
+        self.media_ts = 0
+        self.next_frame_at = time.monotonic()
+        self.hung_up = False
+        self.current: list[TurnResult] = []
+        self.bot_started = asyncio.Event()     # bot audio arrived since the last reset
+        self.playback = _Playback(result, self.send_json)
+
+    async def send_json(self, message: dict) -> None:
+        self.seq += 1
+        message.setdefault("sequenceNumber", str(self.seq))
+        if not self.ws.closed:
+            await self.ws.send_str(json.dumps(message))
+
+    def on_mark(self, name: str) -> None:
+        if self.current and self.current[-1].first_mark_at is None:
+            self.current[-1].first_mark_at = time.monotonic()
+
+    async def start(self, custom: dict) -> None:
+        await self.send_json({"event": "connected", "protocol": "Call", "version": "1.0.0"})
+        await self.send_json({
+            "event": "start", "streamSid": self.stream_sid,
+            "start": {"accountSid": "AC" + "0" * 32, "streamSid": self.stream_sid,
+                      "callSid": self.call_sid, "tracks": ["inbound"],
+                      "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000,
+                                      "channels": 1},
+                      "customParameters": custom}})
+
+    async def receive(self) -> None:
+        async for msg in self.ws:
+            if msg.type != aiohttp.WSMsgType.TEXT:
+                break
+            data = json.loads(msg.data)
+            data["_at"] = time.monotonic()
+            self.result.events.append(data)
+            await self._on_message(data)
+        self.result.closed_by_server = not self.hung_up
+        self.result.ws_close_code = self.ws.close_code
+
+    async def _on_message(self, data: dict) -> None:
+        event, turn = data.get("event"), (self.current[-1] if self.current else None)
+        if event == "media":
+            self.playback.add("audio", base64.b64decode(data["media"]["payload"]))
+            self.bot_started.set()
+            if turn and turn.first_reply_frame_at is None:
+                turn.first_reply_frame_at = data["_at"]
+        elif event == "mark":
+            self.result.sent_marks.append(data["mark"]["name"])
+            self.playback.add("mark", data["mark"]["name"])
+        elif event == "clear":
+            if turn and turn.clear_at is None:
+                turn.clear_at = data["_at"]
+            await self.playback.clear(self.stream_sid)
+
+    async def send_frames(self, data: bytes) -> None:
+        next_tick = max(self.next_frame_at, time.monotonic() - 0.1)
+        for i in range(0, len(data), ULAW_FRAME_BYTES):
+            frame = data[i:i + ULAW_FRAME_BYTES].ljust(ULAW_FRAME_BYTES, b"\xff")
+            await self.send_json({"event": "media", "streamSid": self.stream_sid,
+                                  "media": {"track": "inbound",
+                                            "chunk": str(self.media_ts // 20 + 1),
+                                            "timestamp": str(self.media_ts),
+                                            "payload": base64.b64encode(frame).decode()}})
+            self.media_ts += 20
+            next_tick += FRAME_S
+            self.next_frame_at = next_tick
+            await asyncio.sleep(max(0.0, next_tick - time.monotonic()))
+
+    async def silence_until(self, predicate: Callable[[], bool], timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not predicate() and time.monotonic() < deadline and not self.ws.closed:
+            await self.send_frames(SILENCE)
+
+    def bot_quiet(self, min_quiet_s: float = 0.6) -> bool:
+        return (self.bot_started.is_set() and not self.playback.queue
+                and time.monotonic() - self.playback.last_audio_at > min_quiet_s
+                and (self.reply_done is None
+                     or self.reply_done(self.call_sid, len(self.current))))
+
+    async def converse(self, turns: list[CallerTurn], greeting_timeout_s: float,
+                       reply_timeout_s: float, tail_s: float) -> None:
+        await self.silence_until(self.bot_quiet, greeting_timeout_s)   # the greeting
+        self.bot_started.clear()
+        for index, turn in enumerate(turns):
+            if self.ws.closed:
+                break
+            if turn.dtmf:
+                await self._press(turn.dtmf, reply_timeout_s)
+                continue
+            following = turns[index + 1] if index + 1 < len(turns) else None
+            await self._speak(turn, following, reply_timeout_s)
+        await self.silence_until(lambda: False, tail_s)
+
+    async def _press(self, digit: str, reply_timeout_s: float) -> None:
+        self.current.append(TurnResult(f"dtmf:{digit}", time.monotonic()))
+        await self.send_json({"event": "dtmf", "streamSid": self.stream_sid,
+                              "dtmf": {"track": "inbound_track", "digit": digit}})
+        await self.silence_until(lambda: self.ws.closed, reply_timeout_s)
+
+    async def _speak(self, turn: CallerTurn, following: CallerTurn | None,
+                     reply_timeout_s: float) -> None:
+        audio = read_wav_ulaw(turn.wav)
+        end_s = turn.speech_end_s if turn.speech_end_s is not None else len(audio) / 8000
+        self.current.append(TurnResult(turn.wav.name, time.monotonic() + end_s))
+        self.bot_started.clear()
+        await self.send_frames(audio)
+        if following is not None and following.barge_in_after_s is not None:
+            # speak over the bot: wait for its reply to start, then a little longer
+            await self.silence_until(self.bot_started.is_set, reply_timeout_s)
+            await self.silence_until(lambda: False, following.barge_in_after_s)
+        else:
+            await self.silence_until(self.bot_quiet, reply_timeout_s)
+
+    async def hang_up(self) -> None:
+        if not self.ws.closed:
+            self.hung_up = True
+            await self.send_json({"event": "stop", "streamSid": self.stream_sid,
+                                  "stop": {"accountSid": "AC" + "0" * 32,
+                                           "callSid": self.call_sid}})
+            await self.ws.close()
 
 
 def save_wav(path: Path, ulaw: bytes) -> None:
@@ -330,69 +351,3 @@ def save_wav(path: Path, ulaw: bytes) -> None:
 
 # ------------------------------------------------------------------------------------------------
 # The command
-
-
-def register(subparsers) -> None:
-    p = subparsers.add_parser("simulate", parents=[subparsers.common],
-                              help="call the running appliance as Twilio would, with WAV files")
-    p.add_argument("wavs", nargs="+", type=Path, help="one WAV per caller turn")
-    p.add_argument("--server", default=None, help="where the appliance listens "
-                                                  "(default: from the config)")
-    p.add_argument("--caller", default="+15550001111")
-    p.add_argument("--save", type=Path, help="write the bot's audio to this WAV file")
-    p.add_argument("--dtmf", help="press this key after the turns")
-    p.set_defaults(handler=run)
-
-
-def run(args: argparse.Namespace, settings) -> int:
-    server = args.server or f"http://127.0.0.1:{settings.server.port}"
-    public = settings.server.public_url or server
-    turns = [CallerTurn(w, speech_end_s=_manifest_end(w)) for w in args.wavs]
-    if args.dtmf:
-        turns.append(CallerTurn(Path("-"), dtmf=args.dtmf))
-    result = asyncio.run(simulate_call(server, public, settings.twilio.auth_token, turns,
-                                       caller=args.caller,
-                                       sign=settings.twilio.validate_signatures))
-    for turn in result.turns:
-        print(f"{turn.wav}: turn_latency {turn.turn_latency_ms} ms, "
-              f"heard_latency {turn.heard_latency_ms} ms (as the caller side saw it)")
-    _print_stored(settings, result.call_sid)
-    if result.action_twiml:
-        print(f"after the stream: {result.action_twiml}")
-    if args.save:
-        save_wav(args.save, result.bot_audio)
-        print(f"bot audio saved to {args.save}")
-    return 0
-
-
-def _manifest_end(wav: Path) -> float | None:
-    manifest = wav.parent / "manifest.json"
-    if manifest.is_file():
-        for entry in json.loads(manifest.read_text()):
-            if entry.get("file") == wav.name:
-                return entry.get("speech_end_s")
-    return None
-
-
-def _print_stored(settings, call_sid: str) -> None:
-    from .store.db import connect
-
-    conn = connect(settings.storage.database)
-    try:
-        rows = conn.execute(
-            "SELECT t.* FROM call_turns t JOIN calls c ON c.id = t.call_id WHERE c.call_sid = ? "
-            "ORDER BY t.turn_index", (call_sid,)).fetchall()
-        outcome = conn.execute("SELECT outcome FROM calls WHERE call_sid = ?",
-                               (call_sid,)).fetchone()
-    finally:
-        conn.close()
-    for r in rows:
-        print(f"turn {r['turn_index']}: caller said {r['transcript']!r}")
-        print(f"   bot said {r['reply_text']!r}; heard {r['heard_text']!r}"
-              f"{' (interrupted)' if r['interrupted'] else ''}")
-        print(f"   turn_latency {r['turn_latency_ms']} ms, heard_latency {r['heard_latency_ms']}"
-              f" ms: endpoint_wait {r['endpoint_wait_ms']}, stt {r['stt_ms']}, llm_ttft "
-              f"{r['llm_ttft_ms']}, first_clause {r['first_clause_ms']}, tts_first_audio "
-              f"{r['tts_first_audio_ms']}, overhead {r['overhead_ms']}")
-    if outcome:
-        print(f"call outcome: {outcome['outcome']}")

@@ -52,6 +52,10 @@ def _error(tmp_path: Path, extra: str, environ=None) -> ConfigError:
     ("[stt]\nmodel = /nonexistent/whisper\n", "stt", "model", "does not exist"),
     ("[tts]\nvoice = voices/nope.onnx\n", "tts", "voice", "does not exist"),
     ("[server]\npublic_url = receptionist.example.com\n", "server", "public_url", "https://"),
+    ("[business]\ntransfer_hours = weekdays 9-5\n", "business", "transfer_hours",
+     "cannot read"),
+    ("[business]\ntransfer_hours = sun-thu 18:00-09:00\n", "business", "transfer_hours",
+     "closes before it opens"),
 ])
 def test_bad_values_name_section_key_and_fix(tmp_path, extra, section, key, words) -> None:
     err = _error(tmp_path, extra)
@@ -95,3 +99,17 @@ def test_unreadable_file_is_a_config_error(tmp_path: Path) -> None:
     bad.write_text("this is not ini\n")
     with pytest.raises(ConfigError):
         load_settings(bad, environ={})
+
+
+def test_one_strict_reader_for_opening_hours() -> None:
+    """Config, calendar and transfers share appliance/hours.py: a bad spec is an error, never
+    "open" (the transfer check once allowed transfers on input it could not read)."""
+    from datetime import datetime
+
+    from appliance.actions.calendar import OpeningHours as CalendarHours
+    from appliance.hours import OpeningHours, within_hours
+
+    assert CalendarHours is OpeningHours
+    with pytest.raises(ValueError, match="cannot read"):
+        within_hours("weekdays 9-5", datetime(2024, 5, 5, 10, 0))
+    assert within_hours("sun 09:00-10:00, mon 09:00-10:00", datetime(2024, 5, 6, 9, 30))

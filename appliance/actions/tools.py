@@ -21,18 +21,19 @@ from __future__ import annotations
 
 import logging
 import re
-from datetime import date, time, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any
 from urllib.parse import quote_plus
 
-from ..conversation.events import Action
 from ..conversation.tools import (
     VOICE_CHANNELS,
     Tool,
     ToolContext,
     ToolError,
     ToolRegistry,
+    transfer_tool,
 )
+from ..transfer import TransferDecision
 from .appointments import Appointment, log_action
 from .calendar import (
     PARTS_OF_DAY,
@@ -42,7 +43,6 @@ from .calendar import (
     describe_time,
     parse_local,
 )
-from .handover import decide_transfer
 from .nlwindow import parse_window
 from .notify import Delivery
 from .services import ActionServices
@@ -392,25 +392,15 @@ def _info_tool(s: ActionServices) -> Tool:
 # -- transfer --------------------------------------------------------------------------------
 
 def _transfer_tool(s: ActionServices) -> Tool:
-    async def handler(ctx: ToolContext, args: dict[str, Any]) -> str:
-        now = s.now()
-        decision = decide_transfer(s.settings, now)
-        reason = args.get("reason", "")[:200]
+    """The one transfer tool, with the hand-over kept in the actions log."""
+    async def record(ctx: ToolContext, decision: TransferDecision, reason: str,
+                     now: datetime) -> None:
         if decision.allowed:
-            ctx.request(Action("transfer", target=decision.target, reason=reason))
             await log_action(s.db, ctx.customer.id, ctx.call_id, ctx.channel, "transfer",
                              reason, now)
         else:
             await log_action(s.db, ctx.customer.id, ctx.call_id, ctx.channel,
                              "transfer_refused", f"{decision.reason}: {reason}".strip(": "),
                              now, needs_human=decision.reason == "outside_hours")
-        return decision.message
 
-    return Tool(
-        name="transfer_to_human",
-        description=("Transfer the phone call to a person of the business, when the caller "
-                     "asks for a person or you cannot help. The number is fixed by the "
-                     "business; outside its hours you will be told to take a message."),
-        parameters={"type": "object", "properties": {
-            "reason": {"type": "string", "description": "Why, in a few words."}}},
-        handler=handler, channels=VOICE_CHANNELS, timeout_s=3.0)
+    return transfer_tool(record, now=s.now)

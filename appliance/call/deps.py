@@ -15,7 +15,7 @@ from typing import Protocol
 
 import numpy as np
 
-from ..actions.handover import TransferDecision
+from ..transfer import TransferDecision
 from ..audio.vad import SileroVad
 from ..config import CallSettings
 from ..conversation.engine import Conversation

@@ -18,12 +18,13 @@ import asyncio
 import logging
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, Awaitable, Callable, Iterable, Mapping
-from zoneinfo import ZoneInfo
 
 from ..config import Settings
 from ..llm.base import ToolSpec
+from ..hours import within_hours as within_hours   # re-exported: the one hours reader
+from ..transfer import TransferDecision, decide_transfer
 from .events import Action
 from .memory import GENDERS, LANGUAGE, Customer, Memory
 
@@ -155,48 +156,33 @@ def check_args(tool: Tool, args: Mapping[str, Any]) -> dict[str, Any]:
 
 # -- transfer hours --------------------------------------------------------------------------
 
-_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-
-
-def within_hours(spec: str, now: datetime) -> bool:
-    """Is `now` inside e.g. "sun-thu 09:00-18:00; fri 09:00-13:00"? Empty means always."""
-    if not spec.strip():
-        return True
-    day = _DAYS[now.weekday()]
-    minutes = now.hour * 60 + now.minute
-    for item in spec.split(";"):
-        item = item.strip().lower()
-        if not item:
-            continue
-        match = re.fullmatch(r"([a-z]{3})(?:-([a-z]{3}))?\s+(\d\d):(\d\d)-(\d\d):(\d\d)", item)
-        if not match or match.group(1) not in _DAYS or (match.group(2) or "mon") not in _DAYS:
-            log.warning("[business] transfer_hours: cannot read %r; transfers allowed", item)
-            return True
-        first = _DAYS.index(match.group(1))
-        last = _DAYS.index(match.group(2) or match.group(1))
-        days = {_DAYS[(first + i) % 7] for i in range((last - first) % 7 + 1)}
-        start = int(match.group(3)) * 60 + int(match.group(4))
-        end = int(match.group(5)) * 60 + int(match.group(6))
-        if day in days and start <= minutes < end:
-            return True
-    return False
-
-
 # -- the built-in tools ----------------------------------------------------------------------
 
-async def _transfer(ctx: ToolContext, args: dict[str, Any]) -> str:
-    target = ctx.settings.twilio.operator_number
-    if not target:
-        return ("No person can take calls here. Offer to take a message: ask for the "
-                "caller's name and what it is about.")
-    business = ctx.settings.business
-    now = datetime.now(ZoneInfo(business.timezone))
-    if not within_hours(business.transfer_hours, now):
-        return (f"Nobody can take the call now (people answer {business.transfer_hours}; it is "
-                f"{now:%a %H:%M}). Say so and offer to take a message.")
-    ctx.request(Action("transfer", target=target, reason=args.get("reason", "")))
-    return ("The call will be transferred to a person right after your next sentence. "
-            "Tell the caller in one short sentence that you are connecting them.")
+TransferRecord = Callable[["ToolContext", TransferDecision, str, datetime], Awaitable[None]]
+
+
+def transfer_tool(record: TransferRecord | None = None,
+                  now: Callable[[], datetime] | None = None) -> Tool:
+    """The one transfer_to_human tool: the allow-listed decision of appliance/transfer.py;
+    `record` (the business actions) keeps what was asked and decided."""
+    async def handler(ctx: ToolContext, args: dict[str, Any]) -> str:
+        at = now() if now is not None else datetime.now(timezone.utc)
+        decision = decide_transfer(ctx.settings, at)
+        reason = str(args.get("reason", ""))[:200]
+        if decision.allowed:
+            ctx.request(Action("transfer", target=decision.target, reason=reason))
+        if record is not None:
+            await record(ctx, decision, reason, at)
+        return decision.message
+
+    return Tool(
+        name="transfer_to_human",
+        description=("Transfer the phone call to a person of the business, when the caller "
+                     "asks for a person or you cannot help. The number is fixed by the "
+                     "business; outside its hours you will be told to take a message."),
+        parameters={"type": "object", "properties": {
+            "reason": {"type": "string", "description": "Why, in a few words."}}},
+        handler=handler, channels=VOICE_CHANNELS, timeout_s=3.0)
 
 
 async def _end_call(ctx: ToolContext, args: dict[str, Any]) -> str:
@@ -251,13 +237,7 @@ def format_passages(hits: Iterable[Any], max_chars: int = 600, total_chars: int 
     return "\n\n".join(out)
 
 
-TRANSFER = Tool(
-    name="transfer_to_human",
-    description=("Transfer the phone call to a person of the business. Use it when the caller "
-                 "asks for a person or you cannot help. The number is fixed by the business."),
-    parameters={"type": "object", "properties": {
-        "reason": {"type": "string", "description": "Why, in a few words."}}},
-    handler=_transfer, channels=VOICE_CHANNELS, timeout_s=3.0)
+TRANSFER = transfer_tool()
 
 END_CALL = Tool(
     name="end_call",

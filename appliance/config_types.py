@@ -1,0 +1,173 @@
+"""The typed, frozen settings appliance.config reads (see config.py for how each is read)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+from .actions.settings import ActionSettings
+
+SECRET_NAMES = ("TWILIO_AUTH_TOKEN", "GEMINI_API_KEY", "SMTP_PASSWORD", "CRM_TOKEN",
+                "CALENDAR_FEED_TOKEN")
+E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A model setting resolved: a manifest name (maybe not downloaded yet) or an explicit path."""
+
+    setting: str          # "[stt] model" - for messages
+    path: Path            # where the weights are (or will be, once downloaded)
+    manifest_name: str | None = None  # set when the value named a manifest entry
+
+    @property
+    def present(self) -> bool:
+        return self.path.exists()
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    host: str
+    port: int
+    public_url: str          # https://public.host (no trailing slash); "" when unset
+    default_voice_mode: str  # "stream" or "gather"
+    log_level: str
+
+
+@dataclass(frozen=True)
+class TwilioSettings:
+    account_sid: str
+    auth_token: str = field(repr=False)
+    validate_signatures: bool
+    operator_number: str
+    transfer_numbers: tuple[str, ...]  # every number a transfer may go to (operator included)
+    operator_key: str                  # DTMF digit that transfers to the operator ("" = off)
+    api_base_url: str                  # "" = Twilio itself; a loopback fake in tests
+
+
+@dataclass(frozen=True)
+class GeminiSettings:
+    api_key: str = field(repr=False)
+    model: str
+    base_url: str
+    first_token_timeout_ms: int
+    stall_timeout_ms: int
+    total_timeout_ms: int
+    thinking_budget: int
+    retry_after_failure_s: int
+
+
+@dataclass(frozen=True)
+class LocalLlmSettings:
+    model: ModelRef
+    context_tokens: int
+    threads: int
+    max_tokens: int
+
+
+@dataclass(frozen=True)
+class SttSettings:
+    model: ModelRef
+    languages: tuple[str, ...]
+    threads: int
+    beam_size: int
+    compute_type: str
+
+
+@dataclass(frozen=True)
+class TtsSettings:
+    voices: Mapping[str, ModelRef]  # language -> voice; "" is the default voice
+
+    def voice_for(self, language: str | None) -> ModelRef:
+        return self.voices.get(language or "", self.voices[""])
+
+
+@dataclass(frozen=True)
+class CallSettings:
+    greeting_interruptible: bool
+    silence_prompt_s: float
+    silence_hangup_after: int      # prompts without an answer before a polite hang-up
+    max_call_s: int
+    lookahead_ms: int              # bot audio sent ahead of real time to Twilio
+    endpoint_wait_ms: int          # silence that ends a turn by default
+    endpoint_short_wait_ms: int    # ... after a complete-sounding phrase
+    endpoint_long_wait_ms: int     # ... while digits or a trailing "and" are heard
+    barge_in_ms: int               # caller speech over the bot before it pauses
+
+
+@dataclass(frozen=True)
+class KbSettings:
+    directory: Path
+    embedding_model: ModelRef
+    top_k: int
+    min_score: float
+
+
+@dataclass(frozen=True)
+class StorageSettings:
+    database: Path
+
+
+@dataclass(frozen=True)
+class BusinessSettings:
+    name: str
+    timezone: str
+    language: str
+    greeting: str
+    persona: str
+    facts: str
+    address: str
+    website: str
+    transfer_hours: str   # e.g. "sun-thu 09:00-18:00; fri 09:00-13:00"; "" = always
+
+
+@dataclass(frozen=True)
+class MessagingSettings:
+    whatsapp_from: str
+    sms_from: str
+    whatsapp_template_sid: str
+    reply_deadline_s: float
+
+
+@dataclass(frozen=True)
+class OwnerSettings:
+    email: str
+    whatsapp: str
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    host: str
+    port: int
+    username: str
+    password: str = field(repr=False)
+    sender: str
+    starttls: bool
+
+
+@dataclass(frozen=True)
+class Settings:
+    path: Path
+    root: Path            # folder of config.ini: relative paths are resolved against it
+    models_dir: Path
+    server: ServerSettings
+    twilio: TwilioSettings
+    gemini: GeminiSettings
+    local_llm: LocalLlmSettings
+    stt: SttSettings
+    tts: TtsSettings
+    call: CallSettings
+    kb: KbSettings
+    storage: StorageSettings
+    business: BusinessSettings
+    messaging: MessagingSettings
+    owner: OwnerSettings
+    smtp: SmtpSettings
+    actions: ActionSettings   # [appointments] [notify] [crm] [google_calendar]
+
+    def model_refs(self) -> list[ModelRef]:
+        refs = [self.stt.model, self.local_llm.model, self.kb.embedding_model]
+        refs.extend(self.tts.voices.values())
+        return refs
