@@ -334,6 +334,9 @@ def load_settings(path: str | os.PathLike[str],
 
     secrets = _read_secrets_file(r.path("server", "secrets_file",
                                         str(Path.home() / ".config/appliance/secrets.env")))
+    from .ops.credentials import credentials   # systemd LoadCredential= (the service)
+
+    secrets.update(credentials(env, _read_secrets_file))
     secret = lambda name: env.get(name) or secrets.get(name, "")  # noqa: E731
 
     if model_resolver is None:
@@ -408,7 +411,7 @@ def load_settings(path: str | os.PathLike[str],
         beam_size=r.int("stt", "beam_size", 1, 1, 10),
         compute_type=r.choice("stt", "compute_type", "int8", ("int8", "int8_float32", "float32")),
     )
-    voices = {"": model("tts", "voice", "tts", "en_US-lessac-medium")}
+    voices = {"": model("tts", "voice", "tts", "en_US-joe-medium")}
     if parser.has_section("tts"):
         for key in parser.options("tts"):
             if key.startswith("voice_"):

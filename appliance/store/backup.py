@@ -59,6 +59,18 @@ def create_private(path: Path) -> None:
     os.close(fd)
 
 
+def match_owner(*paths: Path) -> None:
+    """Run as root (upgrade, restore): give new files to the data directory's owner, so the
+    service (its own user) can still open them."""
+    if os.geteuid() != 0:
+        return
+    for path in paths:
+        st = path.parent.stat()
+        for candidate in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+            if candidate.exists():
+                os.chown(candidate, st.st_uid, st.st_gid)
+
+
 def applied_migrations(conn: sqlite3.Connection) -> set[int]:
     try:
         return {row[0] for row in conn.execute("SELECT number FROM schema_migrations")}
@@ -115,6 +127,7 @@ def backup(db_path: Path, directory: Path | None = None, label: str = "manual",
         copy_database(source, dest)
     finally:
         source.close()
+    match_owner(dest)
     log.info("database backed up to %s", dest)
     if keep is not None:
         prune(directory, keep)
@@ -191,6 +204,7 @@ def restore(backup_file: Path, db_path: Path) -> Path | None:
     finally:
         target.close()
         source.close()
+    match_owner(db_path)
     log.warning("database %s restored from %s", db_path, backup_file)
     return safety
 
