@@ -6,6 +6,7 @@ from aiohttp import web
 
 from .actions import routes as calendar_routes
 from .messaging import webhooks as messaging_routes
+from .ops import tunnel as tunnel_probe_routes
 from .runtime import Runtime
 from .telephony import stream as media_stream_routes
 from .telephony import webhooks as voice_routes
@@ -17,7 +18,8 @@ def build_app(runtime: Runtime) -> web.Application:
     app = web.Application(client_max_size=1024 * 1024)
     app[RUNTIME] = runtime
     app.router.add_get("/healthz", healthz)
-    for module in (voice_routes, media_stream_routes, messaging_routes, calendar_routes):
+    for module in (voice_routes, media_stream_routes, messaging_routes, calendar_routes,
+                   tunnel_probe_routes):
         module.add_routes(app, runtime)
     return app
 

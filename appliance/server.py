@@ -14,6 +14,7 @@ from aiohttp import web
 from .app import build_app
 from .config import Settings
 from .logs import setup_logging
+from .ops.service import lifecycle
 from .runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -54,7 +55,8 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
         health = server.runtime.health()
         log.info("listening on %s; %s", server.url, "ready to take calls" if health["ready"]
                  else "NOT ready to take calls: " + "; ".join(health["problems"]))
-        await stop.wait()
+        async with lifecycle(server.runtime):   # READY=1, watchdog, nightly backup; drain
+            await stop.wait()
         log.info("shutting down: ending %d active call(s)",
                  server.runtime.calls.active_count())
 
