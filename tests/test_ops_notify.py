@@ -76,3 +76,10 @@ def test_a_watchdog_meant_for_another_process_is_ignored(listener) -> None:
     other = SystemdNotifier({"NOTIFY_SOCKET": str(path), "WATCHDOG_USEC": "200000",
                              "WATCHDOG_PID": "1"})
     assert other.watchdog_s == 0.0
+
+
+def test_a_full_queue_drops_the_message_instead_of_blocking_the_loop(listener) -> None:
+    path, sock = listener
+    notifier = SystemdNotifier({"NOTIFY_SOCKET": str(path)})
+    sent = [notifier.notify(WATCHDOG="1") for _ in range(5000)]   # nobody reads
+    assert sent[0] and not sent[-1]

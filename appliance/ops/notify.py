@@ -38,7 +38,13 @@ class SystemdNotifier:
         payload = "\n".join(f"{key}={value}" for key, value in fields.items()).encode()
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+                # Never block the event loop: a full receive queue drops this one message.
+                sock.setblocking(False)
                 sock.sendto(payload, self.address)
+        except BlockingIOError:
+            log.warning("sd_notify: %s is not being read; dropped %s", self.address.lstrip("\0"),
+                        ", ".join(fields))
+            return False
         except OSError as exc:
             log.warning("sd_notify to %s failed: %s", self.address.lstrip("\0"), exc)
             return False
