@@ -8,7 +8,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -23,23 +22,17 @@ from twilio.request_validator import RequestValidator
 from appliance.call.simulate import CallerTurn, simulate_call
 from tests.conftest import AUDIO_DIR, PUBLIC_URL, TOKEN, write_ini
 from tests.fakes.gemini_server import FakeGemini, Reply
+from tests.ops_support import datagram_listener, free_port
 
 REPO = Path(__file__).resolve().parent.parent
 MANIFEST = {e["file"]: e for e in json.loads((AUDIO_DIR / "manifest.json").read_text())}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class NotifySocket:
     """What systemd listens on: collects every datagram the service sends."""
 
     def __init__(self, path: Path) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(str(path))
+        self.sock = datagram_listener(path)
         self.path = path
         self.seen: list[dict[str, str]] = []
 
@@ -70,9 +63,8 @@ async def signed_new_call(url: str) -> str:
 
 
 async def active_calls(url: str) -> tuple[int, int]:
-    async with aiohttp.ClientSession() as http:
-        async with http.get(url + "/healthz") as resp:
-            return resp.status, (await resp.json())["active_calls"]
+    async with aiohttp.ClientSession() as http, http.get(url + "/healthz") as resp:
+        return resp.status, (await resp.json())["active_calls"]
 
 
 async def test_sigterm_drains_the_live_call_and_refuses_new_ones(tmp_path, test_models) -> None:

@@ -4,7 +4,6 @@ multi-line values, and phone numbers masked at INFO whatever the log level."""
 from __future__ import annotations
 
 import logging
-import socket
 import struct
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import pytest
 
 from appliance.logs import log_context, setup_logging
 from appliance.ops import journal
+from tests.ops_support import datagram_listener
 
 
 def decode(datagram: bytes) -> dict[str, str]:
@@ -35,10 +35,8 @@ def decode(datagram: bytes) -> dict[str, str]:
 
 @pytest.fixture
 def journal_socket(tmp_path: Path):
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     path = tmp_path / "journal.sock"
-    sock.bind(str(path))
-    sock.settimeout(5)
+    sock = datagram_listener(path)
     yield path, sock
     sock.close()
     logging.getLogger().handlers.clear()

@@ -4,20 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 from pathlib import Path
 
 import pytest
 
 from appliance.ops.notify import SystemdNotifier
+from tests.ops_support import datagram_listener
 
 
 @pytest.fixture
 def listener(tmp_path: Path):
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     path = tmp_path / "notify.sock"
-    sock.bind(str(path))
-    sock.settimeout(5)
+    sock = datagram_listener(path)
     yield path, sock
     sock.close()
 
@@ -37,9 +35,7 @@ def test_ready_and_stopping_arrive_as_key_value_lines(listener) -> None:
 
 def test_abstract_socket_names_are_supported() -> None:
     name = f"appliance-test-{os.getpid()}"
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    sock.bind("\0" + name)
-    sock.settimeout(5)
+    sock = datagram_listener("\0" + name)
     try:
         assert SystemdNotifier({"NOTIFY_SOCKET": "@" + name}).notify(STATUS="hi")
         assert sock.recv(100) == b"STATUS=hi"
@@ -79,7 +75,7 @@ def test_a_watchdog_meant_for_another_process_is_ignored(listener) -> None:
 
 
 def test_a_full_queue_drops_the_message_instead_of_blocking_the_loop(listener) -> None:
-    path, sock = listener
+    path, _ = listener
     notifier = SystemdNotifier({"NOTIFY_SOCKET": str(path)})
     sent = [notifier.notify(WATCHDOG="1") for _ in range(5000)]   # nobody reads
     assert sent[0] and not sent[-1]

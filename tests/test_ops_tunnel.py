@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import socket
-from pathlib import Path
 
 import aiohttp
 import yaml
@@ -16,19 +14,14 @@ from appliance.cli import main
 from appliance.config import load_settings
 from appliance.ops import tunnel
 from appliance.server import running
-from tests.conftest import TOKEN, write_ini
+from tests.conftest import write_ini
+from tests.ops_support import free_port
 
 APP_ROUTES = ["/voice", "/voice-stream", "/voice-stream/action", "/respond", "/check_ai",
               "/reprompt", "/dial-status", "/message", "/message-status", "/ws", "/admin",
               "/admin/calls", "/healthz", "/healthz/tunnel", "/calendar/abc.ics"]
 NOT_ROUTES = ["/", "/voicemail", "/voice/x", "/debug", "/healthz2", "/ws/other", "/.env",
               "/administrator"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def routed(config: dict, host: str, path: str) -> str:

@@ -30,7 +30,7 @@ def test_exposure_score_is_at_most_2() -> None:
     if shutil.which("systemd-analyze") is None:
         pytest.skip("systemd-analyze is not installed here (apt-get install systemd)")
     done = subprocess.run(["systemd-analyze", "security", "--offline=true", str(UNIT)],
-                          capture_output=True, text=True, timeout=60)
+                          capture_output=True, text=True, timeout=60, check=False)
     match = re.search(r"Overall exposure level for appliance\.service: ([\d.]+)", done.stdout)
     assert match, done.stdout + done.stderr
     assert float(match.group(1)) <= 2.0, done.stdout

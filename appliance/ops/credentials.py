@@ -4,8 +4,8 @@ secrets file) and/or one file per secret named after it (TWILIO_AUTH_TOKEN, ...)
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Callable, Mapping
 
 SECRET_NAMES = ("TWILIO_AUTH_TOKEN", "GEMINI_API_KEY", "SMTP_PASSWORD", "CRM_TOKEN")
 

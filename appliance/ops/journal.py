@@ -13,8 +13,8 @@ import os
 import socket
 import struct
 import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 SOCKET = "/run/systemd/journal/socket"
 MAX_VALUE = 48 * 1024          # keeps a datagram far below the socket's limit

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import os
 import socket
-from typing import Mapping
+from collections.abc import Mapping
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ import contextlib
 import logging
 import sqlite3
 import time
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import AsyncIterator, Callable
 
 from ..messaging import store as message_store
 from ..runtime import Component, Runtime

@@ -99,7 +99,7 @@ def proof(auth_token: str, nonce: str) -> str:
                     hashlib.sha256).hexdigest()
 
 
-def add_routes(app: web.Application, rt: "Runtime") -> None:
+def add_routes(app: web.Application, rt: Runtime) -> None:
     guard = TwilioGuard(rt.settings)
     token = rt.settings.twilio.auth_token
 

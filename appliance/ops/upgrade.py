@@ -63,7 +63,7 @@ def systemd_commands(unit: str = "appliance.service") -> tuple[tuple[str, ...], 
 
 
 def git(repo: Path, *args: str) -> str:
-    done = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True)
+    done = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, check=False)
     if done.returncode:
         raise UpgradeError(f"git {' '.join(args)}: {done.stderr.strip() or done.stdout.strip()}")
     return done.stdout.strip()
@@ -80,7 +80,7 @@ def fetch_new(plan: Plan) -> str:
 
 def run_commands(commands: tuple[str, ...]) -> None:
     for command in commands:
-        done = subprocess.run(command, shell=True, capture_output=True, text=True)
+        done = subprocess.run(command, shell=True, capture_output=True, text=True, check=False)
         if done.returncode:
             raise UpgradeError(f"`{command}` failed: {done.stderr.strip()[-300:]}")
 
@@ -89,7 +89,7 @@ def reinstall_if_needed(plan: Plan, old: str, new: str) -> bool:
     if not git(plan.repo, "diff", "--name-only", old, new, "--", "pyproject.toml"):
         return False
     done = subprocess.run([plan.python, "-m", "pip", "install", "--quiet", "-e", str(plan.repo)],
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, check=False)
     if done.returncode:
         raise UpgradeError(f"pip install failed: {done.stderr.strip()[-500:]}")
     return True
@@ -104,7 +104,8 @@ def migrate(plan: Plan) -> None:
         if owner != "root":
             command = ["runuser", "-u", owner, "--", *command]
     env = {**os.environ, "PYTHONPATH": str(plan.repo)}
-    done = subprocess.run(command, capture_output=True, text=True, cwd=plan.repo, env=env)
+    done = subprocess.run(command, capture_output=True, text=True, cwd=plan.repo, env=env,
+                          check=False)
     if done.returncode:
         lines = (done.stderr.strip() or done.stdout.strip()).splitlines()
         raise UpgradeError(f"migration failed: {lines[-1] if lines else done.returncode}")

@@ -19,10 +19,10 @@ import logging
 import os
 import re
 import sqlite3
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Awaitable, Callable
 
 log = logging.getLogger(__name__)
 NAME = re.compile(r"^appliance-(\d{8}T\d{6}\d*Z)-s(\d+)-([a-z-]+)\.db$")
@@ -40,7 +40,7 @@ class BackupPolicy:
     hour: int = 3                   # local time of the nightly backup
 
     @classmethod
-    def beside(cls, db_path: Path) -> "BackupPolicy":
+    def beside(cls, db_path: Path) -> BackupPolicy:
         return cls(default_directory(db_path))
 
 
@@ -108,7 +108,7 @@ def copy_database(source: sqlite3.Connection, dest: Path) -> None:
 
 
 def backup_name(schema: int, label: str, now: datetime | None = None) -> str:
-    stamp = (now or datetime.now(timezone.utc)).strftime("%Y%m%dT%H%M%S%fZ")
+    stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%S%fZ")
     return f"appliance-{stamp}-s{schema:03d}-{label}.db"
 
 

@@ -1,0 +1,20 @@
+"""Shared by the ops tests: a bound unix datagram socket (what systemd and journald listen on)
+and a free loopback port."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+
+def datagram_listener(path: Path | str, timeout_s: float = 5.0) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(path))
+    sock.settimeout(timeout_s)
+    return sock
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
