@@ -120,3 +120,29 @@ async def _drive(proc: subprocess.Popen, notify: NotifySocket, url: str, tmp_pat
     conn.close()
     live_row = [r for r in rows if r[0] == result.call_sid]
     assert live_row and live_row[0][1] == "caller_hung_up" and live_row[0][2]
+
+
+async def test_the_drain_waits_for_the_outbox_to_send_what_is_due(make_settings) -> None:
+    """A reply still on its way to Twilio (the API answers after 1 s) when SIGTERM comes is sent
+    before the server goes, not left "in flight" for the next start to untangle."""
+    from appliance.ops.service import StopPolicy, drain
+    from appliance.server import running
+    from tests.fakes.twilio_rest import Hang
+    from tests.test_messaging_harness import ACCOUNT_SID, SMS_FROM, twilio_stand_in
+
+    async with twilio_stand_in() as fake:
+        settings = make_settings(extra=f"[twilio]\naccount_sid = {ACCOUNT_SID}\n"
+                                       f"api_base_url = {fake.base_url}\n"
+                                       f"[messaging]\nsms_from = {SMS_FROM}\n")
+        async with running(settings) as srv:
+            fake.script(Hang(1.0))
+            outbox = srv.runtime.extras["messaging"].outbox
+            await outbox.enqueue("+15550001111", "sms", "Your appointment is confirmed.")
+            await drain(srv.runtime, StopPolicy(call_grace_s=0.2, flush_s=15))
+            states = await srv.runtime.db.fetchall("SELECT state FROM messages_out")
+            health = srv.runtime.health()
+    assert len(fake.creates()) == 1
+    assert [r["state"] for r in states] and all(
+        r["state"] not in ("pending", "sending", "unknown") for r in states), \
+        [r["state"] for r in states]
+    assert not health["ready"] and "service: shutting down" in health["problems"][0]
