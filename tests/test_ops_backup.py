@@ -158,3 +158,26 @@ def test_secrets_come_from_systemd_credentials(tmp_path) -> None:
     s = load_settings(ini, environ={"CREDENTIALS_DIRECTORY": str(creds)})
     assert s.twilio.auth_token == "from-credentials"
     assert s.gemini.api_key == "gemini-from-its-own-file"
+
+
+async def test_the_nightly_backup_runs_at_its_hour_and_keeps_n(tmp_path) -> None:
+    from datetime import datetime, timedelta, timezone
+
+    Database.open_sync(tmp_path / "a.db").close()
+    clock = {"now": datetime(2026, 12, 1, 17, 30, tzinfo=timezone.utc)}
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        clock["now"] += timedelta(seconds=seconds)
+        if len(slept) > 3:
+            raise asyncio.CancelledError
+        await asyncio.sleep(0)
+
+    policy = backups.BackupPolicy(tmp_path / "nightly", keep=2, hour=3)
+    with pytest.raises(asyncio.CancelledError):
+        await backups.nightly_backups(tmp_path / "a.db", policy, now=lambda: clock["now"],
+                                      sleep=sleep)
+    assert slept == [9.5 * 3600] + [24 * 3600.0] * 3     # 17:30 -> 03:00, then daily
+    kept = backups.list_backups(tmp_path / "nightly")
+    assert len(kept) == 2 and all("nightly" in p.name for p in kept)
