@@ -127,7 +127,7 @@ def backup(db_path: Path, directory: Path | None = None, label: str = "manual",
         copy_database(source, dest)
     finally:
         source.close()
-    match_owner(dest)
+    match_owner(dest, db_path)     # root: a -shm it created goes back to the owner
     log.info("database backed up to %s", dest)
     if keep is not None:
         prune(directory, keep)
