@@ -3,7 +3,9 @@ and a free loopback port."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -18,3 +20,12 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def listening(path: Path) -> Iterator[tuple[Path, socket.socket]]:
+    sock = datagram_listener(path)
+    try:
+        yield path, sock
+    finally:
+        sock.close()

@@ -11,7 +11,7 @@ import pytest
 
 from appliance.logs import log_context, setup_logging
 from appliance.ops import journal
-from tests.ops_support import datagram_listener
+from tests.ops_support import listening
 
 
 def decode(datagram: bytes) -> dict[str, str]:
@@ -35,10 +35,8 @@ def decode(datagram: bytes) -> dict[str, str]:
 
 @pytest.fixture
 def journal_socket(tmp_path: Path):
-    path = tmp_path / "journal.sock"
-    sock = datagram_listener(path)
-    yield path, sock
-    sock.close()
+    with listening(tmp_path / "journal.sock") as pair:
+        yield pair
     logging.getLogger().handlers.clear()
 
 

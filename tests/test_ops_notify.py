@@ -9,15 +9,13 @@ from pathlib import Path
 import pytest
 
 from appliance.ops.notify import SystemdNotifier
-from tests.ops_support import datagram_listener
+from tests.ops_support import datagram_listener, listening
 
 
 @pytest.fixture
 def listener(tmp_path: Path):
-    path = tmp_path / "notify.sock"
-    sock = datagram_listener(path)
-    yield path, sock
-    sock.close()
+    with listening(tmp_path / "notify.sock") as pair:
+        yield pair
 
 
 def fields(datagram: bytes) -> dict[str, str]:
