@@ -7,7 +7,10 @@
 #   --skip-models  do not download the model files (tests generate their own tiny models)
 #   --public-url   the https URL Twilio reaches this box at (Cloudflare Tunnel); written into
 #                  config.ini only while its public_url is still empty
-#   --service      install and start the systemd service (needs root)
+#   --service      install and start the hardened systemd service (needs root): a system user
+#                  "appliance", config in /etc/appliance, secrets handed over by systemd
+#                  (LoadCredential), data and models in /var/lib/appliance; the code and .venv
+#                  stay root-owned and read-only to the service
 #   --python PATH  use this Python (3.11+, with SQLite extension loading)
 set -euo pipefail
 
@@ -22,7 +25,7 @@ while [ $# -gt 0 ]; do
     --public-url) PUBLIC_URL="${2:?--public-url needs a URL}"; shift ;;
     --public-url=*) PUBLIC_URL="${1#*=}" ;;
     --python) PYTHON_CHOICE="${2:?--python needs a path}"; shift ;;
-    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
     *) echo "install.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -145,28 +148,72 @@ for name in TWILIO_AUTH_TOKEN GEMINI_API_KEY SMTP_PASSWORD; do
   fi
 done
 
-# --- 4. Models -----------------------------------------------------------------------------------
+# --- 4. The service's user, directories and configuration (--service) -------------------------
+CONFIG=config.ini
+if [ "$SERVICE" = 1 ]; then
+  command -v systemctl >/dev/null || die "--service: systemd is not available here"
+  [ "$(id -u)" = 0 ] || die "--service needs root: sudo ./install.sh --service"
+  case "$ROOT" in
+    /home/*|/root/*) die "--service: the service cannot read $ROOT (ProtectHome=yes); put the code in /opt/appliance (sudo git clone ... /opt/appliance) and run install.sh --service there" ;;
+  esac
+  STATE=/var/lib/appliance ETC=/etc/appliance
+  if ! id appliance >/dev/null 2>&1; then
+    useradd --system --user-group --home-dir "$STATE" --no-create-home \
+      --shell /usr/sbin/nologin appliance
+    say "Created the system user appliance"
+  fi
+  # Code and venv: root-owned, not writable by the service (nor by anyone but root).
+  chown -R root:root "$ROOT" && chmod -R go-w "$ROOT"
+  install -d -m 0700 -o appliance -g appliance "$STATE" "$STATE/backups"
+  install -d -m 0755 -o root -g root "$STATE/models"      # read-only to the service
+  install -d -m 0750 -o root -g appliance "$ETC"
+  if [ ! -f "$ETC/config.ini" ]; then
+    "$VPY" -m appliance.ops.layout "$ROOT/config.ini" "$ETC/config.ini" "$STATE"
+    chown root:appliance "$ETC/config.ini" && chmod 0640 "$ETC/config.ini"
+    say "Wrote $ETC/config.ini (data in $STATE); edit it there from now on"
+  fi
+  if [ ! -d "$STATE/kb" ]; then
+    cp -r "$ROOT/kb" "$STATE/kb" && chown -R appliance:appliance "$STATE/kb"
+  fi
+  # Secrets: root-only on disk; systemd copies them into the service's private credentials
+  # directory ($CREDENTIALS_DIRECTORY/secrets.env), which the appliance reads first.
+  if [ ! -f "$ETC/secrets.env" ]; then
+    ( umask 077; cp "$SECRETS" "$ETC/secrets.env" )
+    say "Copied $SECRETS to $ETC/secrets.env (mode 600, root only)"
+  fi
+  chown root:root "$ETC/secrets.env" && chmod 0600 "$ETC/secrets.env"
+  CONFIG="$ETC/config.ini" CONFIG_SECRETS="$ETC/secrets.env"
+fi
+
+# --- 5. Models -----------------------------------------------------------------------------------
 if [ "$SKIP_MODELS" = 0 ]; then
   say "Downloading models (resumable; verified by size and sha256)"
-  if ! .venv/bin/appliance --config config.ini models download; then
+  if ! .venv/bin/appliance --config "$CONFIG" models download; then
     warn "Some models could not be downloaded (see above). The rest of the set-up is done;"
-    warn "run '.venv/bin/appliance models download' again when the network is back."
+    warn "run '.venv/bin/appliance --config $CONFIG models download' again when the network is back."
   fi
 else
   say "Skipping model downloads (--skip-models)"
 fi
 
-# --- 5. The service (kb/ is indexed by `appliance serve` when it starts) ---------------------
+# --- 6. The service (kb/ is indexed by `appliance serve` when it starts) ---------------------
 if [ "$SERVICE" = 1 ]; then
-  command -v systemctl >/dev/null || die "--service: systemd is not available here"
   unit=/etc/systemd/system/appliance.service
-  sed -e "s#@ROOT@#$ROOT#g" -e "s#@USER@#$(id -un)#g" -e "s#@HOME@#$HOME#g" \
-    systemd/appliance.service | as_root tee "$unit" >/dev/null || die "cannot write $unit (root needed)"
-  as_root systemctl daemon-reload
-  as_root systemctl enable --now appliance.service
-  say "Service installed: systemctl status appliance; journalctl -u appliance -f"
+  sed -e "s#/opt/appliance#$ROOT#g" systemd/appliance.service > "$unit"
+  systemctl daemon-reload
+  systemctl enable appliance.service
+  systemctl restart appliance.service    # returns once the models are loaded (Type=notify)
+  systemd-analyze security appliance.service 2>/dev/null | tail -1 || true
+  say "Service running: systemctl status appliance; journalctl -u appliance -f"
+  say "Backups: nightly into $STATE/backups; appliance backup | appliance restore FILE"
 fi
 
 say "Checking the set-up"
-.venv/bin/appliance --config config.ini doctor || true
-say "Done. Start it with: .venv/bin/appliance serve"
+if [ "$SERVICE" = 1 ]; then
+  # As the service user (files it creates stay its own), with the secrets in its environment.
+  ( set -a; . "$CONFIG_SECRETS"; set +a
+    runuser -u appliance --preserve-environment -- .venv/bin/appliance --config "$CONFIG" doctor ) || true
+else
+  .venv/bin/appliance --config "$CONFIG" doctor || true
+fi
+if [ "$SERVICE" = 1 ]; then say "Done."; else say "Done. Start it with: .venv/bin/appliance serve"; fi

@@ -16,6 +16,7 @@ from .actions.handover import record_dial_result
 from .actions.services import ActionServices
 from .call.voice import DialResult
 from .telephony.guard import TwilioGuard
+from .ops import tunnel as tunnel_probe_routes
 
 SERVICES = web.AppKey("services", Services)
 
@@ -32,6 +33,7 @@ def build_app(services: Services) -> web.Application:
         s.call_deps(), s.calls, TwilioGuard(s.settings), s.problems))
     messaging_routes.add_routes(app, s.messaging)
     calendar_routes.add_routes(app, s.settings, s.db, s.actions)
+    tunnel_probe_routes.add_routes(app, s.settings)
     return app
 
 

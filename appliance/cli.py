@@ -47,8 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     from . import simulate_cli as simulate
     from .conversation import commands as chat_commands
     from .kb import commands as kb_commands
+    from .ops import commands as ops_commands
 
-    for module in (kb_commands, chat_commands, simulate, customer_commands):
+    for module in (kb_commands, chat_commands, simulate, customer_commands, ops_commands):
         module.register(sub)
     return parser
 

@@ -23,6 +23,7 @@ from typing import Callable, Mapping
 from urllib.parse import urlparse
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from .ops.credentials import credentials   # systemd LoadCredential= (the service)
 from .actions.settings import ActionSettings
 from .config_error import ConfigError
 from .config_types import (
@@ -80,6 +81,7 @@ def load_settings(path: str | os.PathLike[str],
     r = _Reader(parser, root)
     secrets = _read_secrets_file(r.path("server", "secrets_file",
                                         str(Path.home() / ".config/appliance/secrets.env")))
+    secrets.update(credentials(env, _read_secrets_file))
 
     def secret(name: str) -> str:
         return env.get(name) or secrets.get(name, "")
@@ -194,7 +196,7 @@ def _stt(r: _Reader, models: _Models) -> SttSettings:
 
 
 def _tts(r: _Reader, models: _Models) -> TtsSettings:
-    voices = {"": models.ref("tts", "voice", "tts", "en_US-lessac-medium")}
+    voices = {"": models.ref("tts", "voice", "tts", "en_US-joe-medium")}
     for key in r.keys("tts"):
         if key.startswith("voice_"):      # voice_<language>
             voices[key.removeprefix("voice_")] = models.ref("tts", key, "tts", "")

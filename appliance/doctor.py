@@ -145,6 +145,9 @@ def run_doctor(config_path: Path, out=None) -> int:
         findings += check_models(settings)
         findings += check_twilio(settings)
         findings += check_gemini(settings)
+        from .ops.checks import all_checks    # licences, backups, the tunnel probe
+
+        findings += [Finding(*check) for check in all_checks(settings)]
     marks = {"ok": "ok  ", "warn": "WARN", "fail": "FAIL"}
     for f in findings:
         print(f"{marks[f.level]} {f.what}", file=out)

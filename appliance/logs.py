@@ -1,5 +1,8 @@
 """One log line per event, with the call or message id on every record, phone numbers masked.
 
+Under systemd the records go to journald natively (appliance/ops/journal.py), with the id as a
+field: `journalctl -u appliance CALL_SID=CA...`.
+
 The id comes from a context variable set by whoever handles a call or a message
 (`with log_context("CA123")`); asyncio copies context into tasks, so every record of that call,
 in any of its tasks, carries it.
@@ -46,30 +49,42 @@ def current_context() -> str:
 
 
 class _ContextFilter(logging.Filter):
-    def __init__(self, mask: bool) -> None:
-        super().__init__()
-        self.mask = mask
-
     def filter(self, record: logging.LogRecord) -> bool:
         record.ctx = _context_id.get()
-        if self.mask and record.levelno >= logging.INFO:
-            message = record.getMessage()
-            masked = mask_text(message)
-            if masked != message:
-                record.msg, record.args = masked, None
         return True
 
 
-def setup_logging(level: str = "info", stream=sys.stderr) -> None:
-    """Configure the root logger once: `time level [id] logger: message`."""
+class MaskingFormatter(logging.Formatter):
+    """Masks phone numbers in the whole formatted record (message, arguments, traceback) at
+    INFO and above, whatever the configured level; DEBUG records are left whole for debugging."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        return mask_text(text) if record.levelno >= logging.INFO else text
+
+
+def setup_logging(level: str = "info", stream=sys.stderr,
+                  journal: bool | None = None) -> None:
+    """Configure the root logger once. Under systemd (stderr is the journal) records go to
+    journald natively with CALL_SID/MESSAGE_SID fields; else `time level [id] logger: message`
+    lines to `stream`. `journal` forces either (None: detect)."""
+    from .ops.journal import JournalHandler, journal_wanted
+
     numeric = getattr(logging, level.upper(), logging.INFO)
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s [%(ctx)s] %(name)s: "
-                                           "%(message)s"))
-    handler.addFilter(_ContextFilter(mask=numeric >= logging.INFO))
+    use_journal = journal_wanted() if journal is None else journal
+    handler: logging.Handler
+    if use_journal:
+        handler = JournalHandler()
+        handler.setFormatter(MaskingFormatter("[%(ctx)s] %(name)s: %(message)s"))
+    else:
+        handler = logging.StreamHandler(stream)
+        handler.setFormatter(MaskingFormatter("%(asctime)s %(levelname)s [%(ctx)s] %(name)s: "
+                                              "%(message)s"))
+    handler.addFilter(_ContextFilter())
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
+        old.close()
     root.addHandler(handler)
     root.setLevel(numeric)
     for noisy in ("aiohttp.access", "httpx", "httpcore", "google_genai", "twilio"):

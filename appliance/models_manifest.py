@@ -41,6 +41,8 @@ class ModelEntry:
     needed_for: str           # what will not work without it, in plain words
     why: str
     files: tuple[ModelFile, ...]
+    license: str = ""
+    commercial_use: bool = False
 
     def location(self, models_dir: Path) -> Path:
         return models_dir / self.path
@@ -66,7 +68,14 @@ def load_manifest(path: Path = MANIFEST) -> list[ModelEntry]:
                                   aliases=tuple(raw.get("aliases", ())),
                                   default=bool(raw.get("default", False)),
                                   needed_for=raw.get("needed_for", ""), why=raw.get("why", ""),
-                                  files=files))
+                                  files=files, license=raw.get("license", ""),
+                                  commercial_use=bool(raw.get("commercial_use", False))))
+        entry = entries[-1]
+        if not entry.license:
+            raise ManifestError(f"{path}: model {entry.name} does not name its licence")
+        if entry.default and not entry.commercial_use:
+            raise ManifestError(f"{path}: model {entry.name} may not be used commercially, so it "
+                                "cannot be installed by default")
     return entries
 
 

@@ -15,6 +15,7 @@ from .app import build_app
 from .compose import Services, compose
 from .config import Settings
 from .logs import setup_logging
+from .ops.service import lifecycle
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,8 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
         health = server.services.health()
         log.info("listening on %s; %s", server.url, "ready to take calls" if health["ready"]
                  else "NOT ready to take calls: " + "; ".join(health["problems"]))
-        await stop.wait()
+        async with lifecycle(server.services):   # READY=1, watchdog, nightly backup; drain
+            await stop.wait()
         log.info("shutting down: ending %d active call(s)",
                  server.services.calls.active_count())
 

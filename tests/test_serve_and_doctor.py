@@ -48,7 +48,7 @@ async def test_healthz_is_503_and_names_the_missing_models(tmp_path: Path) -> No
     assert body["ready"] is False
     assert not body["components"]["stt"]["ok"]
     assert "appliance models download base" in body["components"]["stt"]["detail"]
-    assert "appliance models download en_US-lessac-medium" in body["components"]["tts"]["detail"]
+    assert "appliance models download en_US-joe-medium" in body["components"]["tts"]["detail"]
     assert any("language model" in p for p in body["problems"])
     assert body["components"]["database"]["ok"] and body["components"]["vad"]["ok"]
 

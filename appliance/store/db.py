@@ -37,8 +37,10 @@ def extension_loading_supported() -> bool:
 
 def connect(path: Path | str, *, readonly: bool = False) -> sqlite3.Connection:
     """Open a connection with the appliance's pragmas and sqlite-vec loaded."""
-    if path != ":memory:":
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    if path != ":memory:" and not readonly:
+        from .backup import create_private
+
+        create_private(Path(path))    # mode 600 whatever the umask (-wal/-shm follow it)
     uri = f"file:{path}?mode=ro" if readonly else str(path)
     conn = sqlite3.connect(uri, uri=readonly, timeout=10.0, check_same_thread=False,
                            isolation_level=None)
@@ -88,6 +90,15 @@ def migrate(conn: sqlite3.Connection) -> list[int]:
                  "number INTEGER PRIMARY KEY, name TEXT NOT NULL, "
                  "applied_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')))")
     done = {row[0] for row in conn.execute("SELECT number FROM schema_migrations")}
+    from . import backup
+
+    newer = backup.newer_than_code(done)
+    if newer:
+        raise StoreError("schema_newer", f"the database has migrations {newer} this version does "
+                         "not know: it was used by a newer version; upgrade, or restore a backup")
+    pending = [number for number, _, _ in migrations() if number not in done]
+    if pending:
+        backup.before_migration(conn, pending)
     applied = []
     for number, name, sql in migrations():
         if number in done:
