@@ -25,6 +25,7 @@ from urllib.parse import urlparse
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 if TYPE_CHECKING:
+    from .actions.security import SecuritySettings
     from .actions.settings import ActionSettings
 
 SECRET_NAMES = ("TWILIO_AUTH_TOKEN", "GEMINI_API_KEY", "SMTP_PASSWORD", "CRM_TOKEN",
@@ -193,6 +194,7 @@ class Settings:
     owner: OwnerSettings
     smtp: SmtpSettings
     actions: "ActionSettings"   # [appointments] [notify] [crm] [google_calendar]
+    security: "SecuritySettings" = field(default_factory=lambda: _security({}))  # i13: [security]
 
     def model_refs(self) -> list[ModelRef]:
         refs = [self.stt.model, self.local_llm.model, self.kb.embedding_model]
@@ -224,7 +226,8 @@ _SCHEMA: dict[str, set[str]] = {
     "smtp": {"host", "port", "username", "sender", "starttls"},
     "models": {"directory"},
 }
-_ACTION_SECTIONS = ("appointments", "notify", "crm", "google_calendar")  # checked by actions
+_ACTION_SECTIONS = ("appointments", "notify", "crm", "google_calendar",
+                    "security")  # checked by actions; [security] by actions/security.py (i13)
 _SECRET_KEYS = {"auth_token", "api_key", "password", "token"}
 
 
@@ -473,7 +476,15 @@ def load_settings(path: str | os.PathLike[str],
                     twilio=twilio, gemini=gemini, local_llm=local_llm, stt=stt,
                     tts=TtsSettings(voices=voices), call=call, kb=kb, storage=storage,
                     business=business, messaging=messaging, owner=owner, smtp=smtp,
-                    actions=actions)
+                    actions=actions,
+                    security=_security(dict(parser.items("security"))  # i13: [security]
+                                       if parser.has_section("security") else {}))
+
+
+def _security(values: dict[str, str]) -> "SecuritySettings":  # i13: [security]
+    from .actions.security import SecuritySettings
+
+    return SecuritySettings.from_section(values)
 
 
 

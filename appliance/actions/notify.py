@@ -56,7 +56,8 @@ class Delivery:
     """What became of one message.
 
     status: sent (handed to the notifier), queued (in the e-mail outbox), rate_limited,
-    opted_out, no_number (anonymous or not E.164), no_channel (nothing configured),
+    opted_out, no_number (anonymous or not E.164), not_allowed (outside [security]
+    allowed_prefixes), no_channel (nothing configured),
     failed (the notifier raised), not_configured.
     """
 
@@ -109,6 +110,10 @@ class Outbound:
             return Delivery("opted_out")
         if not E164.match(number):
             return Delivery("no_number")
+        if not self.settings.security.may_message(number):
+            log.warning("%s to %s not sent: outside [security] allowed_prefixes", reason,
+                        mask_phone(number))
+            return Delivery("not_allowed")
         if self.notifier is None:
             log.warning("no WhatsApp/SMS sender connected; %s not sent", reason)
             return Delivery("not_configured")

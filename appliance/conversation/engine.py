@@ -33,6 +33,7 @@ from ..config import Settings
 from ..llm.base import ChatMessage, ChatRequest, ModelError, TextChunk, ToolCall, ToolCallChunk
 from ..llm.failover import Answering, ChatModels, ModelRouter, Prefer
 from ..logs import mask_phone
+from ..telephony.caller_id import classify
 from ..store.db import Database
 from .events import ActionRequested, Filler, ReplyDone, ReplyEvent, TextDelta
 from .memory import LANGUAGE, Customer, Memory, Turn
@@ -105,11 +106,16 @@ class Engine:
         `model` forces one model ("gemini" or "local", for `appliance chat`); "auto" fails over.
         """
         self._ensure_warm()
-        customer = await self.memory.customer(phone)
+        caller = classify(phone)
+        if caller.anonymous:        # withheld number: a throw-away customer for this call only
+            customer = await self.memory.anonymous_customer(call_id)
+        else:
+            customer = await self.memory.customer(caller.number or phone)
         turns = await self.memory.recent_turns(customer.id, self.options.history_turns)
+        attestation, verified = await self.memory.call_identity(call_id)
         context = ToolContext(phone=customer.phone, channel=channel, call_id=call_id,
                               customer=customer, settings=self.settings, memory=self.memory,
-                              kb=self.kb)
+                              kb=self.kb, attestation=attestation, verified=verified)
         log.info("conversation with %s on %s (customer %d, %d earlier messages, llm mode %s)",
                  mask_phone(customer.phone), channel, customer.id, len(turns), self.router.mode)
         conversation = Conversation(self, context, history_messages(turns), model)

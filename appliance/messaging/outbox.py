@@ -249,7 +249,10 @@ class Outbox:
         now = self._clock()
         wait = self.options.poll_s
         for row in rows:
-            if row.phone in self._busy or row.state == "sending":
+            if row.phone in self._busy:
+                continue
+            if row.state == "sending":
+                await self._expire_if_stale(row, now)
                 continue
             due = store.parse_iso(row.next_attempt_at) or now
             if due > now:
@@ -260,6 +263,18 @@ class Outbox:
             self._tasks.add(task)
             task.add_done_callback(self._finished(row.phone))
         return max(wait, 0.005)
+
+    async def _expire_if_stale(self, row: store.OutRow, now: datetime) -> None:
+        """'sending' with no attempt of ours running: past the request timeout, it is stale."""
+        started = store.parse_iso(row.attempt_started_at)
+        if started is not None and now - started < timedelta(
+                seconds=2 * self.options.request_timeout_s):
+            return
+        look_at = now + timedelta(seconds=self.options.retry.base_s)
+        if await self.db.write(lambda c: store.expire_sending(c, row.id, look_at)):
+            log.warning("message %d to %s was left 'sending'; checking Twilio before any retry",
+                        row.id, mask_phone(row.phone))
+            self.notify()
 
     def _finished(self, phone: str) -> Callable[[asyncio.Task], None]:
         def done(task: asyncio.Task) -> None:
@@ -281,8 +296,9 @@ class Outbox:
     # -- one attempt ---------------------------------------------------------------------------
     async def _send(self, row: store.OutRow) -> None:
         assert self._client is not None
+        allowed = self.settings.security.allowed_prefixes
         claim = await self.db.write(lambda c: store.claim(c, row.id, self._clock(),
-                                                          self._template_sid))
+                                                          self._template_sid, allowed))
         job = claim.row
         if job is None:
             if claim.skipped and claim.skipped != "no longer pending":

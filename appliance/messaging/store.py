@@ -269,6 +269,16 @@ def resume_in_flight(conn: sqlite3.Connection, look_at: datetime) -> int:
         (iso(look_at), iso(utcnow()), )).rowcount
 
 
+def expire_sending(conn: sqlite3.Connection, out_id: int, look_at: datetime) -> int:
+    """A row left 'sending' by an attempt that never finished (its task died, a write after the
+    REST call failed) would block its customer's queue until a restart: make it 'unknown',
+    so it is looked up at Twilio (at ``look_at``) and then adopted or sent again."""
+    return conn.execute(
+        "UPDATE messages_out SET state = 'unknown', next_attempt_at = ?, updated_at = ?, "
+        "error = 'attempt never finished' WHERE id = ? AND state = 'sending'",
+        (iso(look_at), iso(utcnow()), out_id)).rowcount
+
+
 def heads(conn: sqlite3.Connection) -> list[OutRow]:
     """The oldest unfinished row of every customer (only it may go out: order per customer)."""
     rows = conn.execute(
@@ -292,12 +302,19 @@ class Claim:
     skipped: str = ""
 
 
-def claim(conn: sqlite3.Connection, out_id: int, now: datetime, template_sid: str) -> Claim:
-    """pending -> sending (attempts + 1), after the last checks: opted out? 24-hour window?"""
+def claim(conn: sqlite3.Connection, out_id: int, now: datetime, template_sid: str,
+          allowed_prefixes: tuple[str, ...] = ()) -> Claim:
+    """pending -> sending (attempts + 1), after the last checks: an allowed country prefix
+    ([security] allowed_prefixes)? opted out? 24-hour window?"""
     row = out_row(conn, out_id)
     if row is None or row.state != "pending":
         return Claim(None, "no longer pending")
     stamp = iso(now)
+    if allowed_prefixes and not row.phone.startswith(allowed_prefixes):
+        reason = "not sent: the number is outside [security] allowed_prefixes"
+        conn.execute("UPDATE messages_out SET state = 'failed', error = ?, updated_at = ? "
+                     "WHERE id = ?", (reason, stamp, out_id))
+        return Claim(None, reason)
     if row.purpose != "opt_out" and customer(conn, row.phone).opted_out:
         conn.execute("UPDATE messages_out SET state = 'cancelled', error = ?, updated_at = ? "
                      "WHERE id = ?", ("the customer opted out", stamp, out_id))

@@ -48,10 +48,12 @@ class VoiceWebhooks:
         base = self.settings.server.public_url or f"https://127.0.0.1:{self.settings.server.port}"
         return signed_url(base, "/ws", websocket=True).replace("ws://", "wss://", 1)
 
-    async def _record_call(self, call_sid: str, caller: str, mode: str) -> int:
+    async def _record_call(self, call_sid: str, caller: str, mode: str,
+                           attestation: str = "") -> int:   # i13: StirVerstat recorded
         def upsert(conn: sqlite3.Connection) -> int:
-            conn.execute("INSERT INTO calls (call_sid, caller, mode) VALUES (?, ?, ?) "
-                         "ON CONFLICT(call_sid) DO NOTHING", (call_sid, caller, mode))
+            conn.execute("INSERT INTO calls (call_sid, caller, mode, attestation) VALUES "
+                         "(?, ?, ?, ?) ON CONFLICT(call_sid) DO NOTHING",
+                         (call_sid, caller, mode, attestation[:64]))
             return conn.execute("SELECT id FROM calls WHERE call_sid = ?",
                                 (call_sid,)).fetchone()[0]
         return await self.rt.db.write(upsert)
@@ -77,7 +79,8 @@ class VoiceWebhooks:
         if not call_sid:
             raise web.HTTPBadRequest(text="CallSid missing\n")
         with log_context(call_sid):
-            call_id = await self._record_call(call_sid, caller, "stream")
+            call_id = await self._record_call(call_sid, caller, "stream",
+                                              params.get("StirVerstat", ""))  # i13
             if not self.rt.can_take_calls():
                 log.error("call refused, not ready: %s", "; ".join(self.rt.problems()))
                 return _xml(self._fallback())
@@ -130,7 +133,8 @@ class VoiceWebhooks:
     async def _gather_start(self, params) -> web.Response:
         call_sid, caller = params.get("CallSid", ""), params.get("From", "")
         with log_context(call_sid):
-            await self._record_call(call_sid, caller, "gather")
+            await self._record_call(call_sid, caller, "gather",
+                                    params.get("StirVerstat", ""))  # i13
             return _xml(twiml.gather_speech(self.url("/respond"),
                                             self.settings.business.greeting,
                                             language=_locale(self.settings.business.language)))
