@@ -156,7 +156,8 @@ class MessagingChannel:
             if self.workers is None or self.rt.db is None:
                 return web.Response(status=503, text="messaging is not running\n")
             workers, phone = self.workers, msg.phone
-            write = asyncio.ensure_future(self.rt.db.write(lambda c: store.insert_inbound(c, msg)))
+            write = asyncio.ensure_future(self.rt.db.write_durable(  # i13: FULL sync
+                lambda c: store.insert_inbound(c, msg)))
             # Even if this request gives up waiting, a message that does get stored is answered.
             write.add_done_callback(lambda f: workers.notify(phone)
                                     if not f.cancelled() and f.exception() is None else None)
