@@ -88,10 +88,15 @@ class RecordingNotifier:
 
     sent: list[Sent] = field(default_factory=list)
     fail: bool = False
+    keys: set[str | None] = field(default_factory=set)
 
-    async def send_text(self, channel: str, to: str, body: str, reason: str) -> None:
+    async def send_text(self, channel: str, to: str, body: str, reason: str,
+                        dedupe_key: str | None = None) -> None:
         if self.fail:
             raise ConnectionError("twilio unreachable")
+        if dedupe_key is not None and dedupe_key in self.keys:
+            return                                   # as the outbox: once per key
+        self.keys.add(dedupe_key)
         self.sent.append(Sent(channel, to, body, reason))
 
 

@@ -315,12 +315,11 @@ async def test_wiring_connects_the_notifier_to_the_messaging_outbox(h: Harness) 
         rt.extras["messaging"] = SimpleNamespace(outbox=Outbox())
         await notifier.send_text("whatsapp", CALLER, "hello", "info")
         await notifier.send_text("sms", CALLER, "hello", "booking_confirmation")
-        assert queued == [
-            {"channel": "whatsapp", "phone": CALLER, "to_address": f"whatsapp:{CALLER}",
-             "from_address": "whatsapp:+14155238886", "text": "hello", "purpose": "info"},
-            {"channel": "sms", "phone": CALLER, "to_address": CALLER,
-             "from_address": "+14155550000", "text": "hello",
-             "purpose": "booking_confirmation"}]
+        assert queued == [   # the real Outbox.enqueue's parameters (it builds the addresses)
+            {"channel": "whatsapp", "phone": CALLER, "from_address": "whatsapp:+14155238886",
+             "text": "hello", "purpose": "info", "dedupe_key": None},
+            {"channel": "sms", "phone": CALLER, "from_address": "+14155550000", "text": "hello",
+             "purpose": "booking_confirmation", "dedupe_key": None}]
     finally:
         for closer in rt._closers:
             await closer()

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Callable, Literal, Protocol
 
+from ..conversation.effects import current_effect
 from ..logs import mask_phone
 from ..store.db import Database
 from .calendar import to_stamp
@@ -45,10 +46,12 @@ class Notifier(Protocol):
     `to` is an E.164 number without any "whatsapp:" prefix; `reason` is a short tag for logs
     and the outbox ("booking_confirmation", "info", "owner_notice", "summary").
     Returning means the message was accepted: sent, or stored and retried by the outbox.
+    `dedupe_key`: queue it once per key (a tool re-run for a re-answered message).
     Raising means it was not; the caller records the failure.
     """
 
-    async def send_text(self, channel: Channel, to: str, body: str, reason: str) -> None: ...
+    async def send_text(self, channel: Channel, to: str, body: str, reason: str,
+                        dedupe_key: str | None = None) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -157,7 +160,8 @@ class Outbound:
                 if row is None:
                     out.append(Delivery("rate_limited", "email"))
                 else:
-                    await self.email.enqueue(owner.email, subject, body, reason, dedupe_key)
+                    await self.email.enqueue(owner.email, subject, body, reason,
+                                             dedupe_key or _effect_key(reason, "email"))
                     await self._status(row, "queued")
                     out.append(Delivery("queued", "email"))
         if whatsapp and owner.whatsapp:
@@ -201,7 +205,11 @@ class Outbound:
                     recipient: str) -> Delivery:
         assert self.notifier is not None
         try:
-            await self.notifier.send_text(channel, number, body, reason)
+            key = _effect_key(reason, f"{channel}:{recipient}")
+            if key is None:
+                await self.notifier.send_text(channel, number, body, reason)
+            else:
+                await self.notifier.send_text(channel, number, body, reason, dedupe_key=key)
         except Exception as exc:  # noqa: BLE001 - CancelledError is not an Exception
             log.error("%s to %s %s failed: %s", reason, recipient, mask_phone(number), exc)
             await self._status(row, "failed")
@@ -218,6 +226,12 @@ class Outbound:
         now = self.clock()
         await self.db.write(lambda c: _insert(c, customer_id, channel, recipient, reason, status,
                                               counted, now))
+
+
+def _effect_key(reason: str, where: str) -> str | None:
+    """Inside a tool run for an inbound message: one message per run, reason and channel."""
+    effect = current_effect.get()
+    return f"{effect}:{reason}:{where}" if effect else None
 
 
 def _insert(conn: sqlite3.Connection, customer_id: int | None, channel: str, recipient: str,

@@ -33,22 +33,17 @@ class OutboxNotifier:
         channel = self.rt.extras.get("messaging")
         return getattr(channel, "outbox", None)
 
-    async def send_text(self, channel: Channel, to: str, body: str, reason: str) -> None:
+    async def send_text(self, channel: Channel, to: str, body: str, reason: str,
+                        dedupe_key: str | None = None) -> None:  # i13: dedupe_key
         outbox = self._outbox()
         if outbox is None:
             raise RuntimeError("the messaging channel is not running")
         messaging = self.rt.settings.messaging
-        if channel == "whatsapp":
-            sender = messaging.whatsapp_from
-            if sender and not sender.startswith("whatsapp:"):
-                sender = "whatsapp:" + sender
-            address = "whatsapp:" + to
-        else:
-            sender, address = messaging.sms_from, to
+        sender = messaging.whatsapp_from if channel == "whatsapp" else messaging.sms_from
         if not sender:
             raise RuntimeError(f"[messaging] {channel}_from is not set")
-        await outbox.enqueue(channel=channel, phone=to, to_address=address,
-                             from_address=sender, text=body, purpose=reason)
+        await outbox.enqueue(phone=to, channel=channel, text=body, purpose=reason,  # i13
+                             from_address=sender, dedupe_key=dedupe_key)
 
 
 def register_actions(rt: "Runtime", tools: "ToolRegistry") -> ActionServices | None:

@@ -34,6 +34,7 @@ from twilio.base.exceptions import TwilioRestException
 from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.rest import Client
 
+from .. import failpoints
 from ..config import Settings
 from ..logs import log_context, mask_phone
 from ..store.db import Database
@@ -193,12 +194,14 @@ class Outbox:
         self._wake.set()
 
     async def enqueue(self, phone: str, channel: str, text: str, *,
-                      purpose: str = "proactive", from_address: str = "") -> list[int]:
+                      purpose: str = "proactive", from_address: str = "",
+                      dedupe_key: str | None = None) -> list[int]:
         """Queue a message nobody asked for (a reminder, a note to the owner): formatted for
         ``channel`` ("whatsapp" or "sms") like a reply, sent in order after anything already
         queued for ``phone``, from ``[messaging] whatsapp_from`` / ``sms_from`` unless
         ``from_address`` is given. Outside WhatsApp's 24-hour window it goes out as the
-        configured template, or fails with the reason (see window.py)."""
+        configured template, or fails with the reason (see window.py). With ``dedupe_key``
+        it is queued once: a second call with the same key queues nothing."""
         phone = phone.removeprefix("whatsapp:")
         if channel not in ("whatsapp", "sms"):
             raise ValueError(f"channel must be whatsapp or sms, not {channel!r}")
@@ -215,7 +218,7 @@ class Outbox:
             raise ValueError("nothing to send: the text is empty")
         ids = await self.db.write(lambda c: store.enqueue(
             c, channel=channel, phone=phone, to_address=to, from_address=sender, bodies=bodies,
-            purpose=purpose, now=self._clock()))
+            purpose=purpose, now=self._clock(), dedupe_key=dedupe_key))
         self.notify()
         return ids
 
@@ -318,6 +321,7 @@ class Outbox:
         except Exception as exc:  # noqa: BLE001 - classified below; CancelledError passes
             await self._failed(job, exc)
             return
+        failpoints.hit("twilio_accepted")
         await self.db.write(lambda c: store.mark_accepted(c, job.id, message.sid,
                                                           message.status, self._clock()))
         log.info("message %d part %d (%s) to %s accepted by Twilio as %s%s", job.id, job.part,

@@ -178,6 +178,13 @@ def insert_inbound(conn: sqlite3.Connection, msg: Inbound) -> tuple[int, bool]:
     return message_id, True
 
 
+def start_attempt(conn: sqlite3.Connection, message_id: int) -> int:
+    """Count one more answer started for this message; how many were started, this one too."""
+    row = conn.execute("UPDATE messages_in SET attempts = attempts + 1 WHERE id = ? "
+                       "RETURNING attempts", (message_id,)).fetchone()
+    return int(row[0]) if row else 0
+
+
 def open_phones(conn: sqlite3.Connection) -> list[str]:
     """Customers with messages not answered yet, oldest first."""
     rows = conn.execute("SELECT phone, MIN(id) AS first FROM messages_in WHERE state = "
@@ -246,17 +253,21 @@ def complete(conn: sqlite3.Connection, msg: InboundRow, handled: Handled, now: d
 
 
 def enqueue(conn: sqlite3.Connection, *, channel: str, phone: str, to_address: str,
-            from_address: str, bodies: list[str], purpose: str, now: datetime) -> list[int]:
-    """Queue a message nobody asked for (a notification); it goes out in order with replies."""
+            from_address: str, bodies: list[str], purpose: str, now: datetime,
+            dedupe_key: str | None = None) -> list[int]:
+    """Queue a message nobody asked for (a notification); it goes out in order with replies.
+    With ``dedupe_key`` (part n keyed "<key>#n"), a key queued before queues nothing."""
     stamp = iso(now)
     ids = []
     for part, body in enumerate(bodies):
         cur = conn.execute(
             "INSERT INTO messages_out (in_id, part, purpose, channel, phone, to_address, "
-            "from_address, body, next_attempt_at, created_at, updated_at) "
-            "VALUES (NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (part, purpose, channel, phone, to_address, from_address, body, stamp, stamp, stamp))
-        ids.append(cur.lastrowid)
+            "from_address, body, next_attempt_at, created_at, updated_at, dedupe_key) "
+            "VALUES (NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            (part, purpose, channel, phone, to_address, from_address, body, stamp, stamp, stamp,
+             f"{dedupe_key}#{part}" if dedupe_key else None))
+        if cur.rowcount:
+            ids.append(cur.lastrowid)
     return ids
 
 
