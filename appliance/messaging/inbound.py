@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Callable
 
 from .. import failpoints
@@ -84,6 +84,12 @@ class Responder:
         if customer.opted_out:
             log.info("message from %s not answered: opted out", mask_phone(msg.phone))
             return Answer(Handled("ignored", "text", msg.body, error="opted out: not answered"))
+        limit = self.settings.security.inbound_per_hour
+        if await self._answered_last_hour(msg) >= limit:
+            log.warning("message from %s not answered: more than %d in an hour",
+                        mask_phone(msg.phone), limit)
+            return Answer(Handled("ignored", "text", msg.body,
+                                  error=f"rate limited: {limit} answered in the last hour"))
 
         texts, notes, results, heard = await self._media(msg, customer.language)
         body = msg.body.strip()
@@ -107,6 +113,13 @@ class Responder:
         return Answer(Handled("replied", kind, user_text, heard, None,
                               self._drafts(msg.channel, "reply", text), results),
                       conversation, reply)
+
+    async def _answered_last_hour(self, msg: InboundRow) -> int:
+        since = store.iso(store.utcnow() - timedelta(hours=1))
+        row = await self.db.fetchone(
+            "SELECT count(*) FROM messages_in WHERE phone = ? AND state = 'replied' AND "
+            "handled_at >= ?", (msg.phone, since))
+        return int(row[0]) if row else 0
 
     async def _media(self, msg: InboundRow, language_hint: str | None) -> tuple[
             list[str], list[notices.Notice], tuple[MediaResult, ...], str | None]:
