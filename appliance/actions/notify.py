@@ -5,7 +5,9 @@ enforced once:
 - a customer gets messages only at their own number, taken from the conversation (the
   `Customer` the engine looked up), never from a model's arguments; an opted-out (STOP) or
   anonymous caller gets nothing;
-- the owner gets messages only at [owner] email / whatsapp from config.ini;
+- the owner gets messages only at [owner] email / whatsapp from config.ini, and at most
+  [security] owner_notices_per_hour per channel, all customers together (the last one says
+  so; the rest are 'held': the messages and summaries are stored, nothing is lost);
 - what one customer can cause to be sent is rate-limited (by default 3 per 10 minutes, counted
   in `notify_log` inside one write transaction, so parallel tool calls cannot slip past); the
   owner's summaries are not counted (the conversation did not ask for them).
@@ -156,11 +158,11 @@ class Outbound:
             if self.email is None:
                 out.append(Delivery("not_configured", "email"))
             else:
-                row = await self._admit(customer_id, "email", "owner", reason, counted)
+                row, last = await self._admit_owner(customer_id, "email", reason, counted)
                 if row is None:
-                    out.append(Delivery("rate_limited", "email"))
+                    out.append(Delivery("held" if last else "rate_limited", "email"))
                 else:
-                    await self.email.enqueue(owner.email, subject, body, reason,
+                    await self.email.enqueue(owner.email, subject, body + last, reason,
                                              dedupe_key or _effect_key(reason, "email"))
                     await self._status(row, "queued")
                     out.append(Delivery("queued", "email"))
@@ -168,11 +170,11 @@ class Outbound:
             if self.notifier is None:
                 out.append(Delivery("not_configured", "whatsapp"))
             else:
-                row = await self._admit(customer_id, "whatsapp", "owner", reason, counted)
+                row, last = await self._admit_owner(customer_id, "whatsapp", reason, counted)
                 if row is None:
-                    out.append(Delivery("rate_limited", "whatsapp"))
+                    out.append(Delivery("held" if last else "rate_limited", "whatsapp"))
                 else:
-                    text = f"{subject}\n\n{body}" if subject else body
+                    text = (f"{subject}\n\n{body}" if subject else body) + last
                     out.append(await self._send(row, "whatsapp", owner.whatsapp, text, reason,
                                                 "owner"))
         return out
@@ -200,6 +202,33 @@ class Outbound:
                            now)
 
         return await self.db.write(tx)
+
+    async def _admit_owner(self, customer_id: int | None, channel: str, reason: str,
+                           counted: bool) -> tuple[int | None, str]:
+        """(notify_log row or None, text to append): the owner's hourly cap per channel,
+        then the customer's own limit. None with a text: held by the cap."""
+        cap = self.settings.security.owner_notices_per_hour
+        now = self.clock()
+        since = to_stamp(now - timedelta(hours=1))
+
+        def used(conn: sqlite3.Connection) -> int:
+            return conn.execute(
+                "SELECT count(*) FROM notify_log WHERE recipient = 'owner' AND channel = ? AND "
+                "status IN ('sent', 'queued', 'sending') AND created_at >= ?",
+                (channel, since)).fetchone()[0]
+
+        count = await self.db.read(used)
+        if count >= cap:
+            log.warning("%s to the owner by %s held: %d this hour already", reason, channel,
+                        count)
+            await self._record(customer_id, channel, "owner", reason, "held", False)
+            return None, "held"
+        row = await self._admit(customer_id, channel, "owner", reason, counted)
+        if row is None:
+            return None, ""
+        last = (f"\n\n(That is {cap} notices this hour, the most there will be: the next "
+                "messages are kept for you and in the summaries.)") if count == cap - 1 else ""
+        return row, last
 
     async def _send(self, row: int, channel: Channel, number: str, body: str, reason: str,
                     recipient: str) -> Delivery:
