@@ -84,3 +84,16 @@ async def test_a_row_that_always_fails_is_given_up_and_the_next_one_goes_out(
     assert [tuple(r) for r in rows] == [("cursed", "failed", POLICY.max_attempts),
                                         ("fine", "sent", 1)]
     assert await outbox.next_due_in() is None           # nothing left to retry for ever
+
+
+async def test_the_attempt_limit_comes_from_the_security_section(tmp_path: Path) -> None:
+    from appliance.actions.services import ActionServices
+    from tests.actions_fakes import action_settings
+
+    settings = action_settings(tmp_path, sections={"security": {"mail_attempts": "5"}})
+    db = await Database.open(settings.storage.database)
+    try:
+        services = ActionServices.build(settings, db)
+        assert services.outbound.email.policy.max_attempts == 5
+    finally:
+        db.close()

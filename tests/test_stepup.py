@@ -202,3 +202,15 @@ async def test_withheld_numbers_are_not_one_customer(h: Harness, gemini: FakeGem
     anonymous = await h.db.fetchall("SELECT phone FROM customers WHERE phone LIKE 'anonymous:%'")
     assert len(anonymous) == 2
     assert await h.db.fetchall("SELECT 1 FROM customers WHERE phone = ?", (WITHHELD,)) == []
+
+
+async def test_withheld_callers_are_not_exported_as_customers(h: Harness) -> None:
+    import io
+
+    from appliance.actions.customers import write_csv
+
+    await h.memory.anonymous_customer()
+    await h.memory.customer(VICTIM)
+    out = io.StringIO()
+    assert await h.db.read(lambda c: write_csv(c, out)) == 1
+    assert "anonymous:" not in out.getvalue() and VICTIM in out.getvalue()

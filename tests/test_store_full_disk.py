@@ -96,3 +96,16 @@ def test_disk_status_reports_the_database_filesystem(tmp_path: Path) -> None:
     status = disk_status(tmp_path / "not-yet" / "appliance.db", low_mb=0)
     assert status.path == str(tmp_path) and status.free_bytes > 0 and not status.low
     assert disk_status(tmp_path / "x.db", low_mb=10 ** 9).low
+
+
+def test_doctor_says_low_disk(tmp_path: Path, capsys) -> None:
+    from appliance.cli import main
+    from tests.conftest import write_ini
+
+    ini = write_ini(tmp_path / "config.ini", None, "[security]\nlow_disk_mb = 1000000\n")
+    main(["--config", str(ini), "doctor"])
+    out = capsys.readouterr().out
+    assert "WARN low disk:" in out and "below 1000000 MB" in out
+    ini = write_ini(tmp_path / "config.ini", None, "[security]\nlow_disk_mb = 0\n")
+    main(["--config", str(ini), "doctor"])
+    assert "ok   disk: ok," in capsys.readouterr().out
