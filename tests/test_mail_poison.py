@@ -6,18 +6,23 @@ Against a real SMTP conversation (aiosmtpd on loopback)."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from appliance.actions.mailer import EmailOutbox, OutgoingMail, RetryPolicy, header_value, \
-    smtp_send
+from appliance.actions.mailer import (
+    EmailOutbox,
+    OutgoingMail,
+    RetryPolicy,
+    header_value,
+    smtp_send,
+)
 from appliance.config import SmtpSettings
 from appliance.store.db import Database
 from tests.actions_fakes import Clock, FakeSmtp
 
-NOW = datetime(2025, 3, 16, 8, 0, tzinfo=timezone.utc)
+NOW = datetime(2025, 3, 16, 8, 0, tzinfo=UTC)
 POLICY = RetryPolicy(first_s=30, factor=2, max_s=3600, poll_s=0.1, timeout_s=3, max_attempts=3)
 BREAKS = ["\n", "\r", "\v", "\f", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029"]
 

@@ -82,7 +82,7 @@ class Server:
         self.proc: asyncio.subprocess.Process | None = None
         self.port = 0
 
-    async def start(self) -> "Server":
+    async def start(self) -> Server:
         env = {**os.environ, "TOKEN": AUTH_TOKEN, "PYTHONPATH": str(ROOT)}
         env.pop("APPLIANCE_FAILPOINT", None)
         if self.failpoint:

@@ -18,11 +18,10 @@ async def _post(srv, path: str, data: dict) -> str:
     from twilio.request_validator import RequestValidator
 
     signature = RequestValidator(TOKEN).compute_signature(PUBLIC_URL + path, data)
-    async with aiohttp.ClientSession() as http:
-        async with http.post(srv.url + path, data=data,
-                             headers={"X-Twilio-Signature": signature}) as resp:
-            assert resp.status == 200, await resp.text()
-            return await resp.text()
+    async with aiohttp.ClientSession() as http, http.post(srv.url + path, data=data,
+                         headers={"X-Twilio-Signature": signature}) as resp:
+        assert resp.status == 200, await resp.text()
+        return await resp.text()
 
 
 def _said(body: str) -> str:

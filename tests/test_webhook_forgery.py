@@ -20,7 +20,6 @@ from appliance.server import running as running_server
 from tests.conftest import PUBLIC_URL, TOKEN
 from tests.fakes.twilio_rest import FakeTwilio
 from tests.test_messaging_harness import (
-    AUTH_TOKEN,
     Harness,
     inbound_params,
     new_sid,
