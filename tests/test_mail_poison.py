@@ -6,10 +6,8 @@ Against a real SMTP conversation (aiosmtpd on loopback)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
-
-import pytest
 
 from appliance.actions.mailer import (
     EmailOutbox,
@@ -21,29 +19,10 @@ from appliance.actions.mailer import (
 from appliance.config import SmtpSettings
 from appliance.store.db import Database
 from tests.actions_fakes import Clock, FakeSmtp
+from tests.test_actions_notify import NOW, db, server, smtp  # noqa: F401 - fixtures
 
-NOW = datetime(2025, 3, 16, 8, 0, tzinfo=UTC)
 POLICY = RetryPolicy(first_s=30, factor=2, max_s=3600, poll_s=0.1, timeout_s=3, max_attempts=3)
 BREAKS = ["\n", "\r", "\v", "\f", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029"]
-
-
-def smtp(port: int) -> SmtpSettings:
-    return SmtpSettings(host="127.0.0.1", port=port, username="", password="",
-                        sender="receptionist@sunrise.example", starttls=False)
-
-
-@pytest.fixture
-async def db(tmp_path: Path):
-    database = await Database.open(tmp_path / "a.db")
-    yield database
-    database.close()
-
-
-@pytest.fixture
-def server():
-    fake = FakeSmtp().start()
-    yield fake
-    fake.stop()
 
 
 def test_every_line_break_splitlines_knows_is_taken_out_of_headers() -> None:
@@ -96,9 +75,9 @@ async def test_the_attempt_limit_comes_from_the_security_section(tmp_path: Path)
     from tests.actions_fakes import action_settings
 
     settings = action_settings(tmp_path, sections={"security": {"mail_attempts": "5"}})
-    db = await Database.open(settings.storage.database)
+    database = await Database.open(settings.storage.database)
     try:
-        services = ActionServices.build(settings, db)
+        services = ActionServices.build(settings, database)
         assert services.outbound.email.policy.max_attempts == 5
     finally:
-        db.close()
+        database.close()
