@@ -182,7 +182,8 @@ async def test_a_message_that_kills_the_box_every_time_gets_the_apology_once(
         last = await Server(settings.path, failpoint="engine_answering").start()
         try:                                          # the 4th start does not answer: apology
             await last.post(params)
-            await wait_until(lambda: any(m.to == CUSTOMER for m in twilio.messages), timeout=30)
+            await wait_until(lambda: any(m.to == CUSTOMER for m in twilio.messages),
+                             timeout=30)
             await asyncio.sleep(1.0)
         finally:
             await last.kill()

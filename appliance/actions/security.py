@@ -16,8 +16,9 @@ business or its customers. Every key has a safe default, so the section is optio
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import ClassVar, Mapping
+from typing import ClassVar
 
 from .settings import _bool, _fail, _int, _unknown
 
@@ -40,7 +41,7 @@ class SecuritySettings:
         "owner_notices_per_hour", "inbound_per_hour", "mail_attempts", "low_disk_mb"})
 
     @classmethod
-    def from_section(cls, values: Mapping[str, str]) -> "SecuritySettings":
+    def from_section(cls, values: Mapping[str, str]) -> SecuritySettings:
         s = "security"
         _unknown(values, s, cls.KEYS)
         prefixes = []

@@ -104,7 +104,7 @@ async def check(db: Database, ctx: ToolContext, code: str, now: datetime,
 
 # -- the two tools ---------------------------------------------------------------------------
 
-def stepup_tools(s: "ActionServices") -> list[Tool]:
+def stepup_tools(s: ActionServices) -> list[Tool]:
     """send_verification_code and check_verification_code (calls only)."""
     security = s.settings.security
 

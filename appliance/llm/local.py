@@ -28,16 +28,16 @@ import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable, Sequence
 
 from ..config import LocalLlmSettings
 from .base import (ChatMessage, ChatRequest, ModelError, StreamDone, StreamEvent, TextChunk,
                    ToolCall, ToolCallChunk, ToolSpec)
+from .fit import MIN_ANSWER, fit_step
 
 log = logging.getLogger(__name__)
-MIN_ANSWER = 64   # tokens of answer a prompt always leaves room for
 
 TOOL_OPEN, TOOL_CLOSE = "<tool_call>", "</tool_call>"
 _STOP_STRINGS = ("<|im_end|>", "<|im_start|>", "<|endoftext|>", "<|eot_id|>", "</s>",
@@ -174,7 +174,7 @@ class LocalModel:
             tokens = self._tokenize(prompt)
             if len(tokens) <= budget:
                 return prompt, tokens
-            fitted = _fit_step(messages, len(tokens) - budget)
+            fitted = fit_step(messages, len(tokens) - budget)
             if fitted is None and len(tokens) <= self.settings.context_tokens - MIN_ANSWER - 8:
                 return prompt, tokens          # a shorter answer then (see _generate_round)
             if fitted is None:
@@ -451,42 +451,6 @@ def _as_template_message(m: ChatMessage) -> tuple[str, str]:
         parts.extend(render_call(c) for c in m.tool_calls)
         return "assistant", "\n".join(parts)
     return "user", f"<tool_response>\n{m.text}\n</tool_response>"
-
-
-def _current_turn(messages: list[ChatMessage]) -> int:
-    """Index of the last user message (history is what comes before it)."""
-    return max((i for i, m in enumerate(messages) if m.role == "user"), default=0)
-
-
-def _fit_step(messages: list[ChatMessage], excess_tokens: int
-              ) -> tuple[list[ChatMessage], str] | None:
-    """One step towards a prompt `excess_tokens` shorter; None when nothing is left to cut."""
-    turn = _current_turn(messages)
-    if turn > 0:
-        # Drop a third of the history at once, so the next turns keep a stable prefix.
-        drop = max(1, turn // 3)
-        return _drop_oldest(messages, drop), f"dropped {drop} old messages"
-    with_context = [i for i, m in enumerate(messages) if m.context]
-    if with_context:
-        i = with_context[0]
-        return ([*messages[:i], replace(messages[i], context=""), *messages[i + 1:]],
-                "dropped the knowledge-base passages")
-    longest = max(range(len(messages)), key=lambda i: len(messages[i].text), default=None)
-    if longest is None or len(messages[longest].text) < 200:
-        return None
-    text = messages[longest].text
-    keep = max(100, len(text) - excess_tokens * 4 - 100)   # ~4 characters a token, and margin
-    keep = min(keep, len(text) * 3 // 4)
-    return ([*messages[:longest], replace(messages[longest], text=text[:keep] + " [...]"),
-             *messages[longest + 1:]], f"shortened a message to {keep} characters")
-
-
-def _drop_oldest(messages: list[ChatMessage], count: int) -> list[ChatMessage]:
-    """Drop `count` messages from the front, then up to the next user message."""
-    rest = messages[count:]
-    while len(rest) > 1 and rest[0].role != "user":
-        rest = rest[1:]
-    return rest
 
 
 def tool_call_schema(tools: Sequence[ToolSpec]) -> dict[str, Any]:
