@@ -39,6 +39,7 @@ from .messaging.outbox import Outbox
 from .messaging.webhooks import MessagingChannel, MessagingOptions, build_channel, build_outbox
 from .runtime import Runtime
 from .store.db import Database, StoreError
+from .store.disk import DiskStatus, disk_status
 from .stt.whisper import SpeechRecognizer
 
 log = logging.getLogger(__name__)
@@ -65,10 +66,16 @@ class Services:
 
     def problems(self) -> list[str]:
         out = self.runtime.problems()
+        disk = self.disk()
+        if disk.low:      # new calls go to the fallback rather than failing mid-way
+            out.append(f"disk: {disk.message}")
         if self.engine is None:
             out.append("conversation engine: no language model available (set GEMINI_API_KEY "
                        "or download the local model)")
         return out
+
+    def disk(self) -> DiskStatus:
+        return disk_status(self.settings.storage.database, self.settings.security.low_disk_mb)
 
     def can_take_calls(self) -> bool:
         return not self.problems()
@@ -82,6 +89,7 @@ class Services:
             "llm": self.engine.status() if self.engine is not None else {"mode": "none"},
             "gemini": {"configured": bool(self.settings.gemini.api_key)},
             "active_calls": self.calls.active_count(),
+            "disk": {"low": self.disk().low, "message": self.disk().message},
         }
 
     def call_store(self) -> CallStore | None:

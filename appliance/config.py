@@ -24,6 +24,7 @@ from urllib.parse import urlparse
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .ops.credentials import credentials   # systemd LoadCredential= (the service)
+from .actions.security import SecuritySettings
 from .actions.settings import ActionSettings
 from .config_error import ConfigError
 from .config_types import (
@@ -102,8 +103,10 @@ def load_settings(path: str | os.PathLike[str],
         actions=ActionSettings.from_sections(   # raises ConfigError naming section and key
             {name: dict(parser.items(name)) for name in _ACTION_SECTIONS
              if parser.has_section(name)},
-            environ={"CRM_TOKEN": secret("CRM_TOKEN")}, root=root))
-    r.check_unknown_keys(_ACTION_SECTIONS)
+            environ={"CRM_TOKEN": secret("CRM_TOKEN")}, root=root),
+        security=SecuritySettings.from_section(
+            dict(parser.items("security")) if parser.has_section("security") else {}))
+    r.check_unknown_keys((*_ACTION_SECTIONS, "security"))
     return settings
 
 

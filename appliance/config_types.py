@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
+from .actions.security import SecuritySettings
 from .actions.settings import ActionSettings
 
 SECRET_NAMES = ("TWILIO_AUTH_TOKEN", "GEMINI_API_KEY", "SMTP_PASSWORD", "CRM_TOKEN",
@@ -166,6 +167,7 @@ class Settings:
     owner: OwnerSettings
     smtp: SmtpSettings
     actions: ActionSettings   # [appointments] [notify] [crm] [google_calendar]
+    security: SecuritySettings = field(default_factory=SecuritySettings)   # [security]
 
     def model_refs(self) -> list[ModelRef]:
         refs = [self.stt.model, self.local_llm.model, self.kb.embedding_model]

@@ -128,7 +128,17 @@ def check_database(settings: Settings) -> list[Finding]:
         return [Finding("fail", f"database {settings.storage.database}: {exc}",
                         "check [storage] database and the folder's permissions")]
     db.close()
-    return [Finding("ok", f"database {settings.storage.database}")]
+    return [Finding("ok", f"database {settings.storage.database}"), check_disk(settings)]
+
+
+def check_disk(settings: Settings) -> Finding:
+    from .store.disk import disk_status
+
+    status = disk_status(settings.storage.database, settings.security.low_disk_mb)
+    if status.low:
+        return Finding("warn", f"{status.message} on {status.path}",
+                       "free space there: when the disk is full, nothing can be stored")
+    return Finding("ok", f"disk: {status.message} on {status.path}")
 
 
 def run_doctor(config_path: Path, out=None) -> int:

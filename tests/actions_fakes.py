@@ -88,10 +88,15 @@ class RecordingNotifier:
 
     sent: list[Sent] = field(default_factory=list)
     fail: bool = False
+    keys: set[str | None] = field(default_factory=set)
 
-    async def send_text(self, channel: str, to: str, body: str, reason: str) -> None:
+    async def send_text(self, channel: str, to: str, body: str, reason: str,
+                        dedupe_key: str | None = None) -> None:
         if self.fail:
             raise ConnectionError("twilio unreachable")
+        if dedupe_key is not None and dedupe_key in self.keys:
+            return                                   # as the outbox: once per key
+        self.keys.add(dedupe_key)
         self.sent.append(Sent(channel, to, body, reason))
 
 
@@ -133,7 +138,9 @@ class Harness:
     memory: Memory
 
     async def context(self, phone: str, channel: str = "call",
-                      call_sid: str | None = None) -> ToolContext:
+                      call_sid: str | None = None, verified: bool = True) -> ToolContext:
+        """`verified`: the caller already read back a one-time code (actions/stepup.py); the
+        step-up itself is tested in test_stepup.py."""
         customer = await self.memory.customer(phone)
         call_id = None
         if channel in ("call", "gather"):
@@ -141,7 +148,8 @@ class Harness:
                 "INSERT INTO calls(call_sid, customer_id, caller, mode) VALUES (?, ?, ?, ?)",
                 (call_sid or f"CA{phone[1:]}{id(object())}", customer.id, phone, "stream"))
         return ToolContext(phone=customer.phone, channel=channel, call_id=call_id,
-                           customer=customer, settings=self.settings, memory=self.memory)
+                           customer=customer, settings=self.settings, memory=self.memory,
+                           verified=verified)
 
     async def run(self, ctx: ToolContext, name: str, args: dict[str, Any]) -> str:
         """As the engine runs a tool: check_args (drops unknown keys), then the handler."""

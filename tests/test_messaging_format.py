@@ -142,9 +142,12 @@ def test_whatsapp_splits_only_past_twilios_limit() -> None:
     short = "Hello " * 200
     assert split_whatsapp(short) == [short.strip()]
     long = ("paragraph " * 100 + "\n\n") * 10
-    parts = split_whatsapp(long)
+    parts = split_whatsapp(long, max_parts=100)
     assert len(parts) > 1 and all(len(p) <= fmt.TWILIO_BODY_LIMIT for p in parts)
     assert " ".join(parts).split() == long.split()
+    capped = split_whatsapp(long)                  # at most WHATSAPP_MAX_PARTS, marked cut
+    assert capped[:-1] == parts[:fmt.WHATSAPP_MAX_PARTS - 1]
+    assert len(capped) == fmt.WHATSAPP_MAX_PARTS and capped[-1].endswith("...")
 
 
 def test_render_by_channel() -> None:

@@ -97,7 +97,8 @@ class ScriptedEngine:
         self.gate: asyncio.Event | None = None
         self.fail: Exception | None = None
 
-    async def open(self, phone: str, channel: str, call_id: Any = None) -> "FakeConversation":
+    async def open(self, phone: str, channel: str, call_id: Any = None,
+                   message_sid: str | None = None) -> "FakeConversation":
         self.opened.append((phone, channel, call_id))
         return FakeConversation(self, phone, channel)
 

@@ -130,7 +130,8 @@ def write_csv(conn: sqlite3.Connection, stream: TextIO) -> int:
     writer = csv.writer(stream, lineterminator="\n")
     writer.writerow(EXPORT_COLUMNS)
     count = 0
-    for row in conn.execute(f"SELECT {', '.join(EXPORT_COLUMNS)} FROM customers ORDER BY id"):
+    for row in conn.execute(f"SELECT {', '.join(EXPORT_COLUMNS)} FROM customers "
+                            "WHERE phone NOT LIKE 'anonymous:%' ORDER BY id"):  # withheld numbers
         writer.writerow([row["phone"]] + [_safe(row[c]) for c in EXPORT_COLUMNS[1:]])
         count += 1
     return count

@@ -7,6 +7,11 @@ next attempt with exponential backoff (30 s, 1 min, 2 min ... at most 1 h) and t
 until it is sent. A permanent refusal (5xx for the recipient or the message) marks the row
 failed, with the server's answer, and logs an error - retrying would not help.
 
+Header values (subject, addresses) are made single-line first: a customer's name with a line
+separator (U+2028, or anything str.splitlines() splits on) would make the header raise. Any
+error building or sending one message only reschedules that row, so the mail behind it still
+goes out; after `max_attempts` tries the row is given up (failed, logged).
+
 Each message carries a Message-ID derived from its row, so if the box stops between the
 server accepting a message and the row being marked sent, the repeat is recognisable.
 """
@@ -15,8 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import smtplib
-import socket
 import sqlite3
 import ssl
 from dataclasses import dataclass
@@ -43,6 +48,7 @@ class RetryPolicy:
     max_s: float = 3600.0
     poll_s: float = 60.0          # look for due mail at least this often
     timeout_s: float = 20.0       # one SMTP conversation
+    max_attempts: int = 8         # then the row is failed ([security] mail_attempts)
 
     def delay(self, attempts: int) -> timedelta:
         return timedelta(seconds=min(self.max_s, self.first_s * self.factor ** max(0,
@@ -59,6 +65,15 @@ class OutgoingMail:
     attempts: int
 
 
+# Everything str.splitlines() splits on, and the other control characters.
+_BREAKS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+
+
+def header_value(text: str, limit: int = 200) -> str:
+    """One line, safe for an e-mail header: line breaks and control characters become spaces."""
+    return " ".join(_BREAKS.sub(" ", text).split())[:limit]
+
+
 # Sends one message, blocking; raises PermanentMailError or any other error (= retry later).
 SendFn = Callable[[SmtpSettings, OutgoingMail, float], None]
 
@@ -66,9 +81,12 @@ SendFn = Callable[[SmtpSettings, OutgoingMail, float], None]
 def smtp_send(smtp: SmtpSettings, mail: OutgoingMail, timeout_s: float) -> None:
     """One SMTP conversation (STARTTLS and login when configured)."""
     message = EmailMessage()
-    message["From"] = smtp.sender
-    message["To"] = mail.to_addr
-    message["Subject"] = mail.subject
+    try:
+        message["From"] = header_value(smtp.sender)
+        message["To"] = header_value(mail.to_addr)
+        message["Subject"] = header_value(mail.subject)
+    except (ValueError, TypeError) as exc:       # an unusable address: retrying cannot help
+        raise PermanentMailError(f"bad header: {exc}") from None
     message["Message-ID"] = make_msgid(idstring=f"appliance-mail-{mail.id}",
                                        domain=(smtp.sender.rpartition("@")[2] or "appliance"))
     message["Date"] = format_datetime(datetime.fromisoformat(
@@ -123,7 +141,7 @@ class EmailOutbox:
                 "INSERT INTO email_outbox(dedupe_key, to_addr, subject, body, reason, "
                 "next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT(dedupe_key) DO NOTHING",
-                (dedupe_key, to_addr, subject[:200], body, reason, now, now))
+                (dedupe_key, to_addr, header_value(subject), body, reason, now, now))
             return int(cursor.lastrowid) if cursor.rowcount else None
 
         mail_id = await self.db.write(tx)
@@ -160,7 +178,13 @@ class EmailOutbox:
                 "UPDATE email_outbox SET status = 'failed', attempts = ?, last_error = ? "
                 "WHERE id = ?", (attempts, str(exc)[:500], mail.id))
             return False
-        except (OSError, smtplib.SMTPException, socket.timeout, ssl.SSLError) as exc:
+        except Exception as exc:  # noqa: BLE001 - one bad row must not stop the rest
+            if attempts >= self.policy.max_attempts:
+                log.error("mail %d given up after %d attempts: %s", mail.id, attempts, exc)
+                await self.db.execute(
+                    "UPDATE email_outbox SET status = 'failed', attempts = ?, last_error = ? "
+                    "WHERE id = ?", (attempts, (str(exc) or type(exc).__name__)[:500], mail.id))
+                return False
             delay = self.policy.delay(attempts)
             log.warning("mail %d not sent (attempt %d): %s; next try in %.0f s", mail.id,
                         attempts, exc or type(exc).__name__, delay.total_seconds())

@@ -5,7 +5,9 @@ enforced once:
 - a customer gets messages only at their own number, taken from the conversation (the
   `Customer` the engine looked up), never from a model's arguments; an opted-out (STOP) or
   anonymous caller gets nothing;
-- the owner gets messages only at [owner] email / whatsapp from config.ini;
+- the owner gets messages only at [owner] email / whatsapp from config.ini, and at most
+  [security] owner_notices_per_hour per channel, all customers together (the last one says
+  so; the rest are 'held': the messages and summaries are stored, nothing is lost);
 - what one customer can cause to be sent is rate-limited (by default 3 per 10 minutes, counted
   in `notify_log` inside one write transaction, so parallel tool calls cannot slip past); the
   owner's summaries are not counted (the conversation did not ask for them).
@@ -23,6 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Callable, Literal, Protocol
 
+from ..conversation.effects import current_effect
 from ..logs import mask_phone
 from ..store.db import Database
 from .calendar import to_stamp
@@ -45,10 +48,12 @@ class Notifier(Protocol):
     `to` is an E.164 number without any "whatsapp:" prefix; `reason` is a short tag for logs
     and the outbox ("booking_confirmation", "info", "owner_notice", "summary").
     Returning means the message was accepted: sent, or stored and retried by the outbox.
+    `dedupe_key`: queue it once per key (a tool re-run for a re-answered message).
     Raising means it was not; the caller records the failure.
     """
 
-    async def send_text(self, channel: Channel, to: str, body: str, reason: str) -> None: ...
+    async def send_text(self, channel: Channel, to: str, body: str, reason: str,
+                        dedupe_key: str | None = None) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -56,7 +61,8 @@ class Delivery:
     """What became of one message.
 
     status: sent (handed to the notifier), queued (in the e-mail outbox), rate_limited,
-    opted_out, no_number (anonymous or not E.164), no_channel (nothing configured),
+    opted_out, no_number (anonymous or not E.164), not_allowed (outside [security]
+    allowed_prefixes), no_channel (nothing configured),
     failed (the notifier raised), not_configured.
     """
 
@@ -109,6 +115,10 @@ class Outbound:
             return Delivery("opted_out")
         if not E164.match(number):
             return Delivery("no_number")
+        if not self.settings.security.may_message(number):
+            log.warning("%s to %s not sent: outside [security] allowed_prefixes", reason,
+                        mask_phone(number))
+            return Delivery("not_allowed")
         if self.notifier is None:
             log.warning("no WhatsApp/SMS sender connected; %s not sent", reason)
             return Delivery("not_configured")
@@ -148,22 +158,23 @@ class Outbound:
             if self.email is None:
                 out.append(Delivery("not_configured", "email"))
             else:
-                row = await self._admit(customer_id, "email", "owner", reason, counted)
+                row, last = await self._admit_owner(customer_id, "email", reason, counted)
                 if row is None:
-                    out.append(Delivery("rate_limited", "email"))
+                    out.append(Delivery("held" if last else "rate_limited", "email"))
                 else:
-                    await self.email.enqueue(owner.email, subject, body, reason, dedupe_key)
+                    await self.email.enqueue(owner.email, subject, body + last, reason,
+                                             dedupe_key or _effect_key(reason, "email"))
                     await self._status(row, "queued")
                     out.append(Delivery("queued", "email"))
         if whatsapp and owner.whatsapp:
             if self.notifier is None:
                 out.append(Delivery("not_configured", "whatsapp"))
             else:
-                row = await self._admit(customer_id, "whatsapp", "owner", reason, counted)
+                row, last = await self._admit_owner(customer_id, "whatsapp", reason, counted)
                 if row is None:
-                    out.append(Delivery("rate_limited", "whatsapp"))
+                    out.append(Delivery("held" if last else "rate_limited", "whatsapp"))
                 else:
-                    text = f"{subject}\n\n{body}" if subject else body
+                    text = (f"{subject}\n\n{body}" if subject else body) + last
                     out.append(await self._send(row, "whatsapp", owner.whatsapp, text, reason,
                                                 "owner"))
         return out
@@ -192,11 +203,42 @@ class Outbound:
 
         return await self.db.write(tx)
 
+    async def _admit_owner(self, customer_id: int | None, channel: str, reason: str,
+                           counted: bool) -> tuple[int | None, str]:
+        """(notify_log row or None, text to append): the owner's hourly cap per channel,
+        then the customer's own limit. None with a text: held by the cap."""
+        cap = self.settings.security.owner_notices_per_hour
+        now = self.clock()
+        since = to_stamp(now - timedelta(hours=1))
+
+        def used(conn: sqlite3.Connection) -> int:
+            return conn.execute(
+                "SELECT count(*) FROM notify_log WHERE recipient = 'owner' AND channel = ? AND "
+                "status IN ('sent', 'queued', 'sending') AND created_at >= ?",
+                (channel, since)).fetchone()[0]
+
+        count = await self.db.read(used)
+        if count >= cap:
+            log.warning("%s to the owner by %s held: %d this hour already", reason, channel,
+                        count)
+            await self._record(customer_id, channel, "owner", reason, "held", False)
+            return None, "held"
+        row = await self._admit(customer_id, channel, "owner", reason, counted)
+        if row is None:
+            return None, ""
+        last = (f"\n\n(That is {cap} notices this hour, the most there will be: the next "
+                "messages are kept for you and in the summaries.)") if count == cap - 1 else ""
+        return row, last
+
     async def _send(self, row: int, channel: Channel, number: str, body: str, reason: str,
                     recipient: str) -> Delivery:
         assert self.notifier is not None
         try:
-            await self.notifier.send_text(channel, number, body, reason)
+            key = _effect_key(reason, f"{channel}:{recipient}")
+            if key is None:
+                await self.notifier.send_text(channel, number, body, reason)
+            else:
+                await self.notifier.send_text(channel, number, body, reason, dedupe_key=key)
         except Exception as exc:  # noqa: BLE001 - CancelledError is not an Exception
             log.error("%s to %s %s failed: %s", reason, recipient, mask_phone(number), exc)
             await self._status(row, "failed")
@@ -213,6 +255,12 @@ class Outbound:
         now = self.clock()
         await self.db.write(lambda c: _insert(c, customer_id, channel, recipient, reason, status,
                                               counted, now))
+
+
+def _effect_key(reason: str, where: str) -> str | None:
+    """Inside a tool run for an inbound message: one message per run, reason and channel."""
+    effect = current_effect.get()
+    return f"{effect}:{reason}:{where}" if effect else None
 
 
 def _insert(conn: sqlite3.Connection, customer_id: int | None, channel: str, recipient: str,

@@ -54,7 +54,8 @@ class ActionServices:
               ) -> "ActionServices":
         config = config or ActionSettings.of(settings)
         rules = CalendarRules.from_settings(config.appointments, settings.business.timezone)
-        email = EmailOutbox(db, settings.smtp, clock, mail_policy, mail_send)
+        policy = mail_policy or RetryPolicy(max_attempts=settings.security.mail_attempts)
+        email = EmailOutbox(db, settings.smtp, clock, policy, mail_send)
         outbound = Outbound(db, settings, config.notify, notifier, email, clock)
         google = None
         if config.google.enabled:

@@ -45,7 +45,9 @@ from .calendar import (
 )
 from .nlwindow import parse_window
 from .notify import Delivery
+from .customers import to_e164
 from .services import ActionServices
+from .stepup import require_identity, stepup_tools
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +60,7 @@ def register_tools(registry: ToolRegistry, services: ActionServices) -> None:
     tools = []
     if s.config.appointments.enabled:
         tools += [_find_tool(s), _book_tool(s), _move_tool(s), _cancel_tool(s), _list_tool(s)]
+        tools += stepup_tools(s)
     tools += [_message_tool(s), _info_tool(s), _transfer_tool(s)]
     for tool in tools:
         registry.register(tool)
@@ -102,6 +105,7 @@ def _appointment_line(s: ActionServices, a: Appointment) -> str:
 async def _pick_own(s: ActionServices, ctx: ToolContext, args: dict[str, Any],
                     verb: str) -> int:
     """The appointment id to act on: the given one, or the only one the customer has."""
+    require_identity(ctx, s.settings.security, verb)
     if args.get("appointment_id"):
         return int(args["appointment_id"])
     own = await s.appointments.upcoming_for(ctx.customer.id, s.now())
@@ -211,9 +215,19 @@ def _book_tool(s: ActionServices) -> Tool:
         except ValueError as exc:
             raise ToolError(f"start must be a local time like 2025-03-12T16:00 ({exc})") from None
         now = s.now()
+        note = args.get("note", "")
+        if ctx.customer.anonymous:          # withheld number: keep the one they give us
+            callback = to_e164(args.get("callback_number", ""),
+                               s.settings.security.allowed_prefixes[0][1:]
+                               if s.settings.security.allowed_prefixes else "")
+            if callback is None:
+                raise ToolError("the caller's number is withheld: ask for a phone number to "
+                                "reach them at and pass it as callback_number (with country "
+                                "code)")
+            note = f"{note} (callback {callback}, number withheld)".strip()
         try:
             booked = await s.appointments.book(ctx.customer.id, wall, now,
-                                               note=args.get("note", ""), channel=ctx.channel,
+                                               note=note, channel=ctx.channel,
                                                call_id=ctx.call_id)
         except NotBookable as exc:
             raise ToolError(f"not booked: {exc}") from None
@@ -233,7 +247,10 @@ def _book_tool(s: ActionServices) -> Tool:
                      "confirmation goes to the customer's own number."),
         parameters={"type": "object", "required": ["start"], "properties": {
             "start": {"type": "string", "description": "Local start, YYYY-MM-DDTHH:MM."},
-            "note": {"type": "string", "description": "What it is for, in a few words."}}},
+            "note": {"type": "string", "description": "What it is for, in a few words."},
+            "callback_number": {"type": "string", "description": (
+                "Only when the caller's number is withheld: the number they give to be "
+                "reached at.")}}},
         handler=handler, slow=False, timeout_s=8.0)
 
 
@@ -296,6 +313,7 @@ def _cancel_tool(s: ActionServices) -> Tool:
 
 def _list_tool(s: ActionServices) -> Tool:
     async def handler(ctx: ToolContext, args: dict[str, Any]) -> str:
+        require_identity(ctx, s.settings.security, "list")
         own = await s.appointments.upcoming_for(ctx.customer.id, s.now())
         if not own:
             return "This customer has no upcoming appointments."
@@ -325,7 +343,8 @@ def _message_tool(s: ActionServices) -> Tool:
         await log_action(s.db, ctx.customer.id, ctx.call_id, ctx.channel, "message",
                          f"#{message_id}" + (" urgent" if urgent else ""), now, needs_human=True)
         who = name or ctx.customer.name or "a customer"
-        body = (f"{'URGENT ' if urgent else ''}Message from {who} ({ctx.customer.phone}) by "
+        number = "number withheld" if ctx.customer.anonymous else ctx.customer.phone
+        body = (f"{'URGENT ' if urgent else ''}Message from {who} ({number}) by "
                 f"{_channel_words(ctx.channel)}:\n{text}")
         deliveries = await s.outbound.to_owner(
             f"Message from {who}", body, "owner_notice", customer_id=ctx.customer.id,

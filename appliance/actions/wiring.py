@@ -26,7 +26,8 @@ class OutboxNotifier:
         self.settings = settings
         self.outbox = outbox
 
-    async def send_text(self, channel: Channel, to: str, body: str, reason: str) -> None:
+    async def send_text(self, channel: Channel, to: str, body: str, reason: str,
+                        dedupe_key: str | None = None) -> None:
         if self.outbox is None:
             raise RuntimeError("the messaging channel is not running")
         messaging = self.settings.messaging
@@ -38,7 +39,8 @@ class OutboxNotifier:
             sender = messaging.sms_from
         if not sender:
             raise RuntimeError(f"[messaging] {channel}_from is not set")
-        await self.outbox.enqueue(to, channel, body, purpose=reason, from_address=sender)
+        await self.outbox.enqueue(to, channel, body, purpose=reason, from_address=sender,
+                                  dedupe_key=dedupe_key)
 
 
 def build_actions(rt: Runtime, settings: Settings, db: Database | None, outbox: Outbox | None,

@@ -27,10 +27,13 @@ class CallStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    async def open_call(self, call_sid: str, caller: str, mode: str) -> int:
+    async def open_call(self, call_sid: str, caller: str, mode: str,
+                        attestation: str = "") -> int:
+        """The call's row (once per CallSid); `attestation` is Twilio's StirVerstat."""
         def upsert(conn: sqlite3.Connection) -> int:
-            conn.execute("INSERT INTO calls (call_sid, caller, mode) VALUES (?, ?, ?) "
-                         "ON CONFLICT(call_sid) DO NOTHING", (call_sid, caller, mode))
+            conn.execute("INSERT INTO calls (call_sid, caller, mode, attestation) "
+                         "VALUES (?, ?, ?, ?) ON CONFLICT(call_sid) DO NOTHING",
+                         (call_sid, caller, mode, attestation[:64]))
             return conn.execute("SELECT id FROM calls WHERE call_sid = ?",
                                 (call_sid,)).fetchone()[0]
         return await self.db.write(upsert)

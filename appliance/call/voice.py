@@ -79,7 +79,8 @@ class VoiceWebhooks:
         if not call_sid:
             raise web.HTTPBadRequest(text="CallSid missing\n")
         with log_context(call_sid):
-            call_id = await self.store.open_call(call_sid, caller, "stream")
+            call_id = await self.store.open_call(call_sid, caller, "stream",
+                                                 params.get("StirVerstat", ""))
             problems = self.problems()
             if problems:
                 log.error("call refused, not ready: %s", "; ".join(problems))
@@ -130,7 +131,7 @@ class VoiceWebhooks:
     async def _gather_start(self, params: Mapping[str, str]) -> web.Response:
         call_sid, caller = params.get("CallSid", ""), params.get("From", "")
         with log_context(call_sid):
-            await self.store.open_call(call_sid, caller, "gather")
+            await self.store.open_call(call_sid, caller, "gather", params.get("StirVerstat", ""))
             return _xml(twiml.gather_speech(self.url("/respond"),
                                             self.settings.business.greeting,
                                             language=_locale(self.settings.business.language)))

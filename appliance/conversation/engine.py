@@ -33,7 +33,9 @@ from ..config import Settings
 from ..llm.base import ChatMessage, ChatRequest, ModelError, TextChunk, ToolCall, ToolCallChunk
 from ..llm.failover import Answering, ChatModels, ModelRouter, Prefer
 from ..logs import mask_phone
+from ..telephony.caller_id import classify
 from ..store.db import Database
+from .effects import effect_key, run_once
 from .events import ActionRequested, Filler, ReplyDone, ReplyEvent, TextDelta
 from .memory import LANGUAGE, Customer, Memory, Turn
 from .prompt import apology, dynamic_prompt, filler, static_prompt, turn_context
@@ -100,17 +102,23 @@ class Engine:
             log.exception("warming the local model failed")
 
     async def open(self, phone: str, channel: str, call_id: int | None = None, *,
-                   model: Prefer = "auto") -> "Conversation":
+                   model: Prefer = "auto", message_sid: str | None = None) -> "Conversation":
         """A conversation with the customer behind `phone` ("+972...", "whatsapp:+972...").
 
         `model` forces one model ("gemini" or "local", for `appliance chat`); "auto" fails over.
         """
         self._ensure_warm()
-        customer = await self.memory.customer(phone)
+        caller = classify(phone)
+        if caller.anonymous:        # withheld number: a throw-away customer for this call only
+            customer = await self.memory.anonymous_customer(call_id)
+        else:
+            customer = await self.memory.customer(caller.number or phone)
         turns = await self.memory.recent_turns(customer.id, self.options.history_turns)
+        attestation, verified = await self.memory.call_identity(call_id)
         context = ToolContext(phone=customer.phone, channel=channel, call_id=call_id,
                               customer=customer, settings=self.settings, memory=self.memory,
-                              kb=self.kb)
+                              kb=self.kb, attestation=attestation, verified=verified,
+                              message_sid=message_sid)
         log.info("conversation with %s on %s (customer %d, %d earlier messages, llm mode %s)",
                  mask_phone(customer.phone), channel, customer.id, len(turns), self.router.mode)
         conversation = Conversation(self, context, history_messages(turns), model)
@@ -414,7 +422,9 @@ class Conversation:
         started = loop.time()
         if ctx.live_audio and tool.slow:
             self._filler(queue, turn, "slow_tool")
-        task = asyncio.ensure_future(tool.handler(ctx, args))
+        key = effect_key(ctx.message_sid, call.name, args) if ctx.message_sid else None
+        task = asyncio.ensure_future(run_once(engine.memory.db, key,
+                                              lambda: tool.handler(ctx, args)))
         try:
             if ctx.live_audio and not tool.slow:
                 done, _ = await asyncio.wait({task}, timeout=engine.options.tool_moment_ms / 1000)

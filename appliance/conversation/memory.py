@@ -8,6 +8,7 @@ the same record and the same history.
 from __future__ import annotations
 
 import re
+import secrets
 import sqlite3
 from dataclasses import dataclass, fields
 from typing import Any
@@ -17,6 +18,7 @@ from ..store.db import Database
 _NOW = "strftime('%Y-%m-%dT%H:%M:%fZ','now')"
 LANGUAGE = re.compile(r"^[a-z]{2,3}$")
 GENDERS = ("f", "m")
+ANONYMOUS_PREFIX = "anonymous:"   # customers.phone of a withheld-number caller: never E.164
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,11 @@ class Customer:
     opted_out: bool = False
     first_contact: str = ""
     last_contact: str = ""
+
+    @property
+    def anonymous(self) -> bool:
+        """A caller who withheld their number: a throw-away record, one per call."""
+        return self.phone.startswith(ANONYMOUS_PREFIX)
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> "Customer":
@@ -85,6 +92,37 @@ class Memory:
             return Customer.from_row(row)
 
         return await self.db.write(upsert)
+
+    async def anonymous_customer(self, call_id: int | None = None) -> Customer:
+        """A throw-away record for one withheld-number caller (no number to write to): a new
+        one per conversation, or the one of this call (a <Gather> call opens one per turn)."""
+        placeholder = ANONYMOUS_PREFIX + secrets.token_hex(8)
+
+        def tx(conn: sqlite3.Connection) -> Customer:
+            if call_id is not None:
+                row = conn.execute(
+                    "SELECT c.* FROM calls JOIN customers c ON c.id = calls.customer_id "
+                    "WHERE calls.id = ? AND c.phone LIKE ?",
+                    (call_id, ANONYMOUS_PREFIX + "%")).fetchone()
+                if row is not None:
+                    return Customer.from_row(row)
+            row = conn.execute("INSERT INTO customers(phone, tags) VALUES (?, 'anonymous') "
+                               "RETURNING *", (placeholder,)).fetchone()
+            if call_id is not None:
+                conn.execute("UPDATE calls SET customer_id = ? WHERE id = ?", (row["id"], call_id))
+            return Customer.from_row(row)
+
+        return await self.db.write(tx)
+
+    async def call_identity(self, call_id: int | None) -> tuple[str, bool]:
+        """(StirVerstat of this call's caller ID or "", whether the caller read back a code on
+        this call) - a <Gather> call opens a conversation per turn, so it is kept per call."""
+        if call_id is None:
+            return "", False
+        row = await self.db.fetchone(
+            "SELECT attestation, EXISTS(SELECT 1 FROM verification_codes v WHERE v.call_id = "
+            "calls.id AND v.state = 'verified') AS verified FROM calls WHERE id = ?", (call_id,))
+        return (row["attestation"], bool(row["verified"])) if row else ("", False)
 
     async def update_customer(self, customer_id: int, **values: Any) -> Customer:
         """Set name / language / gender (only those given); returns the updated record."""

@@ -49,6 +49,9 @@ class ToolContext:
     memory: Memory
     kb: Any = None
     language: str | None = None     # the language of the current turn, if known
+    attestation: str = ""           # a call's STIR/SHAKEN verdict (calls.attestation)
+    verified: bool = False          # the caller read back a one-time code (actions/stepup.py)
+    message_sid: str | None = None  # the inbound message answered: its tools run once
     actions: list[Action] = field(default_factory=list)
 
     @property

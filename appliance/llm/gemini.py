@@ -26,6 +26,7 @@ from .base import (ChatMessage, ChatRequest, ModelError, StreamDone, StreamEvent
                    ToolCall, ToolCallChunk)
 
 log = logging.getLogger(__name__)
+MAX_OUTPUT_TOKENS = 1024   # a reply is a few sentences; never more than this
 
 # Function calls that did not come from Gemini (the local model made them) carry no thought
 # signature; Gemini 3 rejects an unsigned call in the current turn unless it carries this
@@ -68,8 +69,10 @@ class GeminiModel:
             "automatic_function_calling": t.AutomaticFunctionCallingConfig(disable=True),
             "automatic_continuation": False,
         }
-        if request.max_tokens:
-            config["max_output_tokens"] = request.max_tokens
+        # Always bounded: an unbounded answer is cost and, on WhatsApp, a flood of parts.
+        # (thinking tokens count against it, so the thinking budget is added on top)
+        config["max_output_tokens"] = min(request.max_tokens or MAX_OUTPUT_TOKENS,
+                                          MAX_OUTPUT_TOKENS) + max(0, self.settings.thinking_budget)
         if request.tools:
             config["tools"] = [t.Tool(function_declarations=[
                 t.FunctionDeclaration(name=s.name, description=s.description,

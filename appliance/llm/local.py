@@ -35,6 +35,7 @@ from typing import Any, AsyncIterator, Callable, Sequence
 from ..config import LocalLlmSettings
 from .base import (ChatMessage, ChatRequest, ModelError, StreamDone, StreamEvent, TextChunk,
                    ToolCall, ToolCallChunk, ToolSpec)
+from .fit import MIN_ANSWER, fit_step
 
 log = logging.getLogger(__name__)
 
@@ -156,20 +157,31 @@ class LocalModel:
             prompt += TOOL_OPEN + "\n"
         return prompt
 
+    def _budget(self, request: ChatRequest) -> int:
+        """Prompt tokens that leave room for the answer (never less than half the context)."""
+        ctx = self.settings.context_tokens
+        return ctx - min(self._max_tokens(request), ctx // 2) - 8
+
     def _tokens_for(self, request: ChatRequest) -> tuple[str, list[int]]:
-        """Render and tokenize, dropping the oldest history until it fits the context."""
+        """Render and tokenize so that it fits the context (a prompt that does not makes
+        llama.cpp fail with "failed to find a memory slot"): drop the oldest history first,
+        then the knowledge-base passages (oldest turn first), then shorten the longest
+        message of the current turn."""
         messages = list(request.messages)
-        budget = self.settings.context_tokens - self._max_tokens(request) - 8
+        budget = self._budget(request)
         while True:
             prompt = self.render(request, messages)
             tokens = self._tokenize(prompt)
-            if len(tokens) <= budget or len(messages) <= 1:
+            if len(tokens) <= budget:
                 return prompt, tokens
-            # Drop a third of the history at once, so the next turns keep a stable prefix.
-            drop = max(1, len(messages) // 3)
-            messages = _drop_oldest(messages, drop)
-            log.info("local prompt of %d tokens over budget %d; dropped %d old messages",
-                     len(tokens), budget, drop)
+            fitted = fit_step(messages, len(tokens) - budget)
+            if fitted is None and len(tokens) <= self.settings.context_tokens - MIN_ANSWER - 8:
+                return prompt, tokens          # a shorter answer then (see _generate_round)
+            if fitted is None:
+                raise ModelError("prompt_too_long", f"the prompt needs {len(tokens)} tokens, "
+                                 f"the context allows {budget}", outage=False)
+            messages, what = fitted
+            log.info("local prompt of %d tokens over budget %d; %s", len(tokens), budget, what)
 
     def _tokenize(self, prompt: str) -> list[int]:
         llm = self._llm
@@ -197,7 +209,8 @@ class LocalModel:
                 job.stop.set()
 
         job = _Job(tools=request.tools if request.tool_choice != "none" else (),
-                   tool_choice=request.tool_choice, max_tokens=self._max_tokens(request),
+                   tool_choice=request.tool_choice,
+                   max_tokens=min(self._max_tokens(request), self.settings.context_tokens // 2),
                    emit=emit, stop=threading.Event())
         with self._waiting_lock:
             self._waiting += 1
@@ -238,6 +251,7 @@ class LocalModel:
     def _generate_round(self, request: ChatRequest, job: _Job) -> None:
         started = time.perf_counter()
         prompt, tokens = self._tokens_for(request)
+        job.max_tokens = min(job.max_tokens, self.settings.context_tokens - len(tokens) - 8)
         cached = _common_prefix(self._llm._input_ids, tokens)
         first_at: list[float] = []
         produced = 0
@@ -437,14 +451,6 @@ def _as_template_message(m: ChatMessage) -> tuple[str, str]:
         parts.extend(render_call(c) for c in m.tool_calls)
         return "assistant", "\n".join(parts)
     return "user", f"<tool_response>\n{m.text}\n</tool_response>"
-
-
-def _drop_oldest(messages: list[ChatMessage], count: int) -> list[ChatMessage]:
-    """Drop `count` messages from the front, then up to the next user message."""
-    rest = messages[count:]
-    while len(rest) > 1 and rest[0].role != "user":
-        rest = rest[1:]
-    return rest
 
 
 def tool_call_schema(tools: Sequence[ToolSpec]) -> dict[str, Any]:

@@ -23,6 +23,7 @@ Encoding = Literal["GSM-7", "UCS-2"]
 
 # Twilio accepts a Body of up to 1600 characters (SMS and WhatsApp).
 TWILIO_BODY_LIMIT = 1600
+WHATSAPP_MAX_PARTS = 3          # one reply never becomes more WhatsApp messages than this
 # Twilio's deliverability advice: keep one SMS to about 320 characters (2 GSM-7 segments).
 SMS_SEGMENTS_PER_MESSAGE = 2
 # A reply is cut after this many SMS messages ("kept short"); the last one ends with "...".
@@ -266,9 +267,19 @@ def split_sms(text: str, *, segments_per_message: int = SMS_SEGMENTS_PER_MESSAGE
     return [f"{part} ({n}/{total})" for n, part in enumerate(parts, 1)]
 
 
-def split_whatsapp(text: str, limit: int = TWILIO_BODY_LIMIT) -> list[str]:
+def split_whatsapp(text: str, limit: int = TWILIO_BODY_LIMIT,
+                   max_parts: int = WHATSAPP_MAX_PARTS) -> list[str]:
     """WhatsApp bodies of at most ``limit`` characters, cut between paragraphs, lines, then
-    sentences or words. WhatsApp shows long messages whole, so no numbering."""
+    sentences or words, at most ``max_parts`` of them (the last then ends with "...").
+    WhatsApp shows long messages whole, so no numbering."""
+    parts = _split_whatsapp(text, limit)
+    if len(parts) > max_parts:
+        parts = parts[:max_parts]
+        parts[-1] = parts[-1][:limit - 3].rstrip() + "..."
+    return parts
+
+
+def _split_whatsapp(text: str, limit: int) -> list[str]:
     text = text.strip()
     if not text:
         return []

@@ -16,9 +16,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Callable
 
+from .. import failpoints
 from ..config import Settings
 from ..logs import log_context, mask_phone
 from ..store.db import Database
@@ -34,6 +35,7 @@ class InboundOptions:
     engine_timeout_s: float = 90.0   # one answer from the engine, whatever it does inside
     concurrency: int = 4             # messages answered at once (different customers)
     sweep_s: float = 30.0            # look for unanswered messages without a worker this often
+    max_attempts: int = 3            # answers started (a crash each time): then an apology
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,12 @@ class Responder:
         if customer.opted_out:
             log.info("message from %s not answered: opted out", mask_phone(msg.phone))
             return Answer(Handled("ignored", "text", msg.body, error="opted out: not answered"))
+        limit = self.settings.security.inbound_per_hour
+        if await self._answered_last_hour(msg) >= limit:
+            log.warning("message from %s not answered: more than %d in an hour",
+                        mask_phone(msg.phone), limit)
+            return Answer(Handled("ignored", "text", msg.body,
+                                  error=f"rate limited: {limit} answered in the last hour"))
 
         texts, notes, results, heard = await self._media(msg, customer.language)
         body = msg.body.strip()
@@ -105,6 +113,13 @@ class Responder:
         return Answer(Handled("replied", kind, user_text, heard, None,
                               self._drafts(msg.channel, "reply", text), results),
                       conversation, reply)
+
+    async def _answered_last_hour(self, msg: InboundRow) -> int:
+        since = store.iso(store.utcnow() - timedelta(hours=1))
+        row = await self.db.fetchone(
+            "SELECT count(*) FROM messages_in WHERE phone = ? AND state = 'replied' AND "
+            "handled_at >= ?", (msg.phone, since))
+        return int(row[0]) if row else 0
 
     async def _media(self, msg: InboundRow, language_hint: str | None) -> tuple[
             list[str], list[notices.Notice], tuple[MediaResult, ...], str | None]:
@@ -150,7 +165,9 @@ class Responder:
 
     async def _converse(self, msg: InboundRow, text: str, language: str | None
                         ) -> tuple[str, Any, str | None]:
-        conversation = await self.engine.open(msg.phone, msg.channel)
+        failpoints.hit("engine_answering")
+        conversation = await self.engine.open(msg.phone, msg.channel,
+                                              message_sid=msg.message_sid)
         deltas: list[str] = []
         full: str | None = None
         async for event in conversation.reply(text, language=language):
@@ -244,18 +261,36 @@ class InboundWorkers:
                 if not await self._handle(msg):
                     return  # the sweep comes back to it
 
+    def _apology(self, msg: InboundRow, error: str) -> Answer:
+        text = notices.notice("unavailable", notices.choose_language(
+            msg.body, None, None, self.responder.settings.business.language))
+        return Answer(Handled("replied", "text", msg.body, error=error,
+                              replies=tuple(Draft("apology", b) for b in
+                                            fmt.render(msg.channel, text))))
+
+    async def _answer(self, msg: InboundRow) -> Answer:
+        """The answer; after `max_attempts` started answers (each ended by a crash), the
+        apology instead, so one message cannot crash the box for ever."""
+        attempts = await self.db.write_durable(lambda c: store.start_attempt(c, msg.id))
+        failpoints.hit("answer_started")
+        if attempts > self.options.max_attempts:
+            log.error("message not answered after %d attempts: sending the apology",
+                      attempts - 1)
+            return self._apology(msg, f"gave up after {attempts - 1} attempts")
+        try:
+            return await self.responder.answer(msg)
+        except Exception as exc:  # noqa: BLE001 - a bug must not leave the customer waiting
+            log.exception("answering failed")
+            return self._apology(msg, f"internal error: {type(exc).__name__}: {exc}")
+
     async def _handle(self, msg: InboundRow) -> bool:
         with log_context(msg.message_sid):
             try:
-                answer = await self.responder.answer(msg)
-            except Exception as exc:  # noqa: BLE001 - a bug must not leave the customer waiting
-                log.exception("answering failed")
-                text = notices.notice("unavailable", notices.choose_language(
-                    msg.body, None, None, self.responder.settings.business.language))
-                answer = Answer(Handled("replied", "text", msg.body,
-                                        error=f"internal error: {type(exc).__name__}: {exc}",
-                                        replies=tuple(Draft("apology", b) for b in
-                                                      fmt.render(msg.channel, text))))
+                answer = await self._answer(msg)
+            except Exception:  # noqa: BLE001 - left 'received'; answered again by the sweep
+                log.exception("could not start answering; will try again")
+                return False
+            failpoints.hit("answer_ready")
             try:
                 written = await self.db.write(
                     lambda c: store.complete(c, msg, answer.handled, self._clock()))
@@ -265,6 +300,7 @@ class InboundWorkers:
             if not written:
                 log.warning("message was already answered; this answer is dropped")
                 return True
+            failpoints.hit("answer_stored")
             h = answer.handled
             log.info("%s message from %s %s: %s, %d message(s) queued%s", msg.channel,
                      mask_phone(msg.phone), h.state, h.kind, len(h.replies),

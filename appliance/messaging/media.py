@@ -4,7 +4,9 @@ voice notes decoded (PyAV, in a worker thread) and transcribed on the box (faste
 Twilio media URLs need HTTP basic auth (account SID + auth token). The credentials are only
 ever sent to Twilio's own hosts (or the configured API base URL in tests); aiohttp drops them
 when Twilio redirects to its CDN. Decoding is bounded: a small file cannot expand into hours of
-audio in memory.
+audio in memory, nor keep the decoder busy past `decode_timeout_s`. Only the containers voice
+notes come in (OGG/Opus, MP4/M4A, AMR, MP3, WAV) are decoded, recognised by their first bytes
+and opened with that demuxer alone: the bytes never reach FFmpeg's other demuxers.
 """
 
 from __future__ import annotations
@@ -50,11 +52,12 @@ class MediaLimits:
     download_timeout_s: float = 30.0
     download_attempts: int = 3
     retry_delay_s: float = 1.0
+    decode_timeout_s: float = 20.0       # wall clock for decoding one note
 
 
 class MediaError(Exception):
     """``code``: untrusted_url, download_failed (worth retrying), download_refused (4xx),
-    too_large, decode_failed, too_long."""
+    too_large, unsupported_format, decode_failed, decode_timeout, too_long."""
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(f"media {code}: {message}")
@@ -137,17 +140,39 @@ class MediaFetcher:
             raise MediaError("download_failed", f"{type(exc).__name__}: {exc}") from exc
 
 
-def decode_audio(data: bytes, max_seconds: float) -> np.ndarray:
-    """Any audio container PyAV knows (OGG/Opus voice notes, AMR, MP3, M4A) -> float32 mono
-    16 kHz. Blocking: run it in a thread. Stops with ``too_long`` past ``max_seconds``."""
+def sniff_audio(data: bytes) -> str | None:
+    """The FFmpeg demuxer for a voice note's container, from its magic bytes; None if it is
+    not one of ogg, mp4 (m4a, 3gp), amr, mp3, wav."""
+    if data.startswith(b"OggS"):
+        return "ogg"
+    if data[4:8] == b"ftyp":
+        return "mp4"
+    if data.startswith(b"#!AMR"):
+        return "amr"
+    if data.startswith(b"RIFF") and data[8:12] == b"WAVE":
+        return "wav"
+    if data.startswith(b"ID3") or (len(data) > 1 and data[0] == 0xFF and data[1] & 0xE0 == 0xE0):
+        return "mp3"
+    return None
+
+
+def decode_audio(data: bytes, max_seconds: float, timeout_s: float = 20.0) -> np.ndarray:
+    """A voice note (OGG/Opus, MP4/M4A, AMR, MP3, WAV) -> float32 mono 16 kHz. Blocking: run
+    it in a thread. ``unsupported_format`` for any other bytes; ``too_long`` past
+    ``max_seconds`` of audio; ``decode_timeout`` past ``timeout_s`` of work."""
     import av
 
+    fmt = sniff_audio(data)
+    if fmt is None:
+        raise MediaError("unsupported_format", f"not a voice note container ({data[:8]!r})")
     limit = int(max_seconds * SAMPLE_RATE_HZ)
+    deadline = time.monotonic() + timeout_s
     chunks: list[np.ndarray] = []
     total = 0
     try:
         resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE_HZ)
-        with av.open(io.BytesIO(data), mode="r", metadata_errors="ignore") as container:
+        with av.open(io.BytesIO(data), mode="r", format=fmt, metadata_errors="ignore",
+                     timeout=timeout_s) as container:
             if not container.streams.audio:
                 raise MediaError("decode_failed", "no audio stream")
             frames: Any = container.decode(audio=0)
@@ -158,6 +183,8 @@ def decode_audio(data: bytes, max_seconds: float) -> np.ndarray:
                     total += array.shape[0]
                     if total > limit:
                         raise MediaError("too_long", f"longer than {max_seconds:.0f} s")
+                if time.monotonic() > deadline:
+                    raise MediaError("decode_timeout", f"not decoded in {timeout_s:.0f} s")
     except MediaError:
         raise
     except (av.FFmpegError, ValueError, IndexError, OSError) as exc:
@@ -198,7 +225,9 @@ async def transcribe_voice(item: MediaRow, fetcher: MediaFetcher, stt: Any,
     started = time.perf_counter()
     try:
         data = await fetcher.download(item.url)
-        pcm = await asyncio.to_thread(decode_audio, data, fetcher.limits.max_audio_s)
+        limits = fetcher.limits
+        pcm = await asyncio.to_thread(decode_audio, data, limits.max_audio_s,
+                                      limits.decode_timeout_s)
     except MediaError as exc:
         log.warning("voice note %d not usable: %s", item.position, exc)
         status = "unusable" if exc.code == "too_long" else "failed"

@@ -34,6 +34,7 @@ from twilio.base.exceptions import TwilioRestException
 from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.rest import Client
 
+from .. import failpoints
 from ..config import Settings
 from ..logs import log_context, mask_phone
 from ..store.db import Database
@@ -193,12 +194,14 @@ class Outbox:
         self._wake.set()
 
     async def enqueue(self, phone: str, channel: str, text: str, *,
-                      purpose: str = "proactive", from_address: str = "") -> list[int]:
+                      purpose: str = "proactive", from_address: str = "",
+                      dedupe_key: str | None = None) -> list[int]:
         """Queue a message nobody asked for (a reminder, a note to the owner): formatted for
         ``channel`` ("whatsapp" or "sms") like a reply, sent in order after anything already
         queued for ``phone``, from ``[messaging] whatsapp_from`` / ``sms_from`` unless
         ``from_address`` is given. Outside WhatsApp's 24-hour window it goes out as the
-        configured template, or fails with the reason (see window.py)."""
+        configured template, or fails with the reason (see window.py). With ``dedupe_key``
+        it is queued once: a second call with the same key queues nothing."""
         phone = phone.removeprefix("whatsapp:")
         if channel not in ("whatsapp", "sms"):
             raise ValueError(f"channel must be whatsapp or sms, not {channel!r}")
@@ -215,7 +218,7 @@ class Outbox:
             raise ValueError("nothing to send: the text is empty")
         ids = await self.db.write(lambda c: store.enqueue(
             c, channel=channel, phone=phone, to_address=to, from_address=sender, bodies=bodies,
-            purpose=purpose, now=self._clock()))
+            purpose=purpose, now=self._clock(), dedupe_key=dedupe_key))
         self.notify()
         return ids
 
@@ -249,7 +252,10 @@ class Outbox:
         now = self._clock()
         wait = self.options.poll_s
         for row in rows:
-            if row.phone in self._busy or row.state == "sending":
+            if row.phone in self._busy:
+                continue
+            if row.state == "sending":
+                await self._expire_if_stale(row, now)
                 continue
             due = store.parse_iso(row.next_attempt_at) or now
             if due > now:
@@ -260,6 +266,18 @@ class Outbox:
             self._tasks.add(task)
             task.add_done_callback(self._finished(row.phone))
         return max(wait, 0.005)
+
+    async def _expire_if_stale(self, row: store.OutRow, now: datetime) -> None:
+        """'sending' with no attempt of ours running: past the request timeout, it is stale."""
+        started = store.parse_iso(row.attempt_started_at)
+        if started is not None and now - started < timedelta(
+                seconds=2 * self.options.request_timeout_s):
+            return
+        look_at = now + timedelta(seconds=self.options.retry.base_s)
+        if await self.db.write(lambda c: store.expire_sending(c, row.id, look_at)):
+            log.warning("message %d to %s was left 'sending'; checking Twilio before any retry",
+                        row.id, mask_phone(row.phone))
+            self.notify()
 
     def _finished(self, phone: str) -> Callable[[asyncio.Task], None]:
         def done(task: asyncio.Task) -> None:
@@ -281,8 +299,9 @@ class Outbox:
     # -- one attempt ---------------------------------------------------------------------------
     async def _send(self, row: store.OutRow) -> None:
         assert self._client is not None
+        allowed = self.settings.security.allowed_prefixes
         claim = await self.db.write(lambda c: store.claim(c, row.id, self._clock(),
-                                                          self._template_sid))
+                                                          self._template_sid, allowed))
         job = claim.row
         if job is None:
             if claim.skipped and claim.skipped != "no longer pending":
@@ -302,6 +321,7 @@ class Outbox:
         except Exception as exc:  # noqa: BLE001 - classified below; CancelledError passes
             await self._failed(job, exc)
             return
+        failpoints.hit("twilio_accepted")
         await self.db.write(lambda c: store.mark_accepted(c, job.id, message.sid,
                                                           message.status, self._clock()))
         log.info("message %d part %d (%s) to %s accepted by Twilio as %s%s", job.id, job.part,

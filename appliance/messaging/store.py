@@ -178,6 +178,13 @@ def insert_inbound(conn: sqlite3.Connection, msg: Inbound) -> tuple[int, bool]:
     return message_id, True
 
 
+def start_attempt(conn: sqlite3.Connection, message_id: int) -> int:
+    """Count one more answer started for this message; how many were started, this one too."""
+    row = conn.execute("UPDATE messages_in SET attempts = attempts + 1 WHERE id = ? "
+                       "RETURNING attempts", (message_id,)).fetchone()
+    return int(row[0]) if row else 0
+
+
 def open_phones(conn: sqlite3.Connection) -> list[str]:
     """Customers with messages not answered yet, oldest first."""
     rows = conn.execute("SELECT phone, MIN(id) AS first FROM messages_in WHERE state = "
@@ -246,17 +253,21 @@ def complete(conn: sqlite3.Connection, msg: InboundRow, handled: Handled, now: d
 
 
 def enqueue(conn: sqlite3.Connection, *, channel: str, phone: str, to_address: str,
-            from_address: str, bodies: list[str], purpose: str, now: datetime) -> list[int]:
-    """Queue a message nobody asked for (a notification); it goes out in order with replies."""
+            from_address: str, bodies: list[str], purpose: str, now: datetime,
+            dedupe_key: str | None = None) -> list[int]:
+    """Queue a message nobody asked for (a notification); it goes out in order with replies.
+    With ``dedupe_key`` (part n keyed "<key>#n"), a key queued before queues nothing."""
     stamp = iso(now)
     ids = []
     for part, body in enumerate(bodies):
         cur = conn.execute(
             "INSERT INTO messages_out (in_id, part, purpose, channel, phone, to_address, "
-            "from_address, body, next_attempt_at, created_at, updated_at) "
-            "VALUES (NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (part, purpose, channel, phone, to_address, from_address, body, stamp, stamp, stamp))
-        ids.append(cur.lastrowid)
+            "from_address, body, next_attempt_at, created_at, updated_at, dedupe_key) "
+            "VALUES (NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            (part, purpose, channel, phone, to_address, from_address, body, stamp, stamp, stamp,
+             f"{dedupe_key}#{part}" if dedupe_key else None))
+        if cur.rowcount:
+            ids.append(cur.lastrowid)
     return ids
 
 
@@ -267,6 +278,16 @@ def resume_in_flight(conn: sqlite3.Connection, look_at: datetime) -> int:
         "UPDATE messages_out SET state = 'unknown', next_attempt_at = ?, updated_at = ?, "
         "error = 'in flight when the process stopped' WHERE state = 'sending'",
         (iso(look_at), iso(utcnow()), )).rowcount
+
+
+def expire_sending(conn: sqlite3.Connection, out_id: int, look_at: datetime) -> int:
+    """A row left 'sending' by an attempt that never finished (its task died, a write after the
+    REST call failed) would block its customer's queue until a restart: make it 'unknown',
+    so it is looked up at Twilio (at ``look_at``) and then adopted or sent again."""
+    return conn.execute(
+        "UPDATE messages_out SET state = 'unknown', next_attempt_at = ?, updated_at = ?, "
+        "error = 'attempt never finished' WHERE id = ? AND state = 'sending'",
+        (iso(look_at), iso(utcnow()), out_id)).rowcount
 
 
 def heads(conn: sqlite3.Connection) -> list[OutRow]:
@@ -292,12 +313,19 @@ class Claim:
     skipped: str = ""
 
 
-def claim(conn: sqlite3.Connection, out_id: int, now: datetime, template_sid: str) -> Claim:
-    """pending -> sending (attempts + 1), after the last checks: opted out? 24-hour window?"""
+def claim(conn: sqlite3.Connection, out_id: int, now: datetime, template_sid: str,
+          allowed_prefixes: tuple[str, ...] = ()) -> Claim:
+    """pending -> sending (attempts + 1), after the last checks: an allowed country prefix
+    ([security] allowed_prefixes)? opted out? 24-hour window?"""
     row = out_row(conn, out_id)
     if row is None or row.state != "pending":
         return Claim(None, "no longer pending")
     stamp = iso(now)
+    if allowed_prefixes and not row.phone.startswith(allowed_prefixes):
+        reason = "not sent: the number is outside [security] allowed_prefixes"
+        conn.execute("UPDATE messages_out SET state = 'failed', error = ?, updated_at = ? "
+                     "WHERE id = ?", (reason, stamp, out_id))
+        return Claim(None, reason)
     if row.purpose != "opt_out" and customer(conn, row.phone).opted_out:
         conn.execute("UPDATE messages_out SET state = 'cancelled', error = ?, updated_at = ? "
                      "WHERE id = ?", ("the customer opted out", stamp, out_id))

@@ -168,7 +168,8 @@ class MessagingChannel:
             if self.workers is None or self.db is None:
                 return web.Response(status=503, text="messaging is not running\n")
             workers, phone = self.workers, msg.phone
-            write = asyncio.ensure_future(self.db.write(lambda c: store.insert_inbound(c, msg)))
+            write = asyncio.ensure_future(self.db.write_durable(
+                lambda c: store.insert_inbound(c, msg)))  # synchronous=FULL: acked = on disk)
             # Even if this request gives up waiting, a message that does get stored is answered.
             write.add_done_callback(lambda f: workers.notify(phone)
                                     if not f.cancelled() and f.exception() is None else None)

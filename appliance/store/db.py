@@ -132,6 +132,15 @@ def _statements(sql: str) -> list[str]:
     return out
 
 
+def _rollback(conn: sqlite3.Connection) -> None:
+    if not conn.in_transaction:
+        return
+    try:
+        conn.execute("ROLLBACK")
+    except sqlite3.Error:
+        log.exception("ROLLBACK failed")
+
+
 class Database:
     """Async access to the one SQLite file. Create with `await Database.open(path)`."""
 
@@ -181,18 +190,35 @@ class Database:
     def read_sync(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         return self._readers.submit(lambda: fn(self._conn())).result()
 
-    def _tx(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    def _tx(self, fn: Callable[[sqlite3.Connection], T], durable: bool = False) -> T:
+        """One transaction. A failing COMMIT (disk full, I/O error) is rolled back too: a
+        transaction left open would make every later write fail until a restart."""
         conn = self._conn()
         if fn is migrate:
             return fn(conn)
-        conn.execute("BEGIN IMMEDIATE")
+        if conn.in_transaction:          # never expected; never let it wedge the writer
+            log.error("the writer found a transaction left open; rolling it back")
+            _rollback(conn)
+        if durable:
+            conn.execute("PRAGMA synchronous = FULL")
         try:
-            result = fn(conn)
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = fn(conn)
+                conn.execute("COMMIT")
+            except BaseException:
+                _rollback(conn)
+                raise
+        finally:
+            if durable:
+                conn.execute("PRAGMA synchronous = NORMAL")
         return result
+
+    async def write_durable(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """As write(), but synced to disk before it returns (synchronous = FULL), for what is
+        acknowledged to someone else at once (an inbound message Twilio will not resend)."""
+        return await asyncio.get_running_loop().run_in_executor(
+            self._writer, self._tx, fn, True)
 
     async def execute(self, sql: str, params: Any = ()) -> int:
         """One write statement; returns lastrowid."""
