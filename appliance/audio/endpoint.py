@@ -26,9 +26,10 @@ from __future__ import annotations
 
 import enum
 import logging
-import re
 from dataclasses import dataclass
 from typing import Literal
+
+from ..turns.text import text_signal
 
 logger = logging.getLogger(__name__)
 
@@ -241,67 +242,20 @@ class EndpointDetector:
 
 # --- transcript classification ----------------------------------------------------------------
 
-_DIGIT_WORDS = frozenset(
-    "zero oh one two three four five six seven eight nine double triple "
-    "ноль один два три четыре пять шесть семь восемь девять "
-    "אפס אחת אחד שתיים שתים שניים שנים שלוש שלש ארבע חמש שש שבע שמונה תשע".split()
-)
-_ZERO_WORDS = frozenset({"zero", "ноль", "אפס", "0"})  # a lone trailing "zero" is a number
-# A trailing word that promises more: conjunctions, fillers, articles, prepositions.
-_CONNECTIVES = frozenset(
-    "and or but so because then plus also um umm uh uhh er erm hmm mm like the a an to of for "
-    "with at in on from my your our is are "
-    "и а но или потому что чтобы ну э эм мм в на с к по для мой моя номер "
-    "ו או אבל כי אז גם של עם את אם אה אמ אממ לי".split()
-)
-_CLOSING_PHRASES = (
-    "thank you", "thanks", "bye", "goodbye", "bye bye", "that's all", "that's it", "that is all",
-    "תודה", "תודה רבה", "להתראות", "ביי",
-    "спасибо", "до свидания", "пока",
-)
-_NUMERIC_TOKEN = re.compile(r"^\+?[\d()\-.]*\d[\d()\-.]*$")
-_WORD = re.compile(r"[\w'’+()\-]+", re.UNICODE)
-_TRAILING_NOISE = " \t\r\n\"'”“»«)]"
-
-
-def _is_number_token(token: str) -> bool:
-    return token in _DIGIT_WORDS or bool(_NUMERIC_TOKEN.match(token))
-
-
-def _ends_in_digits(words: list[str]) -> bool:
-    if not words:
-        return False
-    last = words[-1].strip(".-()")
-    if not _is_number_token(last):
-        return False
-    if last in _ZERO_WORDS or sum(ch.isdigit() for ch in last) >= 2:
-        return True
-    return len(words) >= 2 and _is_number_token(words[-2].strip(".-()"))
-
 
 def classify_text(text: str) -> TextClass:
-    """How a (speculative) transcript ends:
+    """How a (speculative) transcript ends, from ``turns.text.text_signal``:
 
     - ``digits``: a number is being read out ("... zero five four", "054-123", "... zero")
     - ``incomplete``: trailing "...", ",", "-", ":" or a connective/filler ("and", "um", "the")
-    - ``complete``: ends with "?", or with "." / "!" / a closing phrase ("thank you", "bye")
-    - ``neutral``: none of these (e.g. no punctuation); also empty text
+    - ``complete``: a question, a closing phrase, a short answer or a full sentence
+    - ``neutral``: none of these (e.g. a whole 10-digit number, no punctuation); also empty text
     """
-    stripped = text.strip(_TRAILING_NOISE).lower()
-    if not stripped:
-        return "neutral"
-    words = _WORD.findall(stripped)
-    if _ends_in_digits(words):
+    signal = text_signal(text)
+    if signal.finished:
+        return "complete"
+    if signal.reason in ("digits", "expects_more"):
         return "digits"
-    if stripped.endswith(("...", "…", ",", "-", "–", "—", ":", ";")):
+    if signal.unfinished and signal.reason != "no_words":
         return "incomplete"
-    if stripped.endswith(("?", "？")):
-        return "complete"
-    if words and words[-1].strip("-") in _CONNECTIVES:
-        return "incomplete"
-    if stripped.endswith((".", "!", "。")):
-        return "complete"
-    bare = " ".join(words)
-    if any(bare == phrase or bare.endswith(" " + phrase) for phrase in _CLOSING_PHRASES):
-        return "complete"
     return "neutral"
