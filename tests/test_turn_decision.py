@@ -53,22 +53,26 @@ def kinds(events):
 
 
 def test_no_evidence_waits_base():
-    events = run(TurnDetector(), silence(320) + speech(960) + silence(800))
+    events = run(TurnDetector(), silence(320) + speech(960) + silence(900))
     assert events[:2] == [TurnStarted(at_ms=320), Pause(at_ms=1280, pause_id=1)]
     assert commits(events) == [TurnDecision(
-        start_ms=320, end_of_speech_ms=1280, decided_ms=1280 + 608, ended_by="silence",
-        wait_ms=600, speculative_starts=1, model_p=None, text_signal=None, text=None,
+        start_ms=320, end_of_speech_ms=1280, decided_ms=1280 + 704, ended_by="silence",
+        wait_ms=700, speculative_starts=1, model_p=None, text_signal=None, text=None,
         pause_id=1)]
 
 
 @pytest.mark.parametrize("text, p, ended_by, wait", [
     ("What are your opening hours?", 0.95, "model+text", 200),
-    ("Hello.", 0.9, "model", 350),
-    ("What are your opening hours?", 0.5, "text", 450),
-    ("What are your opening hours?", None, "text", 450),
-    ("What are your opening hours?", 0.1, "silence", 600),
+    ("What are your opening hours?", 0.5, "text", 350),
+    ("What are your opening hours?", None, "text", 350),
+    ("No, thank you. Goodbye.", 0.1, "text", 450),  # the model doubts a closing: text wins
+    ("I'd like to book a table for two.", 0.9, "model+text", 350),  # a plain sentence is weak
+    ("I'd like to book a table for two.", 0.5, "text", 500),
+    ("I'd like to book a table for two.", 0.1, "silence", 700),
+    ("Hello.", 0.9, "model", 500),
+    ("Hello.", 0.5, "silence", 700),
     ("Hello.", 0.1, "silence", 900),
-    ("My number is 052.", 0.97, "silence_max", 1500),
+    ("My number is 052.", 0.97, "silence_max", 1500),  # the model's "done" cannot end this
     ("um", 0.9, "silence_max", 1500),
 ])
 def test_wait_follows_model_and_text(text, p, ended_by, wait):
@@ -83,14 +87,15 @@ def test_pending_transcript_never_waits_less_than_base():
     det = TurnDetector()
     events = run(det, speech(640) + silence(1000), {1: (None, 0.95)})
     (decision,) = commits(events)
-    assert (decision.ended_by, decision.wait_ms) == ("model", 600)
+    assert (decision.ended_by, decision.wait_ms) == ("model", 700)
 
 
 def test_late_evidence_commits_at_once():
     det = TurnDetector()
     events = run(det, speech(640) + silence(1000), {1: ("Yes.", 0.9)}, delay_windows=8)
     (decision,) = commits(events)
-    assert decision.ended_by == "model+text"
+    assert decision.ended_by == "text"  # the transcript came first and its 350 ms had passed
+    assert decision.model_p is None
     assert decision.silence_ms == 160 + 8 * W  # decided when the evidence came, not before
 
 
@@ -107,7 +112,7 @@ def test_phone_number_read_in_groups_is_never_cut_off():
     assert resumes[0].pause_ms == 704
     (decision,) = commits(events)
     assert decision.end_of_speech_ms == 928 + 704 + 512 + 800 + 608
-    assert (decision.ended_by, decision.wait_ms, decision.speculative_starts) == ("model", 350, 3)
+    assert (decision.ended_by, decision.wait_ms, decision.speculative_starts) == ("model", 500, 3)
 
 
 def test_bot_question_holds_short_number():
@@ -136,11 +141,11 @@ def test_unfinished_hold_ends_at_max_wait():
 def test_required_silence_follows_evidence():
     det = TurnDetector()
     run(det, speech(640) + silence(192))
-    assert det.required_silence_ms == 600  # transcript asked for, not here yet
+    assert det.required_silence_ms == 700  # transcript asked for, not here yet
     det.turn_probability(0.9, 1)
-    assert det.required_silence_ms == 600
+    assert det.required_silence_ms == 700
     det.transcript("Hello.", 1)
-    assert det.required_silence_ms == 350
+    assert det.required_silence_ms == 500
     det.transcript("Hello, and", 1)
     assert det.required_silence_ms == 1500
 
@@ -151,7 +156,7 @@ def test_stale_and_early_evidence_is_ignored():
     assert det.transcript("Yes.", 1) == []  # no Pause yet: pause 1 not announced
     run(det, silence(128) + speech(320) + silence(192))  # pause 1, resume, pause 2
     assert det.transcript("Yes.", 1) == [] and det.turn_probability(0.99, 1) == []
-    assert det.required_silence_ms == 600
+    assert det.required_silence_ms == 700
     assert det.transcript("Yes.", 3) == []
 
 

@@ -102,3 +102,10 @@ def test_normalise_ignores_case_punctuation_and_edge_fillers():
     assert normalise("Yes.") == "yes"
     assert normalise("052 881") != normalise("052 881 3344")
     assert normalise("uh") == ""
+
+
+def test_level_separates_strong_from_a_plain_sentence():
+    assert text_signal("Thanks, bye.").level == "strong"
+    assert text_signal("I'd like to book a table for two.").level == "weak"
+    assert text_signal("Hello.").level == "neutral"
+    assert text_signal("and").level == "unfinished"

@@ -19,13 +19,16 @@ went on: cancel that work); ``Commit`` (the turn is over: release the reply) car
 The wait for the current pause (``required_silence_ms``), measured from the end of the last voiced
 window, follows ``TurnParams.wait_for``:
 
-    text \\ model        done (p >= 0.7)    unsure / not known    not done (p < 0.3)
-    finished            200  model+text     450  text             600  silence
-    neutral / pending   350  model          600  silence          900  silence
-    unfinished          1500 silence_max    1500 silence_max      1500 silence_max
+    text \\ model            done (p >= 0.7)     unsure / none       not done (p < 0.3)
+    strong ("?", "bye")     200  model+text     350  text           450  text
+    weak (a plain sentence) 350  model+text     500  text           700  silence
+    neutral / pending       500  model          700  silence        900  silence
+    unfinished              1500 silence_max    1500 silence_max    1500 silence_max
 
-"pending" (a transcript was asked for but has not come) never waits less than ``base_wait_ms``.
-A signal that arrives after its wait has already passed commits at once; signals for an older
+The model alone never ends a turn fast: on 8 kHz phone audio it scores many finished turns low and
+some pauses inside a turn high (bench/results/turn_model.md), so the transcript leads and the
+model shortens or lengthens the wait. "pending" (a transcript was asked for but has not come)
+never waits less than ``base_wait_ms``. A signal that arrives after its wait has already passed commits at once; signals for an older
 pause are ignored. A voiced blip shorter than ``resume_min_ms`` counts as silence, but no turn is
 committed while such a blip is going on. Voicing uses hysteresis (open at ``start_threshold``,
 hold at ``continue_threshold``), as in ``audio/endpoint.py``.
@@ -49,11 +52,12 @@ class TurnParams:
     min_speech_ms: int = 120  # voiced run before TurnStarted: a click or cough is not a turn
     resume_min_ms: int = 64  # voiced run that ends a pause; shorter blips count as silence
     pause_ms: int = 160  # silence before Pause (speculative STT, turn model, reply)
-    fast_wait_ms: int = 200  # the model AND the text say finished
-    model_wait_ms: int = 350  # the model says finished, the text says nothing
-    text_wait_ms: int = 450  # the text says finished, the model is unsure or has not answered
-    base_wait_ms: int = 600  # nothing decisive (also: the transcript has not come yet)
-    doubt_wait_ms: int = 900  # the model says unfinished, the text says nothing
+    fast_wait_ms: int = 200  # the model says finished AND the text does (strongly)
+    quick_wait_ms: int = 350  # model finished + a plain sentence; or strong text alone
+    text_wait_ms: int = 450  # strong text ("?", "bye", "yes") that the model doubts
+    model_wait_ms: int = 500  # the model alone; or a plain sentence the model is unsure of
+    base_wait_ms: int = 700  # nothing decisive (also: the transcript has not come yet)
+    doubt_wait_ms: int = 900  # the model says unfinished and the text says nothing
     max_wait_ms: int = 1500  # the text says unfinished (digits, "um", "and", "my number is")
     model_done: float = 0.7  # P(complete) at or above: the model says finished
     model_not_done: float = 0.3  # P(complete) below: the model says unfinished
@@ -66,29 +70,35 @@ class TurnParams:
             raise ValueError("need 0 <= model_not_done <= model_done <= 1")
         if min(self.min_speech_ms, self.resume_min_ms, self.pause_ms) < 0:
             raise ValueError("durations must be >= 0")
-        waits = (self.fast_wait_ms, self.model_wait_ms, self.text_wait_ms, self.base_wait_ms,
-                 self.doubt_wait_ms, self.max_wait_ms)
+        waits = (self.fast_wait_ms, self.quick_wait_ms, self.text_wait_ms, self.model_wait_ms,
+                 self.base_wait_ms, self.doubt_wait_ms, self.max_wait_ms)
         if list(waits) != sorted(waits) or waits[0] <= 0:
-            raise ValueError("need 0 < fast <= model <= text <= base <= doubt <= max wait")
+            raise ValueError("need 0 < fast <= quick <= text <= model <= base <= doubt <= max")
         if self.max_turn_ms <= 0:
             raise ValueError("max_turn_ms must be > 0")
 
     def wait_for(self, signal: TextSignal | None, model_p: float | None,
                  text_pending: bool = False) -> tuple[int, EndedBy]:
         """The silence (ms) that ends a pause with this evidence, and what ends it then."""
-        if signal is not None and signal.unfinished:
+        text = "neutral" if signal is None else signal.level
+        if text == "unfinished":
             return self.max_wait_ms, "silence_max"
-        model = ("unknown" if model_p is None else "done" if model_p >= self.model_done
-                 else "not_done" if model_p < self.model_not_done else "unsure")
-        if signal is not None and signal.finished:
-            return {"done": (self.fast_wait_ms, "model+text"),
-                    "not_done": (self.base_wait_ms, "silence")}.get(
-                model, (self.text_wait_ms, "text"))
-        wait, ended_by = {"done": (self.model_wait_ms, "model"),
-                          "not_done": (self.doubt_wait_ms, "silence")}.get(
-            model, (self.base_wait_ms, "silence"))
-        if text_pending and wait < self.base_wait_ms:
-            return self.base_wait_ms, ended_by
+        model = ("unsure" if model_p is None or self.model_not_done <= model_p < self.model_done
+                 else "done" if model_p >= self.model_done else "not_done")
+        table: dict[tuple[str, str], tuple[int, EndedBy]] = {
+            ("strong", "done"): (self.fast_wait_ms, "model+text"),
+            ("strong", "unsure"): (self.quick_wait_ms, "text"),
+            ("strong", "not_done"): (self.text_wait_ms, "text"),
+            ("weak", "done"): (self.quick_wait_ms, "model+text"),
+            ("weak", "unsure"): (self.model_wait_ms, "text"),
+            ("weak", "not_done"): (self.base_wait_ms, "silence"),
+            ("neutral", "done"): (self.model_wait_ms, "model"),
+            ("neutral", "unsure"): (self.base_wait_ms, "silence"),
+            ("neutral", "not_done"): (self.doubt_wait_ms, "silence"),
+        }
+        wait, ended_by = table[(text, model)]
+        if text_pending:
+            return max(wait, self.base_wait_ms), ended_by
         return wait, ended_by
 
 

@@ -40,6 +40,14 @@ class TextSignal:
     def finished(self) -> bool:
         return self.verdict == "finished"
 
+    @property
+    def level(self) -> Literal["strong", "weak", "neutral", "unfinished"]:
+        """How far to trust it: Whisper ends mid-turn pauses with a full stop too, so a plain
+        sentence ("sentence") is weak; a question, closing or short answer is strong."""
+        if self.verdict == "finished":
+            return "weak" if self.reason == "sentence" else "strong"
+        return "unfinished" if self.verdict == "unfinished" else "neutral"
+
 
 _DIGIT_WORDS = frozenset(
     "zero oh one two three four five six seven eight nine double triple "
