@@ -55,12 +55,13 @@ def test_window_keeps_the_last_8s_and_pads_the_front():
     assert st.fit_window(long)[0] == 200000 - 128000
 
 
-def test_finished_questions_score_higher_than_a_cut_in_half_turn(model):
-    pcm = phone_to_16k(read_wav(AUDIO / "en_hours.wav")[0])
-    whole = model.predict(pcm[: int(2.6 * 16000)])  # "What are your opening hours on Friday?"
-    half = model.predict(pcm[: int(1.3 * 16000)])  # "What are your open-"
-    assert whole is not None and half is not None
-    assert whole > 0.5 > half, (whole, half)
+def test_a_finished_question_scores_high_a_half_read_number_low(model):
+    hours = phone_to_16k(read_wav(AUDIO / "en_hours.wav")[0])
+    phone = phone_to_16k(read_wav(AUDIO / "en_phone.wav")[0])
+    finished = model.predict(hours[: int(2.7 * 16000)])  # "What are your opening hours on Friday?"
+    half = model.predict(phone[int(0.3 * 16000): int(3.3 * 16000)])  # "My number is 054, 123,"
+    assert finished is not None and half is not None
+    assert finished > 0.7 and half < 0.3, (finished, half)
 
 
 def test_input_forms_and_short_audio(model):

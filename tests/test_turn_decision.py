@@ -92,7 +92,7 @@ def test_pending_transcript_never_waits_less_than_base():
 
 def test_late_evidence_commits_at_once():
     det = TurnDetector()
-    events = run(det, speech(640) + silence(1000), {1: ("Yes.", 0.9)}, delay_windows=8)
+    events = run(det, speech(640) + silence(1000), {1: ("Is it open?", 0.9)}, delay_windows=8)
     (decision,) = commits(events)
     assert decision.ended_by == "text"  # the transcript came first and its 350 ms had passed
     assert decision.model_p is None

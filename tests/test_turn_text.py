@@ -38,8 +38,8 @@ def test_unfinished(text, reason):
     ("No, that's all", "closing"),
     ("Спасибо", "closing"),
     ("תודה רבה", "closing"),
-    ("Yes.", "short_answer"),
-    ("no", "short_answer"),
+    ("Yes.", "bare_answer"),
+    ("no", "bare_answer"),
     ("Hello, I would like to book an appointment for tomorrow morning.", "sentence"),
     ("I think so.", "sentence"),
 ])
@@ -107,5 +107,7 @@ def test_normalise_ignores_case_punctuation_and_edge_fillers():
 def test_level_separates_strong_from_a_plain_sentence():
     assert text_signal("Thanks, bye.").level == "strong"
     assert text_signal("I'd like to book a table for two.").level == "weak"
+    assert text_signal("No.").level == "weak"
+    assert text_signal("No.", "yes_no").level == "strong"
     assert text_signal("Hello.").level == "neutral"
     assert text_signal("and").level == "unfinished"

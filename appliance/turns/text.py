@@ -24,6 +24,7 @@ Reason = Literal[
     "no_words", "digits", "trailing_punctuation", "filler", "conjunction", "dangling",
     "expects_more",  # the bot's question asked for something the reply does not have yet
     "question", "closing", "short_answer", "answered", "sentence", "number_complete", "plain",
+    "bare_answer",  # "No." with no question asked: often "No, thank you..." follows
 ]
 
 
@@ -43,9 +44,10 @@ class TextSignal:
     @property
     def level(self) -> Literal["strong", "weak", "neutral", "unfinished"]:
         """How far to trust it: Whisper ends mid-turn pauses with a full stop too, so a plain
-        sentence ("sentence") is weak; a question, closing or short answer is strong."""
+        sentence ("sentence") is weak, and so is a bare "yes"/"no" that no question asked for;
+        a question, a closing, or a short answer to the bot's question is strong."""
         if self.verdict == "finished":
-            return "weak" if self.reason == "sentence" else "strong"
+            return "weak" if self.reason in ("sentence", "bare_answer") else "strong"
         return "unfinished" if self.verdict == "unfinished" else "neutral"
 
 
@@ -155,7 +157,7 @@ def _finished_or_neutral(words: list[str], stripped: str, expect: Expect | None)
     if any(bare == c or bare.endswith(" " + c) for c in _CLOSINGS):
         return TextSignal("finished", "closing")
     if words[0] in _SHORT_ANSWERS and len(words) <= 3:
-        return TextSignal("finished", "short_answer")
+        return TextSignal("finished", "short_answer" if expect else "bare_answer")
     if expect is not None and len(words) <= 6:
         return TextSignal("finished", "answered")  # _expected_missing found nothing missing
     if stripped.endswith((".", "!", "。")) and len(words) >= 3:
