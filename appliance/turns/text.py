@@ -82,7 +82,7 @@ _WEEKDAYS_MONTHS = re.compile(
     r"january|february|march|april|may|june|july|august|september|october|november|december|"
     r"next week|this week|morning|afternoon|evening|noon|o'clock|am|pm|\d)\b")
 _WORD = re.compile(r"[\w'’@+]+(?:[.\-][\w'’@+]+)*", re.UNICODE)
-_NUMBER = re.compile(r"^\+?\d[\d\-]*$")
+_NUMBER = re.compile(r"^\+?\d[\d\-.]*$")  # Whisper writes "zero five four" as "0.54"
 _TRAILING_QUOTES = " \t\r\n\"'”“»«)]"
 _YES_NO_START = re.compile(
     r"^(do|does|did|is|are|was|were|can|could|would|will|shall|should|have|has|may|"
