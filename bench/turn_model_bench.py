@@ -7,6 +7,10 @@
    16 kHz, as a call hears them).
 3. The shared 8 kHz caller WAVs: P(complete) at the end of each turn (+200 ms) and at every pause
    inside it that the VAD turns into a Pause (the moments the decision machine asks).
+4. The whole decision (tests/turn_replay.py: Silero VAD, Whisper tiny.en, smart-turn, the
+   TurnDetector with its default TurnParams) over the caller WAVs: what ended each turn, the wait,
+   and the silence waited after the VAD's end of speech. Signals are delivered at once, so add the
+   STT/model time (both run in parallel from Pause, 160 ms into the silence) for a real call.
 
 Writes bench/results/turn_model.md. Needs the real weights (bench/realmodels.py); export
 APPLIANCE_REAL_MODELS to share the cache.
@@ -38,6 +42,22 @@ COMPLETE = ["What are your opening hours on Friday?", "I'd like to book a table 
             "My number is 052 881 3344.", "No, thank you. Goodbye."]
 CUT = ["I'd like to book a table for", "My number is 052,", "Can I speak to someone about",
        "Um,", "I'd like to come in on", "My address is"]
+
+
+READING = """## Reading
+
+- Inference is dominated by the ONNX run; 2 intra-op threads are slower than 1 on a shared
+  2-core box, so the product uses 1 (TurnModelOptions). It starts at Pause (160 ms into the
+  silence) in parallel with Whisper, whose time it roughly matches, so it adds little to a turn.
+- 8 kHz phone audio upsampled to 16 kHz scores about like the 16 kHz original for most
+  utterances (within a few hundredths), but single utterances move a lot either way; the model
+  is not reliable on its own on phone audio: finished caller turns score as low as 0.1 (en_bye,
+  en_human, en_phone, he_book) and some pauses inside a turn score above 0.8 (en_bye after "No,",
+  en_long before ", and"). TTS phrases cut before their end often score high too.
+- Hence the decision table (appliance/turns/decision.py): the transcript leads (an unfinished
+  transcript always holds the turn open up to 1.5 s; the model cannot end it), and the model
+  only shortens (p >= 0.7) or lengthens (p < 0.3) the wait the text allows.
+"""
 
 
 def _ms(fn, repeats: int) -> tuple[float, float]:
@@ -100,6 +120,28 @@ def caller_wavs(model: SmartTurnModel, vad: SileroVad) -> list[str]:
     return rows
 
 
+def decisions(vad: SileroVad, model: SmartTurnModel) -> list[str]:
+    from appliance.stt.whisper import SpeechRecognizer
+    from tests.turn_replay import replay
+
+    stt = SpeechRecognizer.load(ensure("whisper-tiny.en"), threads=1, languages=("en",))
+    rows = ["| file | ended_by | wait ms | silence ms | pauses | final transcript |",
+            "|---|---|---:|---:|---:|---|"]
+    waits = []
+    for entry in json.loads((AUDIO / "manifest.json").read_text()):
+        if entry["speech_start_s"] is None:
+            continue
+        pcm = phone_to_16k(read_wav(AUDIO / entry["file"])[0])
+        result = replay(np.concatenate([pcm, np.zeros(3 * 16000, np.float32)]), vad, stt, model)
+        for d in result.decisions:
+            waits.append(d.silence_ms)
+            rows.append(f"| {entry['file']} | {d.ended_by} | {d.wait_ms} | {d.silence_ms} | "
+                        f"{d.speculative_starts} | {d.text} |")
+    rows += ["", f"Silence waited: median {statistics.median(waits):.0f} ms, max {max(waits)} ms "
+             f"(the old endpointer: 512 ms for every turn)."]
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=40)
@@ -113,7 +155,9 @@ def main() -> None:
              "## Inference time (8 s window)", "", *timing(path, pcm, args.repeats), "",
              "## Wideband vs phone audio (Piper joe)", "",
              *wideband_vs_phone(model, Voice.load(ensure("piper-joe"), threads=1)), "",
-             "## Shared 8 kHz caller WAVs", "", *caller_wavs(model, SileroVad.load()), ""]
+             "## Shared 8 kHz caller WAVs", "", *caller_wavs(model, SileroVad.load()), "",
+             "## Decisions over the caller WAVs", "", *decisions(SileroVad.load(), model), "",
+             READING]
     OUT.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
