@@ -200,6 +200,11 @@ class TurnDetector:
         return self._last_voiced_end_ms if self.in_turn else None
 
     @property
+    def current_pause_id(self) -> int:
+        """The latest pause (pass it back with signals for the pause going on now)."""
+        return self._pause_id
+
+    @property
     def required_silence_ms(self) -> int:
         """The adaptive wait of the current pause, from the evidence so far."""
         return self._wait()[0]
