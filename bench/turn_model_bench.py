@@ -27,10 +27,15 @@ from pathlib import Path
 
 import numpy as np
 
+from appliance.audio.resample import Resampler
 from appliance.audio.vad import WINDOW_MS, SileroVad
 from appliance.tts.piper import Voice
 from appliance.turns.decision import Pause, TurnDetector, TurnStarted
-from appliance.turns.smart_turn import SmartTurnModel, TurnModelOptions, log_mel_features
+from appliance.turns.smart_turn import (
+    SmartTurnModel,
+    TurnModelOptions,
+    log_mel_features,
+)
 from bench.realmodels import ensure
 from tests.turn_replay import phone_to_16k, read_wav, to_phone
 
@@ -88,8 +93,6 @@ def wideband_vs_phone(model: SmartTurnModel, voice: Voice) -> list[str]:
         for text in texts:
             audio = np.concatenate([p.samples for p in voice.synthesize(text)])
             rate = voice.sample_rate_hz
-            from appliance.audio.resample import Resampler
-
             up = Resampler(rate, 16000, dtype="int16")
             wide = np.concatenate([up.process(audio), up.flush()]).astype(np.float32) / 32768
             phone = phone_to_16k(to_phone(audio, rate))
@@ -137,8 +140,8 @@ def decisions(vad: SileroVad, model: SmartTurnModel) -> list[str]:
             waits.append(d.silence_ms)
             rows.append(f"| {entry['file']} | {d.ended_by} | {d.wait_ms} | {d.silence_ms} | "
                         f"{d.speculative_starts} | {d.text} |")
-    rows += ["", f"Silence waited: median {statistics.median(waits):.0f} ms, max {max(waits)} ms "
-             f"(the old endpointer: 512 ms for every turn)."]
+    rows += ["", (f"Silence waited: median {statistics.median(waits):.0f} ms, max {max(waits)} "
+                  "ms (the old endpointer: 512 ms for every turn).")]
     return rows
 
 
@@ -150,8 +153,9 @@ def main() -> None:
     pcm = phone_to_16k(read_wav(AUDIO / "en_long.wav")[0])[: 8 * 16000]
     model = SmartTurnModel.load(path)
     lines = ["# smart-turn v3.2 (int8 ONNX) on this machine", "",
-             f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the start "
-             f"(other helpers share the machine). One run, {args.repeats} repeats per timing.", "",
+             (f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the start "
+              f"(other helpers share the machine). One run, {args.repeats} repeats per timing."),
+             "",
              "## Inference time (8 s window)", "", *timing(path, pcm, args.repeats), "",
              "## Wideband vs phone audio (Piper joe)", "",
              *wideband_vs_phone(model, Voice.load(ensure("piper-joe"), threads=1)), "",

@@ -2,8 +2,15 @@
 
 import pytest
 
-from appliance.turns.decision import (Commit, Pause, Resume, TurnDecision, TurnDetector,
-                                      TurnParams, TurnStarted)
+from appliance.turns.decision import (
+    Commit,
+    Pause,
+    Resume,
+    TurnDecision,
+    TurnDetector,
+    TurnParams,
+    TurnStarted,
+)
 from appliance.turns.text import TextSignal
 
 W = 32

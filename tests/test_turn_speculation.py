@@ -1,7 +1,13 @@
 """Speculative replies: started at a pause, cancelled on resume, released only on commit."""
 
-from appliance.turns.speculation import (CancelReply, ReleaseReply, RestartReply,
-                                         SpeculationCounters, SpeculativeTurns, StartReply)
+from appliance.turns.speculation import (
+    CancelReply,
+    ReleaseReply,
+    RestartReply,
+    SpeculationCounters,
+    SpeculativeTurns,
+    StartReply,
+)
 
 
 def test_pause_then_commit_with_same_words_releases_the_attempt():

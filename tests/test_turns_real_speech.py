@@ -21,8 +21,14 @@ from appliance.stt.whisper import SpeechRecognizer
 from appliance.turns.decision import TurnParams
 from appliance.turns.smart_turn import SmartTurnModel
 from appliance.turns.speculation import ReleaseReply, RestartReply
-from tests.turn_replay import (phone_to_16k, read_wav, real_model, replay, to_phone,
-                               write_wav)
+from tests.turn_replay import (
+    phone_to_16k,
+    read_wav,
+    real_model,
+    replay,
+    to_phone,
+    write_wav,
+)
 
 AUDIO = Path(__file__).resolve().parent / "data" / "audio"
 CACHE = Path(__file__).resolve().parent / ".cache" / "turn-clips"

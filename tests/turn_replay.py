@@ -14,8 +14,16 @@ import pytest
 from appliance.audio.resample import Resampler, Upsampler2x
 from appliance.audio.vad import WINDOW_MS, SileroVad
 from appliance.stt.whisper import SpeechRecognizer
-from appliance.turns.decision import (Commit, Pause, Resume, TurnDecision, TurnDetector,
-                                      TurnEvent, TurnParams, TurnStarted)
+from appliance.turns.decision import (
+    Commit,
+    Pause,
+    Resume,
+    TurnDecision,
+    TurnDetector,
+    TurnEvent,
+    TurnParams,
+    TurnStarted,
+)
 from appliance.turns.smart_turn import SmartTurnModel
 from appliance.turns.speculation import ReplyAction, SpeculativeTurns
 from appliance.turns.text import Expect
@@ -71,8 +79,9 @@ class Replay:
 
 
 def replay(pcm_16k: np.ndarray, vad: SileroVad, stt: SpeechRecognizer, turn: SmartTurnModel,
-           *, expect: Expect | None = None, params: TurnParams = TurnParams()) -> Replay:
-    det, spec, stream, out = TurnDetector(params), SpeculativeTurns[str](), vad.stream(), Replay()
+           *, expect: Expect | None = None, params: TurnParams | None = None) -> Replay:
+    det = TurnDetector(params or TurnParams())
+    spec, stream, out = SpeculativeTurns[str](), vad.stream(), Replay()
     det.expect(expect)
     onset_ms = 0
     probs = stream.process(pcm_16k)

@@ -51,32 +51,36 @@ class TextSignal:
         return "unfinished" if self.verdict == "unfinished" else "neutral"
 
 
-_DIGIT_WORDS = frozenset(
+def _vocab(*lines: str) -> frozenset[str]:
+    return frozenset(" ".join(lines).split())
+
+
+_DIGIT_WORDS = _vocab(
     "zero oh one two three four five six seven eight nine double triple "
     "ноль один два три четыре пять шесть семь восемь девять "
-    "אפס אחת אחד שתיים שתים שניים שנים שלוש שלש ארבע חמש שש שבע שמונה תשע".split())
-_FILLERS = frozenset(
+    "אפס אחת אחד שתיים שתים שניים שנים שלוש שלש ארבע חמש שש שבע שמונה תשע")
+_FILLERS = _vocab(
     "um umm ummm uh uhh uhm er erm ehm hmm hm mm mmm ah eh well like "
     "э эм ээ ммм ну вот это "
-    "אה אמ אממ אהה כאילו רגע".split())
-_CONJUNCTIONS = frozenset(
+    "אה אמ אממ אהה כאילו רגע")
+_CONJUNCTIONS = _vocab(
     "and or but so because cause plus also if when while "
     "и а но или потому что чтобы если когда "
-    "ו או אבל כי אז גם אם כש".split())
-_DANGLING = frozenset(
+    "ו או אבל כי אז גם אם כש")
+_DANGLING = _vocab(
     "the a an to of for with at in on from by about into my your our his her their "
     "is are was were be am i'm it's "
     "в на с к по для о мой моя моё мои номер "
-    "של עם את ב ל מ על שלי המספר".split())
+    "של עם את ב ל מ על שלי המספר")
 _CLOSINGS = (
     "thank you", "thanks", "thanks a lot", "bye", "goodbye", "bye bye", "that's all",
     "that's it", "that is all", "nothing else", "no thanks", "no thank you", "have a nice day",
     "спасибо", "до свидания", "пока", "это всё", "это все",
     "תודה", "תודה רבה", "להתראות", "ביי", "זהו",
 )
-_SHORT_ANSWERS = frozenset(
+_SHORT_ANSWERS = _vocab(
     "yes yeah yep yup no nope sure ok okay correct right exactly fine great perfect please "
-    "да нет конечно хорошо ладно כן לא בטח בסדר נכון".split())
+    "да нет конечно хорошо ладно כן לא בטח בסדר נכון")
 _WEEKDAYS_MONTHS = re.compile(
     r"\b(today|tomorrow|tonight|monday|tuesday|wednesday|thursday|friday|saturday|sunday|"
     r"january|february|march|april|may|june|july|august|september|october|november|december|"
@@ -182,9 +186,8 @@ def _expected_missing(words: list[str], stripped: str, expect: Expect | None,
     elif expect in ("date", "time"):
         if not _WEEKDAYS_MONTHS.search(stripped) and not _declines(words):
             return more if len(words) <= 2 and words[-1] not in _SHORT_ANSWERS else None
-    elif expect == "address":
-        if not any(ch.isdigit() for ch in stripped) and len(words) < 3:
-            return more
+    elif expect == "address" and not any(ch.isdigit() for ch in stripped) and len(words) < 3:
+        return more
     return None
 
 
