@@ -94,3 +94,11 @@ def test_resume_of_other_pause_and_forget():
     spec.forget(1)
     assert not spec.may_speak(1)
     assert spec.commit("") == []  # nothing live, nothing said
+
+
+def test_a_transcript_arriving_after_its_turn_was_committed_starts_nothing():
+    spec = SpeculativeTurns[str]()
+    assert spec.commit("Hello?", pause_id=4) == [RestartReply(1, "Hello?")]
+    assert spec.transcript(4, "Hello?") == [] and spec.transcript(3, "Hi") == []
+    assert spec.live_attempt is None
+    assert spec.transcript(5, "Are you there?") == [StartReply(2, "Are you there?")]

@@ -108,5 +108,5 @@ def _handle(event: TurnEvent, det: TurnDetector, spec: SpeculativeTurns[str], ou
     elif isinstance(event, Resume):
         out.actions += spec.resume(event.pause_id)
     elif isinstance(event, Commit):
-        out.actions += spec.commit(event.decision.text or "")
+        out.actions += spec.commit(event.decision.text or "", event.decision.pause_id)
     return onset_ms

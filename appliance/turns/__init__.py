@@ -18,7 +18,8 @@ Wiring into a call's turn loop (one ``TurnDetector`` and one ``SpeculativeTurns`
                                  p = await turn_model.predict_async(audio)
                                     -> handle each of detector.turn_probability(p, pause_id)
     Resume(pause_id)          -> act(spec.resume(pause_id)); cancel that pause's STT/model tasks
-    Commit(decision)          -> act(spec.commit(decision.text or a fresh transcript));
+    Commit(decision)          -> act(spec.commit(decision.text or a fresh transcript,
+                                                 decision.pause_id));
                                  log decision.ended_by / wait_ms / silence_ms
 
     act: StartReply -> generate (LLM + TTS) into a buffer, play nothing;

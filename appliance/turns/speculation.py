@@ -7,8 +7,9 @@ out the actions it returns:
   -> ``StartReply(attempt, text)``: generate the reply now, but hold its audio and tools;
   (a different transcript while an attempt is live also cancels that attempt first)
 - ``resume(pause_id)`` (a ``Resume``) -> ``CancelReply(attempt)``: the caller went on; drop it;
-- ``commit(final_text)`` (a ``Commit``; ``final_text`` is ``decision.text`` or a fresh transcript
-  of the whole turn) -> ``ReleaseReply(attempt, held_tools)`` when the live attempt answered the
+- ``commit(final_text, pause_id)`` (a ``Commit``; ``final_text`` is ``decision.text`` or a fresh
+  transcript of the whole turn; ``decision.pause_id``) -> ``ReleaseReply(attempt, held_tools)``
+  when the live attempt answered the
   same words, else ``CancelReply`` of the stale attempt and ``RestartReply(attempt, text)``: a
   new, already committed reply.
 
@@ -89,6 +90,7 @@ class SpeculativeTurns(Generic[ToolCall]):
         self._attempts: dict[int, _Attempt[ToolCall]] = {}
         self._live: int | None = None
         self._next = 1
+        self._closed_pause = 0  # pauses up to this one belong to committed turns
         self._counts: dict[str, int] = {}
 
     @property
@@ -119,7 +121,10 @@ class SpeculativeTurns(Generic[ToolCall]):
 
     # --- inputs ----------------------------------------------------------------------------
     def transcript(self, pause_id: int, text: str) -> list[ReplyAction[ToolCall]]:
-        """The speculative transcript at pause ``pause_id``: start (or keep) an attempt."""
+        """The speculative transcript at pause ``pause_id``: start (or keep) an attempt.
+        Ignored for a pause of a turn already committed (a transcript that came too late)."""
+        if pause_id <= self._closed_pause:
+            return []
         live = self._attempts.get(self._live) if self._live is not None else None
         if live is not None and normalise(live.text) == normalise(text):
             live.pause_id = pause_id  # same words: the running attempt still answers them
@@ -138,8 +143,11 @@ class SpeculativeTurns(Generic[ToolCall]):
             return []
         return self._cancel_live()
 
-    def commit(self, final_text: str) -> list[ReplyAction[ToolCall]]:
-        """The turn is over and ``final_text`` is what the caller said: release or restart."""
+    def commit(self, final_text: str, pause_id: int | None = None) -> list[ReplyAction[ToolCall]]:
+        """The turn is over and ``final_text`` is what the caller said: release or restart.
+        ``pause_id`` (``TurnDecision.pause_id``) closes that pause and all before it."""
+        if pause_id is not None:
+            self._closed_pause = max(self._closed_pause, pause_id)
         live = self._attempts.get(self._live) if self._live is not None else None
         final = normalise(final_text)
         if live is not None and final and normalise(live.text) == final:
