@@ -9,9 +9,8 @@ out the actions it returns:
 - ``resume(pause_id)`` (a ``Resume``) -> ``CancelReply(attempt)``: the caller went on; drop it;
 - ``commit(final_text, pause_id)`` (a ``Commit``; ``final_text`` is ``decision.text`` or a fresh
   transcript of the whole turn; ``decision.pause_id``) -> ``ReleaseReply(attempt, held_tools)``
-  when the live attempt answered the
-  same words, else ``CancelReply`` of the stale attempt and ``RestartReply(attempt, text)``: a
-  new, already committed reply.
+  when the live attempt answered the same words, else ``CancelReply`` of the stale attempt and
+  ``RestartReply(attempt, text)``: a new, already committed reply.
 
 "Same words" means ``text.normalise`` equal: case, punctuation and leading/trailing fillers do not
 matter ("Yes." == "yes"); any other difference is material and re-runs the reply.
