@@ -34,7 +34,7 @@ class ModelFile:
 @dataclass(frozen=True)
 class ModelEntry:
     name: str
-    kind: str                 # stt, tts, llm, embedding
+    kind: str                 # stt, tts, llm, embedding, turn
     path: str                 # what the setting points at, relative to the models directory
     aliases: tuple[str, ...]
     default: bool

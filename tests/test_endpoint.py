@@ -135,8 +135,8 @@ def test_phone_number_with_pauses_waits_long():
         "SilenceStarted", "TurnEnded",
     ]
     turn = events[-1]
-    assert turn.text_class == "digits"
-    assert turn.endpoint_wait_ms == 1216  # long wait (1200 ms) in whole windows
+    assert turn.text_class == "neutral"  # ten digits: a whole number, no long wait
+    assert turn.endpoint_wait_ms == 512
     assert turn.end_of_speech_ms == 1504 + 416 + 896 + 416 + 1216
     resumed = [e for e in events if isinstance(e, SpeechResumed)]
     assert [r.pause_ms for r in resumed] == [416, 416]
@@ -248,7 +248,8 @@ def test_params_validation_and_waits():
     ("I'd like that one.", "complete"),
     ("My number is zero five four", "digits"),
     ("My number is 054-123", "digits"),
-    ("My number is 054, 123, 4567.", "digits"),
+    ("My number is 054, 123, 4567.", "neutral"),  # ten digits: the number is complete
+    ("My number is 052.", "digits"),  # Whisper's full stop after a digit group
     ("five four", "digits"),
     ("zero", "digits"),
     ("Is it 054?", "digits"),

@@ -84,7 +84,7 @@ def test_a_bad_checksum_is_refused_and_not_installed(tmp_path: Path, server: str
 def test_manifest_is_complete_and_pinned() -> None:
     entries = mm.load_manifest()
     kinds = {e.kind for e in entries if e.default}
-    assert kinds == {"stt", "tts", "llm", "embedding"}
+    assert kinds == {"stt", "tts", "llm", "embedding", "turn"}
     for entry in entries:
         assert entry.why and entry.needed_for
         for f in entry.files:

@@ -1,34 +1,23 @@
-"""End-of-turn detection: a pure, clock-free state machine fed VAD windows.
+"""End-of-turn detection for the current call loop: the text-only face of ``turns.decision``.
 
-Modelled on Home Assistant's VoiceCommandSegmenter: the caller feeds ``process(p, duration_ms)``
-for every VAD window in order (Silero: 32 ms each) and gets typed events back. Time is the audio
-timeline, i.e. the sum of the durations fed since ``start_ms`` (align ``start_ms`` with the media
-timestamp of the first sample to get Twilio's clock); nothing here reads a clock.
-
-States::
-
-    IDLE --voiced >= min_speech_ms--> SPEECH          emits SpeechStarted(at_ms = onset)
-    SPEECH --unvoiced window--> PAUSE (pause_id += 1)
-    PAUSE --silence >= speculate_after_ms--> emits SilenceStarted (start speculative STT)
-    PAUSE --hint(text)--> wait = short / base / long for this pause
-    PAUSE --voiced >= resume_min_ms--> SPEECH         emits SpeechResumed if SilenceStarted went out
-    PAUSE --silence >= wait--> IDLE                    emits TurnEnded
-    SPEECH/PAUSE --turn length >= max_turn_ms--> IDLE  emits TurnEnded(reason="max_length")
-
-Voicing uses hysteresis: a window is voiced at ``p >= start_threshold`` when entering speech and
-at ``p >= continue_threshold`` while already in a voiced run. End of speech is the END of the
-last voiced window (docs: latency.md), not the moment the silence wait ran out; the difference is
-``endpoint_wait_ms``. A voiced blip inside a pause shorter than ``resume_min_ms`` counts as
-silence, but the turn is never ended while such a blip is still going on.
+``EndpointDetector`` keeps the interface ``call/session.py`` uses (``process(p, duration_ms)``,
+``hint(text, pause_id)``, events ``SpeechStarted`` / ``SilenceStarted`` / ``SpeechResumed`` /
+``TurnEnded``) and runs ``appliance.turns.decision.TurnDetector`` underneath, with no turn model and
+three waits: ``short_wait_ms`` after a finished-sounding transcript, ``base_wait_ms`` when it says
+nothing (or has not come), ``long_wait_ms`` while it is unfinished (digits, "and", "um", ",").
+When the call's turn loop moves to ``TurnDetector`` itself (and the smart-turn model), this
+adapter can go. Pure and clock-free; the audio timeline is the sum of the durations fed since
+``start_ms``. See ``turns/decision.py`` for voicing, blips and pause ids.
 """
 
 from __future__ import annotations
 
-import enum
 import logging
-import re
 from dataclasses import dataclass
 from typing import Literal
+
+from ..turns.decision import Commit, Pause, Resume, TurnDetector, TurnEvent, TurnParams
+from ..turns.text import text_signal
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +54,16 @@ class EndpointParams:
             return self.long_wait_ms
         return self.base_wait_ms
 
+    def turn_params(self) -> TurnParams:
+        """The same behaviour as ``TurnParams``: no model, so only three waits apply."""
+        short, base, long = self.short_wait_ms, self.base_wait_ms, self.long_wait_ms
+        return TurnParams(
+            start_threshold=self.start_threshold, continue_threshold=self.continue_threshold,
+            min_speech_ms=self.min_speech_ms, resume_min_ms=self.resume_min_ms,
+            pause_ms=self.speculate_after_ms, fast_wait_ms=short, quick_wait_ms=short,
+            text_wait_ms=short, model_wait_ms=short, base_wait_ms=base, doubt_wait_ms=long,
+            max_wait_ms=long, max_turn_ms=self.max_turn_ms)
+
 
 @dataclass(frozen=True)
 class SpeechStarted:
@@ -96,212 +95,81 @@ class TurnEnded:
 EndpointEvent = SpeechStarted | SilenceStarted | SpeechResumed | TurnEnded
 
 
-class _State(enum.Enum):
-    IDLE = "idle"
-    SPEECH = "speech"
-    PAUSE = "pause"
-
-
 class EndpointDetector:
     def __init__(self, params: EndpointParams = EndpointParams(), start_ms: int = 0) -> None:
         self.params = params
-        self._now_ms = start_ms
-        self._pause_id = 0  # increases for every pause, across turns
-        self.reset()
+        self._turns = TurnDetector(params.turn_params(), start_ms)
 
     def reset(self, at_ms: int | None = None) -> None:
         """Back to IDLE, dropping any turn in progress. ``at_ms`` moves the timeline."""
-        if at_ms is not None:
-            self._now_ms = at_ms
-        self._state = _State.IDLE
-        self._run_start_ms: int | None = None  # start of the current voiced run (candidate)
-        self._run_ms = 0
-        self._turn_start_ms: int | None = None
-        self._last_voiced_end_ms: int | None = None
-        self._silence_announced = False
-        self._text_class: TextClass | None = None
+        self._turns.reset(at_ms)
 
-    # --- read-only views -------------------------------------------------------------------
     @property
     def now_ms(self) -> int:
         """End of the last window fed, on the audio timeline."""
-        return self._now_ms
+        return self._turns.now_ms
 
     @property
     def in_turn(self) -> bool:
-        return self._state is not _State.IDLE
+        return self._turns.in_turn
 
     @property
     def end_of_speech_ms(self) -> int | None:
         """End of the last voiced window of the current turn (None outside a turn)."""
-        return self._last_voiced_end_ms if self.in_turn else None
+        return self._turns.end_of_speech_ms
 
     @property
     def current_wait_ms(self) -> int:
-        return self.params.wait_for(self._text_class)
+        return self._turns.required_silence_ms
 
-    # --- inputs ----------------------------------------------------------------------------
     def process(self, speech_probability: float, duration_ms: int) -> list[EndpointEvent]:
         """Feed one VAD window; return the events it causes (usually none)."""
-        if duration_ms <= 0:
-            raise ValueError("duration_ms must be > 0")
-        start = self._now_ms
-        self._now_ms = end = start + duration_ms
-        p = self.params
-        in_run = self._run_start_ms is not None
-        voiced = speech_probability >= (p.continue_threshold if in_run else p.start_threshold)
-        if voiced:
-            if not in_run:
-                self._run_start_ms, self._run_ms = start, 0
-            self._run_ms += duration_ms
-        else:
-            self._run_start_ms, self._run_ms = None, 0
-
-        if self._state is _State.IDLE:
-            return self._idle(voiced, end)
-        if self._state is _State.SPEECH:
-            events = self._speech(voiced, end)
-        else:
-            events = self._pause(voiced, end)
-        if self._state is not _State.IDLE and end - self._turn_start_ms >= p.max_turn_ms:
-            events.append(self._end_turn(end, "max_length"))
-        return events
+        return self._translate(self._turns.frame(speech_probability, duration_ms))
 
     def hint(self, text: str, pause_id: int | None = None) -> list[EndpointEvent]:
         """Speculative transcript of the turn so far, for the pause ``pause_id`` (from
-        SilenceStarted). Sets this pause's wait; ends the turn at once if already exceeded.
-        Ignored if the caller has resumed speaking or the pause is not the current one."""
-        if self._state is not _State.PAUSE:
-            return []
-        if pause_id is not None and pause_id != self._pause_id:
-            return []
-        self._text_class = classify_text(text)
-        logger.debug("endpoint hint %r -> %s", text, self._text_class)
-        if self._run_start_ms is None and self._silence_ms() >= self.current_wait_ms:
-            return [self._end_turn(self._now_ms, "silence")]
-        return []
+        SilenceStarted; None: the current pause). Sets this pause's wait; ends the turn at once
+        if already exceeded. Ignored if the caller has resumed or the pause is not current."""
+        pause = self._turns.current_pause_id if pause_id is None else pause_id
+        logger.debug("endpoint hint %r -> %s", text, classify_text(text))
+        return self._translate(self._turns.transcript(text, pause))
 
-    # --- transitions -----------------------------------------------------------------------
-    def _idle(self, voiced: bool, end: int) -> list[EndpointEvent]:
-        if not voiced or self._run_ms < self.params.min_speech_ms:
-            return []
-        self._state = _State.SPEECH
-        self._turn_start_ms = self._run_start_ms
-        self._last_voiced_end_ms = end
-        return [SpeechStarted(at_ms=self._turn_start_ms)]
-
-    def _speech(self, voiced: bool, end: int) -> list[EndpointEvent]:
-        if voiced:
-            self._last_voiced_end_ms = end
-            return []
-        self._state = _State.PAUSE
-        self._pause_id += 1
-        self._silence_announced = False
-        self._text_class = None
-        return self._check_silence()
-
-    def _pause(self, voiced: bool, end: int) -> list[EndpointEvent]:
-        if voiced:
-            if self._run_ms < self.params.resume_min_ms:
-                return []  # a blip so far: hold the decision until it proves itself or stops
-            events: list[EndpointEvent] = []
-            if self._silence_announced:
-                pause_ms = self._run_start_ms - self._last_voiced_end_ms
-                events.append(SpeechResumed(self._run_start_ms, pause_ms, self._pause_id))
-            self._state = _State.SPEECH
-            self._last_voiced_end_ms = end
-            self._text_class = None
-            return events
-        return self._check_silence()
-
-    def _silence_ms(self) -> int:
-        return self._now_ms - self._last_voiced_end_ms
-
-    def _check_silence(self) -> list[EndpointEvent]:
-        silence = self._silence_ms()
-        events: list[EndpointEvent] = []
-        if not self._silence_announced and silence >= self.params.speculate_after_ms:
-            self._silence_announced = True
-            events.append(SilenceStarted(self._last_voiced_end_ms, self._pause_id))
-        if silence >= self.current_wait_ms:
-            events.append(self._end_turn(self._now_ms, "silence"))
-        return events
-
-    def _end_turn(self, decided_ms: int, reason: Literal["silence", "max_length"]) -> TurnEnded:
-        event = TurnEnded(
-            start_ms=self._turn_start_ms,
-            end_of_speech_ms=self._last_voiced_end_ms,
-            endpoint_wait_ms=decided_ms - self._last_voiced_end_ms,
-            reason=reason,
-            text_class=self._text_class,
-        )
-        self.reset()
-        return event
+    @staticmethod
+    def _translate(events: list[TurnEvent]) -> list[EndpointEvent]:
+        out: list[EndpointEvent] = []
+        for event in events:
+            if isinstance(event, Pause):
+                out.append(SilenceStarted(event.at_ms, event.pause_id))
+            elif isinstance(event, Resume):
+                out.append(SpeechResumed(event.at_ms, event.pause_ms, event.pause_id))
+            elif isinstance(event, Commit):
+                d = event.decision
+                out.append(TurnEnded(
+                    start_ms=d.start_ms, end_of_speech_ms=d.end_of_speech_ms,
+                    endpoint_wait_ms=d.silence_ms,
+                    reason="max_length" if d.ended_by == "max_length" else "silence",
+                    text_class=None if d.text is None else classify_text(d.text)))
+            else:
+                out.append(SpeechStarted(event.at_ms))
+        return out
 
 
 # --- transcript classification ----------------------------------------------------------------
 
-_DIGIT_WORDS = frozenset(
-    "zero oh one two three four five six seven eight nine double triple "
-    "ноль один два три четыре пять шесть семь восемь девять "
-    "אפס אחת אחד שתיים שתים שניים שנים שלוש שלש ארבע חמש שש שבע שמונה תשע".split()
-)
-_ZERO_WORDS = frozenset({"zero", "ноль", "אפס", "0"})  # a lone trailing "zero" is a number
-# A trailing word that promises more: conjunctions, fillers, articles, prepositions.
-_CONNECTIVES = frozenset(
-    "and or but so because then plus also um umm uh uhh er erm hmm mm like the a an to of for "
-    "with at in on from my your our is are "
-    "и а но или потому что чтобы ну э эм мм в на с к по для мой моя номер "
-    "ו או אבל כי אז גם של עם את אם אה אמ אממ לי".split()
-)
-_CLOSING_PHRASES = (
-    "thank you", "thanks", "bye", "goodbye", "bye bye", "that's all", "that's it", "that is all",
-    "תודה", "תודה רבה", "להתראות", "ביי",
-    "спасибо", "до свидания", "пока",
-)
-_NUMERIC_TOKEN = re.compile(r"^\+?[\d()\-.]*\d[\d()\-.]*$")
-_WORD = re.compile(r"[\w'’+()\-]+", re.UNICODE)
-_TRAILING_NOISE = " \t\r\n\"'”“»«)]"
-
-
-def _is_number_token(token: str) -> bool:
-    return token in _DIGIT_WORDS or bool(_NUMERIC_TOKEN.match(token))
-
-
-def _ends_in_digits(words: list[str]) -> bool:
-    if not words:
-        return False
-    last = words[-1].strip(".-()")
-    if not _is_number_token(last):
-        return False
-    if last in _ZERO_WORDS or sum(ch.isdigit() for ch in last) >= 2:
-        return True
-    return len(words) >= 2 and _is_number_token(words[-2].strip(".-()"))
-
 
 def classify_text(text: str) -> TextClass:
-    """How a (speculative) transcript ends:
+    """How a (speculative) transcript ends, from ``turns.text.text_signal``:
 
     - ``digits``: a number is being read out ("... zero five four", "054-123", "... zero")
     - ``incomplete``: trailing "...", ",", "-", ":" or a connective/filler ("and", "um", "the")
-    - ``complete``: ends with "?", or with "." / "!" / a closing phrase ("thank you", "bye")
-    - ``neutral``: none of these (e.g. no punctuation); also empty text
+    - ``complete``: a question, a closing phrase, a short answer or a full sentence
+    - ``neutral``: none of these (e.g. a whole 10-digit number, no punctuation); also empty text
     """
-    stripped = text.strip(_TRAILING_NOISE).lower()
-    if not stripped:
-        return "neutral"
-    words = _WORD.findall(stripped)
-    if _ends_in_digits(words):
+    signal = text_signal(text)
+    if signal.finished:
+        return "complete"
+    if signal.reason in ("digits", "expects_more"):
         return "digits"
-    if stripped.endswith(("...", "…", ",", "-", "–", "—", ":", ";")):
+    if signal.unfinished and signal.reason != "no_words":
         return "incomplete"
-    if stripped.endswith(("?", "？")):
-        return "complete"
-    if words and words[-1].strip("-") in _CONNECTIVES:
-        return "incomplete"
-    if stripped.endswith((".", "!", "。")):
-        return "complete"
-    bare = " ".join(words)
-    if any(bare == phrase or bare.endswith(" " + phrase) for phrase in _CLOSING_PHRASES):
-        return "complete"
     return "neutral"
