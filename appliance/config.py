@@ -311,11 +311,12 @@ def _read_secrets_file(path: Path) -> dict[str, str]:
 def load_settings(path: str | os.PathLike[str],
                   environ: Mapping[str, str] | None = None,
                   model_resolver: Callable[[str, str, Path], Path | None] | None = None,
-                  ) -> Settings:
+                  require_twilio: bool = True) -> Settings:
     """Read, validate and freeze. ``environ`` defaults to os.environ (tests pass their own).
 
     ``model_resolver(kind, value, models_dir)`` maps a manifest name to its path; by default the
-    one in appliance.models_manifest.
+    one in appliance.models_manifest. ``require_twilio=False`` (offline commands such as
+    `appliance kb`) does not insist on the settings only the webhooks need (public_url).
     """
     env = dict(os.environ if environ is None else environ)
     config_path = Path(path).resolve()
@@ -365,7 +366,7 @@ def load_settings(path: str | os.PathLike[str],
         log_level=r.choice("server", "log_level", "info", ("debug", "info", "warning", "error")),
     )
     twilio = _twilio(r, secret("TWILIO_AUTH_TOKEN"))
-    if twilio.validate_signatures:
+    if twilio.validate_signatures and require_twilio:
         if not server.public_url:
             raise ConfigError("server", "public_url",
                               "is required while [twilio] validate_signatures is true: set it to "
