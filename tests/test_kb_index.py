@@ -65,7 +65,8 @@ class FakeEmbedder:
     def __init__(self, name: str = "fake-model", dimension: int = 8) -> None:
         self.name, self.dimension = name, dimension
         self.embedded: list[str] = []
-        self.fail_after: int | None = None
+        self.calls = 0
+        self.fail_after: int | None = None   # calls (passages and titles: two per small file)
 
     @property
     def identity(self) -> str:
@@ -80,8 +81,9 @@ class FakeEmbedder:
         return self._vector(text)
 
     def embed_passages(self, texts: Sequence[str], batch: int = 16) -> np.ndarray:
-        if self.fail_after is not None and len(self.embedded) >= self.fail_after:
+        if self.fail_after is not None and self.calls >= self.fail_after:
             raise KeyboardInterrupt  # what Ctrl-C in the middle of embedding looks like
+        self.calls += 1
         self.embedded.extend(texts)
         return np.stack([self._vector(t) for t in texts]) if texts else \
             np.zeros((0, self.dimension), np.float32)
@@ -191,7 +193,8 @@ def test_interrupted_ingest_leaves_a_usable_index(db: Database, kb_dir: Path) ->
         path = kb_dir / name
         path.write_text(path.read_text(encoding="utf-8") + "\nNew paragraph.\n", encoding="utf-8")
     fake.embedded.clear()
-    fake.fail_after = 1                       # the second file's embedding is interrupted
+    fake.calls = 0
+    fake.fail_after = 2                       # the second file's embedding is interrupted
     with pytest.raises(KeyboardInterrupt):
         Indexer(db, fake).ingest(kb_dir)
     assert consistent(db)["passages"] == before["passages"]

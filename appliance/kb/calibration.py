@@ -36,8 +36,8 @@ class Calibration:
 
 
 CALIBRATIONS: tuple[tuple[str, Calibration], ...] = (
-    ("minilm", Calibration(min_similarity=0.45, best_similarity=0.35, expansion=0.7,
-                           title_similarity=0.4, latin_only=True)),
+    ("minilm", Calibration(min_similarity=0.5, best_similarity=0.35, expansion=0.7,
+                           title_similarity=0.7, latin_only=True)),
     ("e5-", Calibration(min_similarity=0.82, best_similarity=0.8, expansion=0.9,
                         title_similarity=0.85)),
     ("embeddinggemma", Calibration(min_similarity=0.45, best_similarity=0.35, expansion=0.7,

@@ -267,12 +267,14 @@ class _Floor:
         if self.use_similarity and sim is None and self.nth >= kb.min_similarity:
             sim = kb._similarity(self.conn, pid, self.vector)
         coverage = self.words.coverage(pid)
-        agreed = best and ranks.get("vector") == 1 and ("bm25" in ranks or "trigram" in ranks)
+        agreed = best and ranks.get("vector") == 1 and 1 in (ranks.get("bm25"),
+                                                            ranks.get("trigram"))
         title = self.titles.get(pid)
         passes = self.use_similarity and sim is not None and (
             sim >= kb.min_similarity or (agreed and sim >= kb.best_similarity))
         passes = (passes or (self.use_coverage and coverage >= kb.min_coverage)
-                  or (title is not None and title >= kb.calibration.title_similarity))
+                  or (title is not None and ranks.get("title") == 1
+                      and title >= kb.calibration.title_similarity))
         if not passes:
             return None
         row = self.conn.execute(
@@ -362,9 +364,13 @@ class _WordCoverage:
         present = frozenset(textmod.words(" ".join(row)))
         found = 0.0
         for term, weight in self.weights.items():
-            if term in present or self._fuzzy(term, present) or any(
-                    w in present for w, _ in self.expansions.get(term, ())):
+            if term in present or self._fuzzy(term, present):
                 found += weight
+                continue
+            # A KB word standing in for the question's word counts as much as it is alike.
+            near = [sim for w, sim in self.expansions.get(term, ()) if w in present]
+            if near:
+                found += weight * max(near)
         return found / self.total_weight
 
     def _fuzzy(self, term: str, present: frozenset[str]) -> bool:
