@@ -32,12 +32,13 @@ class Calibration:
     best_similarity: float
     expansion: float
     title_similarity: float        # a passage whose title is this similar is an answer
+    combined: float = 2.0          # similarity + COVERAGE_WEIGHT * coverage at least this
     latin_only: bool = False
 
 
 CALIBRATIONS: tuple[tuple[str, Calibration], ...] = (
     ("minilm", Calibration(min_similarity=0.5, best_similarity=0.35, expansion=0.7,
-                           title_similarity=0.7, latin_only=True)),
+                           title_similarity=0.7, combined=0.7, latin_only=True)),
     ("e5-", Calibration(min_similarity=0.82, best_similarity=0.8, expansion=0.9,
                         title_similarity=0.85)),
     ("embeddinggemma", Calibration(min_similarity=0.45, best_similarity=0.35, expansion=0.7,
@@ -46,6 +47,7 @@ CALIBRATIONS: tuple[tuple[str, Calibration], ...] = (
 FALLBACK = Calibration(min_similarity=0.5, best_similarity=0.4, expansion=0.8,
                        title_similarity=0.55, latin_only=True)
 DEFAULT_MIN_COVERAGE = 0.6
+COVERAGE_WEIGHT = 0.5
 
 
 def calibration_for(model_name: str) -> Calibration:

@@ -33,7 +33,7 @@ import numpy as np
 from ..config import KbSettings
 from ..store.db import Database
 from . import text as textmod
-from .calibration import DEFAULT_MIN_COVERAGE, calibration_for
+from .calibration import COVERAGE_WEIGHT, DEFAULT_MIN_COVERAGE, calibration_for
 from .embed import TextEmbedder
 from .index import TITLE_TABLE, VEC_TABLE, meta, vec_table_exists
 from .vocab import Vocabulary, in_model_script
@@ -271,7 +271,8 @@ class _Floor:
                                                             ranks.get("trigram"))
         title = self.titles.get(pid)
         passes = self.use_similarity and sim is not None and (
-            sim >= kb.min_similarity or (agreed and sim >= kb.best_similarity))
+            sim >= kb.min_similarity or (agreed and sim >= kb.best_similarity)
+            or sim + COVERAGE_WEIGHT * coverage >= kb.calibration.combined)
         passes = (passes or (self.use_coverage and coverage >= kb.min_coverage)
                   or (title is not None and ranks.get("title") == 1
                       and title >= kb.calibration.title_similarity))

@@ -49,11 +49,13 @@ def words(text: str) -> list[str]:
 
 
 def codes(text: str) -> list[str]:
-    """Codes with separators and at least one digit ("sw-wm-8123"), written without them."""
+    """Codes with separators and at least one digit ("sw-wm-8123"), written without them, and
+    hyphenated words written as one ("x-ray" -> "xray", "check-up" -> "checkup")."""
     out = []
     for match in _CODE.finditer(text):
         token = match.group(0)
-        if any(c.isdigit() for c in token):
+        if any(c.isdigit() for c in token) or ("-" in token and "." not in token
+                                               and "/" not in token):
             out.append(re.sub(r"[-./]", "", token))
     return out
 
