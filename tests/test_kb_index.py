@@ -99,6 +99,8 @@ def consistent(db: Database) -> dict[str, int]:
         if conn.execute("SELECT 1 FROM sqlite_master WHERE name='kb_vec'").fetchone():
             vec = {r[0] for r in conn.execute("SELECT rowid FROM kb_vec")}
             assert vec <= ids
+            titles = {r[0] for r in conn.execute("SELECT rowid FROM kb_vec_title")}
+            assert titles == vec               # every passage with a vector has a title vector
         files = conn.execute("SELECT coalesce(sum(passages), 0) FROM kb_files").fetchone()[0]
         assert files == len(ids)
         return {"passages": len(ids), "vectors": len(vec)}
@@ -257,3 +259,33 @@ def test_missing_folder(db: Database) -> None:
     with pytest.raises(KbError) as caught:
         Indexer(db, None).ingest(Path("/nonexistent/kb"))
     assert caught.value.code == "no_directory"
+
+
+def test_an_index_without_title_vectors_gets_them_without_re_embedding_passages(
+        db: Database, kb_dir: Path) -> None:
+    fake = FakeEmbedder()
+    Indexer(db, fake).ingest(kb_dir)
+    db.write_sync(lambda c: c.execute("DROP TABLE kb_vec_title"))   # as made before titles
+    fake.embedded.clear()
+    report = Indexer(db, fake).ingest(kb_dir)
+    assert report.passages_embedded == 0 and report.passages_reused == report.passages_total
+    assert consistent(db)["vectors"] == report.passages_total
+    assert fake.embedded and all(len(t) < 80 for t in fake.embedded)   # titles only
+
+
+def test_vocabulary_follows_the_index(db: Database, kb_dir: Path) -> None:
+    fake = FakeEmbedder()
+    Indexer(db, fake).ingest(kb_dir)
+    words = lambda: {r[0] for r in db.read_sync(   # noqa: E731
+        lambda c: c.execute("SELECT term FROM kb_vocab").fetchall())}
+    first = words()
+    assert "delivery" in first and not any(w.isdigit() for w in first)
+    assert all(w.isascii() for w in first)          # fake-model: English-only fallback
+    (kb_dir / "extra.md").write_text("# Zeppelins\nWe rent zeppelins.\n", encoding="utf-8")
+    fake.embedded.clear()
+    Indexer(db, fake).ingest(kb_dir)
+    assert "zeppelins" in words() and "zeppelins" in fake.embedded
+    assert "delivery" not in fake.embedded          # known words are not embedded again
+    (kb_dir / "extra.md").unlink()
+    Indexer(db, fake).ingest(kb_dir)
+    assert "zeppelins" not in words()
