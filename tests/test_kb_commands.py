@@ -99,7 +99,8 @@ def test_eval_on_another_business_without_twilio_settings(
         '{"question": "how much is a root canal", '
         '"expected": [{"file": "treatments.csv", "row": 5}]}\n'
         '{"question": "what time do you close on thursday", '
-        '"expected": [{"file": "about.md", "heading": "About Bright Smile Dental > Accessibility"}]}\n'
+        '"expected": [{"file": "about.md", '
+        '"heading": "About Bright Smile Dental > Accessibility"}]}\n'
         '{"question": "do you sell cars?", "expected": null}\n', encoding="utf-8")
     assert run(ini, "eval", str(questions)) == 2              # nothing ingested yet
     assert "run `appliance kb ingest` first" in capsys.readouterr().err

@@ -276,8 +276,10 @@ def test_an_index_without_title_vectors_gets_them_without_re_embedding_passages(
 def test_vocabulary_follows_the_index(db: Database, kb_dir: Path) -> None:
     fake = FakeEmbedder()
     Indexer(db, fake).ingest(kb_dir)
-    words = lambda: {r[0] for r in db.read_sync(   # noqa: E731
-        lambda c: c.execute("SELECT term FROM kb_vocab").fetchall())}
+    def words() -> set[str]:
+        return {r[0] for r in db.read_sync(
+            lambda c: c.execute("SELECT term FROM kb_vocab").fetchall())}
+
     first = words()
     assert "delivery" in first and not any(w.isdigit() for w in first)
     assert all(w.isascii() for w in first)          # fake-model: English-only fallback
@@ -289,3 +291,19 @@ def test_vocabulary_follows_the_index(db: Database, kb_dir: Path) -> None:
     (kb_dir / "extra.md").unlink()
     Indexer(db, fake).ingest(kb_dir)
     assert "zeppelins" not in words()
+
+
+def test_ingest_in_background_lets_searches_run(db: Database, kb_dir: Path) -> None:
+    import asyncio
+
+    from appliance.kb.index import ingest_in_background
+
+    async def scenario() -> tuple[object, object]:
+        task = ingest_in_background(Indexer(db, FakeEmbedder()), kb_dir)
+        await asyncio.sleep(0)                  # the loop is free while it indexes
+        missing = ingest_in_background(Indexer(db, None), kb_dir / "nope")
+        return await task, await missing
+
+    report, missing = asyncio.run(scenario())
+    assert report is not None and report.passages_total > 50 and missing is None
+    assert KnowledgeBase(db, None).search("delivery to Eilat", mode="bm25")

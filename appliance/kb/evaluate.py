@@ -141,6 +141,12 @@ def evaluate(search: Search, questions: Sequence[Question], k: int = K) -> EvalR
     return result
 
 
+def _where(expected: Expected) -> str:
+    if expected.heading is not None:
+        return f"{expected.file} {expected.heading}"
+    return expected.file if expected.row is None else f"{expected.file} row {expected.row}"
+
+
 def _pct(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.1f}%"
 
@@ -148,16 +154,15 @@ def _pct(value: float | None) -> str:
 def format_result(result: EvalResult, details: bool = True) -> str:
     answerable = len(result.found) + len(result.missed)
     unanswerable = len(result.abstained) + len(result.leaked)
-    lines = [f"recall@{result.k}: {_pct(result.recall)} ({len(result.found)}/{answerable} "
-             f"answerable questions; {len(result.refused)} of the misses returned nothing)",
-             f"abstention: {_pct(result.abstention)} ({len(result.abstained)}/{unanswerable} "
-             "questions the files cannot answer returned nothing)"]
+    lines = [(f"recall@{result.k}: {_pct(result.recall)} ({len(result.found)}/{answerable} "
+              f"answerable questions; {len(result.refused)} of the misses returned nothing)"),
+             (f"abstention: {_pct(result.abstention)} ({len(result.abstained)}/{unanswerable} "
+              "questions the files cannot answer returned nothing)")]
     if not details:
         return "\n".join(lines)
     for q, hits in result.missed:
         got = ", ".join(h.citation for h in hits) or "nothing"
-        want = "; ".join(f"{e.file} {e.heading or f'row {e.row}' if e.row or e.heading else ''}"
-                         .strip() for e in q.expected or ())
+        want = "; ".join(_where(e) for e in q.expected or ())
         lines.append(f"  missed (line {q.line}): {q.question!r}: got {got}; expected {want}")
     for q, hits in result.leaked:
         lines.append(f"  answered (line {q.line}) but should not: {q.question!r}: "

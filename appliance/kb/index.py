@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -382,3 +383,25 @@ def read_stats(conn: sqlite3.Connection) -> KbStats:
                    embedding_dim=int(info.get("embedding_dim", "0")),
                    last_ingest_at=info.get("last_ingest_at", ""),
                    directory=info.get("directory", ""))
+
+
+def ingest_in_background(indexer: Indexer, directory: Path) -> "asyncio.Task[IngestReport | None]":
+    """Start ``indexer.ingest(directory)`` in a worker thread and return at once.
+
+    Searches work meanwhile: each file is replaced in its own transaction, so a question sees
+    every file at its old or its new version. The task's result is the report (None when the
+    folder cannot be indexed; the reason is logged). For the server: create it after the port
+    opens instead of awaiting the ingest before (conversation/wiring.py, ``_index``).
+    """
+    async def run() -> IngestReport | None:
+        try:
+            report = await asyncio.to_thread(indexer.ingest, directory)
+        except KbError as exc:
+            log.warning("knowledge base not indexed: %s", exc)
+            return None
+        log.info("knowledge base: %d added, %d updated, %d removed, %d skipped (%.1f s)",
+                 len(report.added), len(report.updated), len(report.removed),
+                 len(report.skipped), report.seconds)
+        return report
+
+    return asyncio.get_running_loop().create_task(run(), name="kb-ingest")
