@@ -88,7 +88,7 @@ def test_lexical_only_without_a_model(ingested: Database) -> None:  # noqa: F811
 
 
 def test_floor_settings() -> None:
-    assert default_min_similarity("all-MiniLM-L6-v2") == 0.45
+    assert default_min_similarity("all-MiniLM-L6-v2") == 0.5
     assert default_min_similarity("multilingual-e5-small") == 0.82
     assert default_min_similarity("Multilingual E5 Small") == 0.82   # GGUF general.name
     assert default_min_similarity("bge-m3") == 0.5
