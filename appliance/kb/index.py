@@ -156,7 +156,8 @@ class Indexer:
             progress(IngestProgress(len(files), len(files), ""))
         self.db.write_sync(lambda c: _set_meta(
             c, last_ingest_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            directory=str(directory.resolve())))
+            directory=str(directory.resolve()),
+            vectors_stamp=str(time.time_ns())))   # searches re-read in-memory vectors
         report.passages_total = self.db.read_sync(
             lambda c: c.execute("SELECT count(*) FROM kb_passages").fetchone()[0])
         report.seconds = time.monotonic() - started

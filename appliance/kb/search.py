@@ -36,7 +36,8 @@ from . import text as textmod
 from .calibration import COVERAGE_WEIGHT, DEFAULT_MIN_COVERAGE, calibration_for
 from .embed import TextEmbedder
 from .index import TITLE_TABLE, VEC_TABLE, meta, vec_table_exists
-from .vocab import Vocabulary, in_model_script
+from .matrix import CachedMatrix, similarities
+from .vocab import Vocabulary, expandable, in_model_script
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +119,8 @@ class KnowledgeBase:
         self.best_similarity = min(self.calibration.best_similarity, self.min_similarity)
         self.min_coverage = min_coverage
         self.vocabulary = Vocabulary(self.calibration.expansion, self.calibration.latin_only)
+        self._title_matrix = CachedMatrix(
+            f"SELECT rowid, embedding FROM {TITLE_TABLE}", "vectors_stamp")
         self.candidates = candidates
         self._warned_model = False
 
@@ -135,35 +138,51 @@ class KnowledgeBase:
         k = k or self.top_k
         retrievers = _RETRIEVERS[mode]
         started = time.perf_counter()
-        vector = None
-        if "vector" in retrievers and self.embedder is not None and query.strip():
-            vector = self.embedder.embed_query(query)
+        vector, words = self._embed(query, retrievers)
         embedded = time.perf_counter()
-        hits = self.db.read_sync(lambda c: self._snapshot(c, query, k, retrievers, vector))
+        hits = self.db.read_sync(
+            lambda c: self._snapshot(c, query, k, retrievers, vector, words))
         log.debug("kb search (%s, %d characters): %d hits, embedding %.1f ms, search %.1f ms",
                   mode, len(query), len(hits), (embedded - started) * 1000,
                   (time.perf_counter() - embedded) * 1000)
         return hits
 
+    def _embed(self, query: str, retrievers: tuple[str, ...]
+               ) -> tuple[np.ndarray | None, dict[str, np.ndarray]]:
+        """The question's vector and, in the same model call, those of its words that query
+        expansion may need (a real Embedder; test fakes embed the words later if needed)."""
+        if "vector" not in retrievers or self.embedder is None or not query.strip():
+            return None, {}
+        both = getattr(self.embedder, "embed_query_and_words", None)
+        words = [t for t in textmod.query_terms(query)
+                 if expandable(t, self.calibration.latin_only)]
+        if both is None or not words or retrievers == ("vector",):
+            return self.embedder.embed_query(query), {}
+        vector, matrix = both(query, words)
+        return vector, dict(zip(words, matrix))
+
     # -- inside one read ---------------------------------------------------------------------
 
     def _snapshot(self, conn: sqlite3.Connection, query: str, k: int,
-                  retrievers: tuple[str, ...], vector: np.ndarray | None) -> list[Hit]:
+                  retrievers: tuple[str, ...], vector: np.ndarray | None,
+                  word_vectors: dict[str, np.ndarray]) -> list[Hit]:
         """One read transaction, so an ingest committing meanwhile is seen entirely or not."""
         conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")   # keep the vectors in memory
         conn.execute("BEGIN")
         try:
-            return self._search(conn, query, k, retrievers, vector)
+            return self._search(conn, query, k, retrievers, vector, word_vectors)
         finally:
             conn.execute("COMMIT")
 
     def _search(self, conn: sqlite3.Connection, query: str, k: int,
-                retrievers: tuple[str, ...], vector: np.ndarray | None) -> list[Hit]:
+                retrievers: tuple[str, ...], vector: np.ndarray | None,
+                word_vectors: dict[str, np.ndarray]) -> list[Hit]:
         terms = textmod.query_terms(query)
         words = _WordCoverage(conn, terms)
         vector_ok = vector is not None and self._vectors_usable(conn)
         if vector_ok and self.embedder is not None and retrievers != ("vector",):
-            words.expansions = self.vocabulary.expand(conn, self.embedder, words.unknown_terms())
+            words.expansions = self.vocabulary.expand(conn, self.embedder, words.unknown_terms(),
+                                                      word_vectors)
         lists: dict[str, list[int]] = {}
         similarities: dict[int, float] = {}
         if "bm25" in retrievers and terms:
@@ -173,9 +192,9 @@ class KnowledgeBase:
         titles: dict[int, float] = {}
         if "vector" in retrievers and vector_ok:
             lists["vector"], similarities = self._knn(conn, VEC_TABLE, vector)
-        if ("title" in retrievers and vector_ok and vec_table_exists(conn, TITLE_TABLE)
+        if ("title" in retrievers and vector_ok
                 and in_model_script(query, self.calibration.latin_only)):
-            lists["title"], titles = self._knn(conn, TITLE_TABLE, vector)
+            lists["title"], titles = self._titles(conn, vector)
         candidates: dict[int, dict[str, int]] = {}
         for name, ids in lists.items():
             for rank, pid in enumerate(ids, 1):
@@ -185,7 +204,9 @@ class KnowledgeBase:
                        use_similarity="vector" in retrievers and vector_ok,
                        use_coverage=retrievers != ("vector",))
         hits: list[Hit] = []
-        for position, (pid, ranks) in enumerate(fused):   # best first; stop at k
+        # Best first; stop at k. Past the first `candidates` of the fusion nothing is an answer
+        # that a retriever did not rank well: not looking further bounds the work.
+        for position, (pid, ranks) in enumerate(fused[:self.candidates]):
             hit = floor.admit(pid, ranks, best=position == 0)
             if hit is not None:
                 hits.append(hit)
@@ -199,6 +220,18 @@ class KnowledgeBase:
             f"SELECT rowid, distance FROM {table} WHERE embedding MATCH ? AND k = ?",
             (vector.astype("<f4").tobytes(), self.candidates)).fetchall()
         return [r[0] for r in sorted(rows, key=lambda r: r[1])], {r[0]: 1.0 - r[1] for r in rows}
+
+    def _titles(self, conn: sqlite3.Connection, vector: np.ndarray
+                ) -> tuple[list[int], dict[int, float]]:
+        """The title retriever: the passages whose titles are closest (in-memory matrix)."""
+        rows = self._title_matrix.rows(conn)
+        if rows is None:
+            return [], {}
+        scores = similarities(rows.vectors, vector[None, :])[:, 0]
+        n = min(self.candidates, len(scores))
+        top = np.argpartition(-scores, n - 1)[:n]
+        best = sorted(top, key=lambda i: -scores[i])
+        return [rows.keys[i] for i in best], {rows.keys[i]: float(scores[i]) for i in best}
 
     def _vectors_usable(self, conn: sqlite3.Connection) -> bool:
         if not vec_table_exists(conn):

@@ -16,11 +16,11 @@ from __future__ import annotations
 import logging
 import re
 import sqlite3
-from dataclasses import dataclass
-
+import time
 import numpy as np
 
 from .embed import TextEmbedder
+from .matrix import CachedMatrix, similarities
 
 log = logging.getLogger(__name__)
 
@@ -80,17 +80,12 @@ def refresh(conn_read: sqlite3.Connection, embedder: TextEmbedder, latin_only: b
 def write(conn: sqlite3.Connection, identity: str, drop: list[str], add: list[str],
           vectors: np.ndarray) -> None:
     ensure_table(conn)
+    conn.execute("INSERT INTO kb_meta(key, value) VALUES ('vocab_stamp', ?) ON CONFLICT(key) "
+                 "DO UPDATE SET value = excluded.value", (f"{identity}|{time.time_ns()}",))
     conn.executemany(f"DELETE FROM {VOCAB_TABLE} WHERE term = ?", [(t,) for t in drop])
     conn.executemany(f"INSERT OR REPLACE INTO {VOCAB_TABLE}(term, model, embedding) "
                      "VALUES (?, ?, ?)",
                      [(t, identity, v.astype("<f4").tobytes()) for t, v in zip(add, vectors)])
-
-
-@dataclass
-class _Matrix:
-    key: tuple[str, int]
-    terms: list[str]
-    vectors: np.ndarray          # (len(terms), dimension), unit rows
 
 
 class Vocabulary:
@@ -98,41 +93,34 @@ class Vocabulary:
 
     def __init__(self, floor: float, latin_only: bool) -> None:
         self.floor, self.latin_only = floor, latin_only
-        self._matrix: _Matrix | None = None
+        self._matrix = CachedMatrix(
+            f"SELECT term, embedding FROM {VOCAB_TABLE} WHERE model = ?", "vocab_stamp")
 
-    def _load(self, conn: sqlite3.Connection, identity: str) -> _Matrix | None:
-        try:
-            count = conn.execute(f"SELECT count(*) FROM {VOCAB_TABLE} WHERE model = ?",
-                                 (identity,)).fetchone()[0]
-        except sqlite3.OperationalError:
-            return None
-        stamp = conn.execute("SELECT value FROM kb_meta WHERE key = 'last_ingest_at'").fetchone()
-        key = (stamp[0] if stamp else "", count)
-        if self._matrix is not None and self._matrix.key == key:
-            return self._matrix
-        rows = conn.execute(f"SELECT term, embedding FROM {VOCAB_TABLE} WHERE model = ?",
-                            (identity,)).fetchall()
-        vectors = (np.stack([np.frombuffer(blob, dtype="<f4") for _, blob in rows])
-                   if rows else np.zeros((0, 1), dtype=np.float32))
-        self._matrix = _Matrix(key, [t for t, _ in rows], vectors)
-        return self._matrix
+    def expand(self, conn: sqlite3.Connection, embedder: TextEmbedder, terms: list[str],
+               vectors: dict[str, np.ndarray] | None = None
+               ) -> dict[str, list[tuple[str, float]]]:
+        """Question word -> the KB words closest to it (similarity >= floor), best first.
 
-    def expand(self, conn: sqlite3.Connection, embedder: TextEmbedder,
-               terms: list[str]) -> dict[str, list[tuple[str, float]]]:
-        """Question word -> the KB words closest to it (similarity >= floor), best first."""
+        ``vectors``: the words' vectors when the caller embedded them with the question.
+        """
         terms = [t for t in terms if expandable(t, self.latin_only)]
         if not terms:
             return {}
-        matrix = self._load(conn, embedder.identity)
-        if matrix is None or not matrix.terms:
+        matrix = self._matrix.rows(conn, embedder.identity)
+        if matrix is None:
             return {}
-        scores = matrix.vectors @ embedder.embed_passages(terms).T    # (vocab, terms)
+        given = vectors or {}
+        if all(t in given for t in terms):
+            embedded = np.stack([given[t] for t in terms])
+        else:
+            embedded = embedder.embed_passages(terms)
+        scores = similarities(matrix.vectors, embedded)               # (vocab, terms)
         out: dict[str, list[tuple[str, float]]] = {}
         for j, term in enumerate(terms):
             column = scores[:, j]
             top = np.argpartition(-column, min(MAX_EXPANSIONS, len(column) - 1))[:MAX_EXPANSIONS]
-            near = sorted(((matrix.terms[i], float(column[i])) for i in top
-                           if column[i] >= self.floor and matrix.terms[i] != term),
+            near = sorted(((matrix.keys[i], float(column[i])) for i in top
+                           if column[i] >= self.floor and matrix.keys[i] != term),
                           key=lambda pair: -pair[1])
             if near:
                 out[term] = near
