@@ -2,7 +2,8 @@
 
 Each feature module exports `register(subparsers)`, adding its command with
 `handler(args, settings) -> int`; this file only parses, loads the settings once and dispatches.
-Commands that must work without a valid configuration (doctor, models) set `needs_settings=False`.
+Commands that must work without a valid configuration (doctor, models) set `needs_settings=False`;
+offline ones that need no Twilio settings (kb) set `needs_twilio=False`.
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     settings: Settings | None = None
     if getattr(args, "needs_settings", True):
         try:
-            settings = load_settings(config)
+            settings = load_settings(config, require_twilio=getattr(args, "needs_twilio", True))
         except ConfigError as exc:
             print(f"appliance: {exc}", file=sys.stderr)
             print("appliance: nothing was started. `appliance doctor` checks the whole set-up.",

@@ -67,12 +67,13 @@ _SECRET_KEYS = {"auth_token", "api_key", "password", "token"}
 def load_settings(path: str | os.PathLike[str],
                   environ: Mapping[str, str] | None = None,
                   model_resolver: Callable[[str, str, Path], Path | None] | None = None,
-                  ) -> Settings:
+                  require_twilio: bool = True) -> Settings:
     """Read, validate and freeze. ``environ`` defaults to os.environ (tests pass their own).
 
     ``model_resolver(kind, value, models_dir)`` maps a manifest name to its path; by default the
     one in appliance.models_manifest. Each section is read by its own function below; a key
-    that none of them reads is an unknown key.
+    that none of them reads is an unknown key. ``require_twilio=False`` (offline commands such
+    as `appliance kb`) does not insist on the settings only the webhooks need (public_url).
     """
     env = dict(os.environ if environ is None else environ)
     config_path = Path(path).resolve()
@@ -92,7 +93,7 @@ def load_settings(path: str | os.PathLike[str],
     models = _Models(r, model_resolver, r.path("models", "directory", "models"))
     server = _server(r)
     twilio = _twilio(r, secret("TWILIO_AUTH_TOKEN"))
-    _check_public_url(server, twilio)
+    _check_public_url(server, twilio, require_twilio)
     stt = _stt(r, models)
     settings = Settings(
         path=config_path, root=root, models_dir=models.directory, server=server, twilio=twilio,
@@ -145,8 +146,9 @@ def _server(r: _Reader) -> ServerSettings:
     )
 
 
-def _check_public_url(server: ServerSettings, twilio: TwilioSettings) -> None:
-    if twilio.validate_signatures and not server.public_url:
+def _check_public_url(server: ServerSettings, twilio: TwilioSettings,
+                      require_twilio: bool = True) -> None:
+    if twilio.validate_signatures and require_twilio and not server.public_url:
         raise ConfigError("server", "public_url",
                           "is required while [twilio] validate_signatures is true: set it to "
                           "the https URL Twilio calls (your Cloudflare Tunnel hostname)")

@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
+
 from appliance.kb.embed import Embedder
 from appliance.kb.index import Indexer, IngestReport
 from appliance.kb.search import KnowledgeBase
@@ -313,7 +315,7 @@ def measure(label: str, fn: Callable[[str], object], questions: list[str],
 
 
 def build_index(work: Path, previous: Path | None, size: int,
-                embedder: Embedder) -> tuple[Database, IngestReport, str]:
+                embedder: "Embedder | StandInPassages") -> tuple[Database, IngestReport, str]:
     """kb/ grown to ``size`` passages in ``work``, ingested; starts from ``previous`` if given.
 
     The generator is seeded, so a second run writes identical files and the product's own
@@ -348,6 +350,33 @@ def build_index(work: Path, previous: Path | None, size: int,
     return db, report, line
 
 
+class StandInPassages:
+    """The real embedder's identity and query vectors, but seeded random passage vectors.
+
+    For --stand-in-passages: embedding 10k passages with the real model takes hours on a loaded
+    2-core box, and the query latency does not depend on the passage vectors' values
+    (sqlite-vec scans them all; the lexical indexes are real). Recall is not measured here.
+    """
+
+    def __init__(self, real: Embedder) -> None:
+        self.real, self.name, self.dimension = real, real.name, real.dimension
+
+    @property
+    def identity(self) -> str:
+        return self.real.identity
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return self.real.embed_query(text)
+
+    def embed_passages(self, texts: list[str], batch: int = 16) -> np.ndarray:
+        out = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        for i, text in enumerate(texts):
+            seed = int.from_bytes(text.encode("utf-8")[:8].ljust(8, b"\0"), "little") ^ len(text)
+            v = np.random.default_rng(seed).normal(size=self.dimension)
+            out[i] = v / np.linalg.norm(v)
+        return out
+
+
 def pin_two_cores() -> str:
     if not hasattr(os, "sched_setaffinity"):
         return f"{os.cpu_count()} CPUs (not pinned)"
@@ -377,6 +406,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fresh", action="store_true",
                         help="rebuild the synthetic knowledge bases (else reused from "
                              "bench/.cache/kb-bench: unchanged files are not re-embedded)")
+    parser.add_argument("--stand-in-passages", action="store_true",
+                        help="ingest with random passage vectors (timing only; see StandIn)")
     parser.add_argument("--no-shapes", action="store_true",
                         help="skip the random-weight model-shape comparison")
     parser.add_argument("--out", type=Path, default=RESULTS)
@@ -392,7 +423,9 @@ def main(argv: list[str] | None = None) -> int:
     work = CACHE
     if args.fresh:
         shutil.rmtree(work, ignore_errors=True)
-    ingest_embedder = Embedder(model, threads=2)
+    real_ingest_embedder = Embedder(model, threads=2)
+    ingest_embedder = (StandInPassages(real_ingest_embedder) if args.stand_in_passages
+                       else real_ingest_embedder)
     previous: Path | None = None
     try:
         for size in sorted(args.sizes):
@@ -428,7 +461,7 @@ def main(argv: list[str] | None = None) -> int:
             finally:
                 db.close()
     finally:
-        ingest_embedder.close()
+        real_ingest_embedder.close()
 
     shape_rows: list[tuple[str, int, Timing]] = []
     scans: list[Timing] = []

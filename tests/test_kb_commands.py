@@ -84,3 +84,41 @@ def test_progress_bar_draws_on_a_terminal_only() -> None:
     quiet = io.StringIO()
     ProgressBar(quiet)(IngestProgress(1, 4, "x"))
     assert quiet.getvalue() == ""
+
+
+def test_eval_on_another_business_without_twilio_settings(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Signature checking on (the default) and no public_url: the kb commands still run."""
+    business = Path(__file__).resolve().parent / "data" / "kb_businesses" / "dental"
+    shutil.copytree(business / "docs", tmp_path / "kb")
+    ini = tmp_path / "config.ini"
+    ini.write_text(f"[kb]\ndirectory = kb\nembedding_model = {embedding_model_path()}\n"
+                   "[storage]\ndatabase = data/appliance.db\n", encoding="utf-8")
+    questions = tmp_path / "mine.jsonl"
+    questions.write_text(
+        '{"question": "how much is a root canal", '
+        '"expected": [{"file": "treatments.csv", "row": 5}]}\n'
+        '{"question": "what time do you close on thursday", '
+        '"expected": [{"file": "about.md", '
+        '"heading": "About Bright Smile Dental > Accessibility"}]}\n'
+        '{"question": "do you sell cars?", "expected": null}\n', encoding="utf-8")
+    assert run(ini, "eval", str(questions)) == 2              # nothing ingested yet
+    assert "run `appliance kb ingest` first" in capsys.readouterr().err
+    assert run(ini, "ingest") == 0
+    capsys.readouterr()
+    assert run(ini, "eval", str(questions)) == 0
+    out = capsys.readouterr().out
+    assert "3 questions from" in out
+    assert "recall@3: 50.0% (1/2 answerable questions" in out
+    assert "abstention: 100.0% (1/1" in out
+    assert "missed (line 2): 'what time do you close on thursday': got hours.md Opening " \
+           "hours > Clinic hours" in out
+    questions.write_text("{broken\n", encoding="utf-8")
+    assert run(ini, "eval", str(questions)) == 2
+    assert "mine.jsonl:1: not JSON" in capsys.readouterr().err
+    # The server itself still insists on the Twilio settings.
+    from appliance.config import ConfigError, load_settings
+
+    with pytest.raises(ConfigError, match="public_url"):
+        load_settings(ini)
+    assert load_settings(ini, require_twilio=False).server.public_url == ""

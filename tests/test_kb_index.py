@@ -65,7 +65,8 @@ class FakeEmbedder:
     def __init__(self, name: str = "fake-model", dimension: int = 8) -> None:
         self.name, self.dimension = name, dimension
         self.embedded: list[str] = []
-        self.fail_after: int | None = None
+        self.calls = 0
+        self.fail_after: int | None = None   # calls (passages and titles: two per small file)
 
     @property
     def identity(self) -> str:
@@ -80,8 +81,9 @@ class FakeEmbedder:
         return self._vector(text)
 
     def embed_passages(self, texts: Sequence[str], batch: int = 16) -> np.ndarray:
-        if self.fail_after is not None and len(self.embedded) >= self.fail_after:
+        if self.fail_after is not None and self.calls >= self.fail_after:
             raise KeyboardInterrupt  # what Ctrl-C in the middle of embedding looks like
+        self.calls += 1
         self.embedded.extend(texts)
         return np.stack([self._vector(t) for t in texts]) if texts else \
             np.zeros((0, self.dimension), np.float32)
@@ -97,6 +99,8 @@ def consistent(db: Database) -> dict[str, int]:
         if conn.execute("SELECT 1 FROM sqlite_master WHERE name='kb_vec'").fetchone():
             vec = {r[0] for r in conn.execute("SELECT rowid FROM kb_vec")}
             assert vec <= ids
+            titles = {r[0] for r in conn.execute("SELECT rowid FROM kb_vec_title")}
+            assert titles == vec               # every passage with a vector has a title vector
         files = conn.execute("SELECT coalesce(sum(passages), 0) FROM kb_files").fetchone()[0]
         assert files == len(ids)
         return {"passages": len(ids), "vectors": len(vec)}
@@ -191,7 +195,8 @@ def test_interrupted_ingest_leaves_a_usable_index(db: Database, kb_dir: Path) ->
         path = kb_dir / name
         path.write_text(path.read_text(encoding="utf-8") + "\nNew paragraph.\n", encoding="utf-8")
     fake.embedded.clear()
-    fake.fail_after = 1                       # the second file's embedding is interrupted
+    fake.calls = 0
+    fake.fail_after = 2                       # the second file's embedding is interrupted
     with pytest.raises(KeyboardInterrupt):
         Indexer(db, fake).ingest(kb_dir)
     assert consistent(db)["passages"] == before["passages"]
@@ -254,3 +259,51 @@ def test_missing_folder(db: Database) -> None:
     with pytest.raises(KbError) as caught:
         Indexer(db, None).ingest(Path("/nonexistent/kb"))
     assert caught.value.code == "no_directory"
+
+
+def test_an_index_without_title_vectors_gets_them_without_re_embedding_passages(
+        db: Database, kb_dir: Path) -> None:
+    fake = FakeEmbedder()
+    Indexer(db, fake).ingest(kb_dir)
+    db.write_sync(lambda c: c.execute("DROP TABLE kb_vec_title"))   # as made before titles
+    fake.embedded.clear()
+    report = Indexer(db, fake).ingest(kb_dir)
+    assert report.passages_embedded == 0 and report.passages_reused == report.passages_total
+    assert consistent(db)["vectors"] == report.passages_total
+    assert fake.embedded and all(len(t) < 80 for t in fake.embedded)   # titles only
+
+
+def test_vocabulary_follows_the_index(db: Database, kb_dir: Path) -> None:
+    fake = FakeEmbedder()
+    Indexer(db, fake).ingest(kb_dir)
+    def words() -> set[str]:
+        return {r[0] for r in db.read_sync(
+            lambda c: c.execute("SELECT term FROM kb_vocab").fetchall())}
+
+    first = words()
+    assert "delivery" in first and not any(w.isdigit() for w in first)
+    assert all(w.isascii() for w in first)          # fake-model: English-only fallback
+    (kb_dir / "extra.md").write_text("# Zeppelins\nWe rent zeppelins.\n", encoding="utf-8")
+    fake.embedded.clear()
+    Indexer(db, fake).ingest(kb_dir)
+    assert "zeppelins" in words() and "zeppelins" in fake.embedded
+    assert "delivery" not in fake.embedded          # known words are not embedded again
+    (kb_dir / "extra.md").unlink()
+    Indexer(db, fake).ingest(kb_dir)
+    assert "zeppelins" not in words()
+
+
+def test_ingest_in_background_lets_searches_run(db: Database, kb_dir: Path) -> None:
+    import asyncio
+
+    from appliance.kb.index import ingest_in_background
+
+    async def scenario() -> tuple[object, object]:
+        task = ingest_in_background(Indexer(db, FakeEmbedder()), kb_dir)
+        await asyncio.sleep(0)                  # the loop is free while it indexes
+        missing = ingest_in_background(Indexer(db, None), kb_dir / "nope")
+        return await task, await missing
+
+    report, missing = asyncio.run(scenario())
+    assert report is not None and report.passages_total > 50 and missing is None
+    assert KnowledgeBase(db, None).search("delivery to Eilat", mode="bm25")

@@ -22,7 +22,7 @@ def test_csv_hit_carries_file_row_fields_and_retrievers(kb: KnowledgeBase) -> No
     hit = kb.search("How much is the Dyson V12?")[0]
     assert (hit.source, hit.row, hit.locator) == ("products.csv", 22, "row 22")
     assert hit.fields["price"] == "₪2,590" and hit.fields["sku"] == "SA-VC-8001"
-    assert set(hit.found_by) == {"bm25", "vector"}   # no unknown word: no trigram search
+    assert set(hit.found_by) == {"bm25", "vector", "title"}   # no unknown word: no trigram
     assert hit.similarity is not None and 0 < hit.similarity <= 1 and hit.coverage == 1.0
     assert hit.citation == "products.csv row 22"
     assert hit.for_prompt().startswith("[products.csv row 22]\nsku: SA-VC-8001")

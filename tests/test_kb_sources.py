@@ -221,3 +221,40 @@ def test_term_matches_allows_typos_word_forms_but_not_code_typos() -> None:
     assert text.term_matches("המשלוח", words)             # prefix letter
     assert not text.term_matches("1043", words)          # digits must match exactly
     assert not text.term_matches("bicycle", words)
+
+
+def test_csv_unclosed_quote_costs_a_bounded_number_of_lines(monkeypatch: pytest.MonkeyPatch
+                                                            ) -> None:
+    """Issue 13/15: a broken CSV used to be re-parsed from each bad row to the end (O(n^2))."""
+    fed = 0
+    real_iter = sources._LineFeed.__iter__
+
+    def counting(self: sources._LineFeed):  # type: ignore[no-untyped-def]
+        nonlocal fed
+        for line in real_iter(self):
+            fed += 1
+            yield line
+
+    monkeypatch.setattr(sources._LineFeed, "__iter__", counting)
+    rows = 3000
+    bad = "".join(f'A{i},"never closed,{i}\n' if i % 2 else f"B{i},ok,{i}\n"
+                  for i in range(rows))
+    parsed = parse_source("bad.csv", ("sku,name,price\n" + bad).encode())
+    assert fed <= (rows + 1) * (sources.MAX_RECORD_LINES + 1)     # linear, not quadratic
+    assert len(parsed.warnings) == sources.MAX_WARNINGS + 1
+    assert "more rows with problems were skipped" in parsed.warnings[-1].message
+    assert parsed.warnings[0].line == 3
+
+
+def test_csv_runaway_quote_is_reported_and_the_rest_kept() -> None:
+    data = 'sku,name\nA,"never closed\n' + "".join(f"B{i},ok\n" for i in range(100))
+    parsed = parse_source("r.csv", data.encode())
+    assert len(parsed.passages) == 100 and parsed.passages[0].row == 3
+    (warning,) = parsed.warnings
+    assert warning.line == 2 and "never closed" in warning.message
+
+
+def test_hyphenated_words_are_also_one_word() -> None:
+    assert text.codes("panoramic x-ray, check-up") == ["xray", "checkup"]
+    assert "xray" in text.query_terms("xray cost")
+    assert text.codes("sw-wm-8123 and 3.5") == ["swwm8123", "35"]

@@ -1,4 +1,8 @@
-"""`appliance kb ingest [dir]`, `appliance kb search "question"`, `appliance kb stats`."""
+"""`appliance kb ingest [dir]`, `kb search "question"`, `kb stats`, `kb eval QUESTIONS.jsonl`.
+
+None of them needs the Twilio settings (`needs_twilio=False`): they work on a box not yet
+reachable from the internet.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ from typing import Iterator, TextIO
 from ..config import Settings
 from ..store.db import Database
 from .embed import Embedder, EmbeddingError
+from .evaluate import K, EvalFileError, evaluate, format_result, load_questions
 from .index import Indexer, IngestProgress, IngestReport, KbError, read_stats
 from .search import MODES, KnowledgeBase
 
@@ -42,6 +47,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     stats = sub.add_parser("stats", parents=parents, help="what the knowledge base holds")
     stats.set_defaults(handler=run_stats)
+
+    evaluate = sub.add_parser("eval", parents=parents,
+                              help="check the knowledge base against your own questions")
+    evaluate.add_argument("questions", type=Path, help="JSON lines: {\"question\": ..., "
+                          "\"expected\": [{\"file\": ..., \"row\"|\"heading\": ...}] or null}")
+    evaluate.add_argument("-k", type=int, default=K, help="hits that count (default: %(default)s)")
+    evaluate.add_argument("--mode", choices=MODES, default="hybrid",
+                          help="retrievers to use (default: hybrid)")
+    evaluate.set_defaults(handler=run_eval)
+    for parser in (ingest, search, stats, evaluate):
+        parser.set_defaults(needs_twilio=False)
 
 
 @contextmanager
@@ -173,4 +189,22 @@ def run_stats(args: argparse.Namespace, settings: Settings) -> int:
         note = f", {f.warnings} warnings" if f.warnings else ""
         vec = "" if f.vectors else ", no vectors"
         print(f"  {f.path:40} {f.kind:8} {f.passages:5} passages{note}{vec}")
+    return 0
+
+
+def run_eval(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        questions = load_questions(args.questions)
+    except EvalFileError as exc:
+        print(f"appliance kb eval: {exc}", file=sys.stderr)
+        return 2
+    with _open(settings) as (db, embedder):
+        if not db.read_sync(read_stats).passages:
+            print("appliance kb eval: the knowledge base is empty; run `appliance kb ingest` "
+                  "first", file=sys.stderr)
+            return 2
+        kb = KnowledgeBase.from_settings(db, embedder, settings.kb)
+        result = evaluate(lambda q, k: kb.search(q, k=k, mode=args.mode), questions, args.k)
+    print(f"{len(questions)} questions from {args.questions} ({args.mode})")
+    print(format_result(result))
     return 0

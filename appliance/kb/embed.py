@@ -119,6 +119,13 @@ class Embedder:
         """One question -> (dimension,) float32, unit length."""
         return self._embed([self.prompts.query + text])[0]
 
+    def embed_query_and_words(self, text: str, words: Sequence[str]
+                              ) -> tuple[np.ndarray, np.ndarray]:
+        """A question and some of its words (as passages) in one model call."""
+        out = self._embed([self.prompts.query + text]
+                          + [self.prompts.passage + w for w in words])
+        return out[0], out[1:]
+
     def embed_passages(self, texts: Sequence[str], batch: int = 16) -> np.ndarray:
         """Passages -> (len(texts), dimension) float32, unit length."""
         out = np.zeros((len(texts), self.dimension), dtype=np.float32)

@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -29,6 +30,8 @@ import numpy as np
 
 from ..store.db import Database
 from . import text as textmod
+from . import vocab
+from .calibration import calibration_for
 from .embed import TextEmbedder
 from .sources import (
     MAX_FILE_BYTES,
@@ -43,6 +46,7 @@ from .sources import (
 log = logging.getLogger(__name__)
 
 VEC_TABLE = "kb_vec"
+TITLE_TABLE = "kb_vec_title"  # one vector per passage of its own title (heading, row name)
 EMBED_BATCH = 16          # passages per embedding call (and per progress report)
 
 
@@ -82,9 +86,14 @@ class IngestReport:
     seconds: float = 0.0
 
 
-def vec_table_exists(conn: sqlite3.Connection) -> bool:
-    return conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (VEC_TABLE,)).fetchone() \
+def vec_table_exists(conn: sqlite3.Connection, table: str = VEC_TABLE) -> bool:
+    return conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (table,)).fetchone() \
         is not None
+
+
+def title_text(passage: Passage) -> str:
+    """What the title vector embeds: the last heading of the path, or the row's name."""
+    return passage.title.rsplit(" > ", 1)[-1].strip()
 
 
 def meta(conn: sqlite3.Connection) -> dict[str, str]:
@@ -142,15 +151,30 @@ class Indexer:
             self.db.write_sync(lambda c, rel=rel: self._delete_file(c, rel))
             report.removed.append(rel)
             log.info("kb: %s removed (file deleted)", rel)
+        self._refresh_vocabulary()
         if progress:
             progress(IngestProgress(len(files), len(files), ""))
         self.db.write_sync(lambda c: _set_meta(
             c, last_ingest_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            directory=str(directory.resolve())))
+            directory=str(directory.resolve()),
+            vectors_stamp=str(time.time_ns())))   # searches re-read in-memory vectors
         report.passages_total = self.db.read_sync(
             lambda c: c.execute("SELECT count(*) FROM kb_passages").fetchone()[0])
         report.seconds = time.monotonic() - started
         return report
+
+    def _refresh_vocabulary(self) -> None:
+        """Embed the index's new words for query expansion (vocab.py); drop the gone ones."""
+        if self.embedder is None:
+            return
+        embedder = self.embedder
+        latin_only = calibration_for(embedder.name).latin_only
+        drop, add, vectors = self.db.read_sync(
+            lambda c: vocab.refresh(c, embedder, latin_only))
+        if drop or add:
+            self.db.write_sync(lambda c: vocab.write(c, embedder.identity, drop, add, vectors))
+            log.info("kb: vocabulary for query expansion: %d words added, %d dropped",
+                     len(add), len(drop))
 
     # -- the model -----------------------------------------------------------------------------
 
@@ -161,16 +185,24 @@ class Indexer:
         recorded = meta(conn).get("embedding_model")
         identity = self.embedder.identity
         if recorded == identity and vec_table_exists(conn):
+            if not vec_table_exists(conn, TITLE_TABLE):     # an index made before titles
+                self._create_vec(conn, TITLE_TABLE)
+                conn.execute("UPDATE kb_files SET embedding_model = ''")  # revisit every file
             return False
-        conn.execute(f"DROP TABLE IF EXISTS {VEC_TABLE}")
-        conn.execute(f"CREATE VIRTUAL TABLE {VEC_TABLE} USING vec0("
-                     f"embedding float[{self.embedder.dimension}] distance_metric=cosine)")
+        for table in (VEC_TABLE, TITLE_TABLE):
+            conn.execute(f"DROP TABLE IF EXISTS {table}")
+            self._create_vec(conn, table)
         _set_meta(conn, embedding_model=identity, embedding_name=self.embedder.name,
                   embedding_dim=str(self.embedder.dimension))
         if recorded:
             log.warning("kb: embedding model changed from %s to %s; re-embedding everything",
                         recorded, identity)
         return bool(recorded)
+
+    def _create_vec(self, conn: sqlite3.Connection, table: str) -> None:
+        assert self.embedder is not None
+        conn.execute(f"CREATE VIRTUAL TABLE {table} USING vec0("
+                     f"embedding float[{self.embedder.dimension}] distance_metric=cosine)")
 
     # -- one file ------------------------------------------------------------------------------
 
@@ -206,8 +238,9 @@ class Indexer:
             log.warning("kb: %s", warning)
         report.warnings.extend(parsed.warnings)
         vectors = self._vectors(parsed.passages, report, embedded)
+        titles = self._title_vectors(parsed.passages)
         self.db.write_sync(lambda c: self._replace_file(
-            c, rel, digest, len(data), parsed.kind, parsed.passages, vectors,
+            c, rel, digest, len(data), parsed.kind, parsed.passages, vectors, titles,
             len(parsed.warnings)))
         (report.updated if known is not None else report.added).append(rel)
         log.info("kb: %s %s: %d passages", rel, "updated" if known is not None else "added",
@@ -242,9 +275,19 @@ class Indexer:
         report.passages_reused += len(passages) - len(missing)
         return out
 
+    def _title_vectors(self, passages: list[Passage]) -> np.ndarray | None:
+        """One vector per passage for its title; each distinct title is embedded once."""
+        if self.embedder is None or not passages:
+            return None
+        titles = [title_text(p) for p in passages]
+        unique = list(dict.fromkeys(titles))
+        embedded = self.embedder.embed_passages(unique, batch=EMBED_BATCH)
+        position = {t: i for i, t in enumerate(unique)}
+        return embedded[[position[t] for t in titles]]
+
     def _replace_file(self, conn: sqlite3.Connection, rel: str, digest: str, size: int,
                       kind: str, passages: list[Passage], vectors: np.ndarray | None,
-                      warnings: int) -> None:
+                      titles: np.ndarray | None, warnings: int) -> None:
         self._delete_file(conn, rel)
         identity = self.embedder.identity if (self.embedder and vectors is not None) else ""
         file_id = conn.execute(
@@ -252,6 +295,7 @@ class Indexer:
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
             (rel, digest, size, kind, len(passages), warnings, identity)).lastrowid
         has_vec = vectors is not None and vec_table_exists(conn)
+        has_titles = titles is not None and vec_table_exists(conn, TITLE_TABLE)
         for i, passage in enumerate(passages):
             pid = conn.execute(
                 "INSERT INTO kb_passages(file_id, ordinal, title, text, locator, row_number, "
@@ -271,6 +315,9 @@ class Indexer:
             if has_vec:
                 conn.execute(f"INSERT INTO {VEC_TABLE}(rowid, embedding) VALUES (?, ?)",
                              (pid, vectors[i].astype("<f4").tobytes()))
+            if has_titles:
+                conn.execute(f"INSERT INTO {TITLE_TABLE}(rowid, embedding) VALUES (?, ?)",
+                             (pid, titles[i].astype("<f4").tobytes()))
 
     @staticmethod
     def _delete_file(conn: sqlite3.Connection, rel: str) -> None:
@@ -279,7 +326,8 @@ class Indexer:
             return
         ids = [r[0] for r in conn.execute("SELECT id FROM kb_passages WHERE file_id = ?",
                                           (row[0],))]
-        tables = ["kb_fts", "kb_trigram"] + ([VEC_TABLE] if vec_table_exists(conn) else [])
+        tables = ["kb_fts", "kb_trigram"] + [t for t in (VEC_TABLE, TITLE_TABLE)
+                                             if vec_table_exists(conn, t)]
         for table in tables:
             conn.executemany(f"DELETE FROM {table} WHERE rowid = ?", [(i,) for i in ids])
         conn.execute("DELETE FROM kb_passages WHERE file_id = ?", (row[0],))
@@ -336,3 +384,25 @@ def read_stats(conn: sqlite3.Connection) -> KbStats:
                    embedding_dim=int(info.get("embedding_dim", "0")),
                    last_ingest_at=info.get("last_ingest_at", ""),
                    directory=info.get("directory", ""))
+
+
+def ingest_in_background(indexer: Indexer, directory: Path) -> "asyncio.Task[IngestReport | None]":
+    """Start ``indexer.ingest(directory)`` in a worker thread and return at once.
+
+    Searches work meanwhile: each file is replaced in its own transaction, so a question sees
+    every file at its old or its new version. The task's result is the report (None when the
+    folder cannot be indexed; the reason is logged). For the server: create it after the port
+    opens instead of awaiting the ingest before (conversation/wiring.py, ``_index``).
+    """
+    async def run() -> IngestReport | None:
+        try:
+            report = await asyncio.to_thread(indexer.ingest, directory)
+        except KbError as exc:
+            log.warning("knowledge base not indexed: %s", exc)
+            return None
+        log.info("knowledge base: %d added, %d updated, %d removed, %d skipped (%.1f s)",
+                 len(report.added), len(report.updated), len(report.removed),
+                 len(report.skipped), report.seconds)
+        return report
+
+    return asyncio.get_running_loop().create_task(run(), name="kb-ingest")

@@ -33,31 +33,27 @@ import numpy as np
 from ..config import KbSettings
 from ..store.db import Database
 from . import text as textmod
-from .embed import TextEmbedder, model_family_name
-from .index import VEC_TABLE, meta, vec_table_exists
+from .calibration import COVERAGE_WEIGHT, DEFAULT_MIN_COVERAGE, calibration_for
+from .embed import TextEmbedder
+from .index import TITLE_TABLE, VEC_TABLE, meta, vec_table_exists
+from .matrix import CachedMatrix, similarities
+from .vocab import Vocabulary, expandable, in_model_script
 
 log = logging.getLogger(__name__)
 
 Mode = Literal["hybrid", "lexical", "bm25", "trigram", "vector"]
 MODES: tuple[str, ...] = ("hybrid", "lexical", "bm25", "trigram", "vector")
 _RETRIEVERS: dict[str, tuple[str, ...]] = {
-    "hybrid": ("bm25", "trigram", "vector"),
+    "hybrid": ("bm25", "trigram", "vector", "title"),
     "lexical": ("bm25", "trigram"),
     "bm25": ("bm25",),
     "trigram": ("trigram",),
     "vector": ("vector",),
 }
 RRF_K = 60
-DEFAULT_MIN_COVERAGE = 0.6
-# Cosine similarity a passage needs to count as an answer, per model family (the first needle
-# found in the model's name wins). Calibrated on tests/kb_eval.jsonl where the model is
-# available; the others are starting points: `appliance kb search` prints similarities.
-DEFAULT_MIN_SIMILARITY: tuple[tuple[str, float], ...] = (
-    ("minilm", 0.5),
-    ("e5-", 0.82),
-    ("embeddinggemma", 0.45),
-)
-FALLBACK_MIN_SIMILARITY = 0.5
+# Title vectors rank short questions well but also like any passage with a related heading: they
+# count for less in the fusion than the three retrievers that read the whole passage.
+RRF_WEIGHTS: dict[str, float] = {"title": 0.25}
 _BM25_WEIGHTS = "3.0, 1.0, 0.5"   # title, body, extra
 COMMON_SHARE = 0.2                # BM25 leaves out words found in more passages than this
 COMMON_TRIGRAM_SHARE = 0.05       # and the trigram query trigrams found in more than this
@@ -65,11 +61,7 @@ CACHE_KIB = 65536                 # SQLite page cache per reading connection: ho
 
 
 def default_min_similarity(model_name: str) -> float:
-    lowered = model_family_name(model_name)
-    for needle, value in DEFAULT_MIN_SIMILARITY:
-        if needle in lowered:
-            return value
-    return FALLBACK_MIN_SIMILARITY
+    return calibration_for(model_name).min_similarity
 
 
 @dataclass(frozen=True)
@@ -90,6 +82,7 @@ class Hit:
     similarity: float | None     # cosine similarity to the question (None: no vectors)
     coverage: float              # share of the question's words found, 0..1
     ranks: Mapping[str, int] = field(default_factory=dict)   # retriever -> 1-based rank
+    title_similarity: float | None = None   # cosine similarity of the question to the title
 
     @property
     def found_by(self) -> tuple[str, ...]:
@@ -119,9 +112,15 @@ class KnowledgeBase:
         self.db = db
         self.embedder = embedder
         self.top_k = top_k
+        self.calibration = calibration_for(embedder.name if embedder else "")
         self.min_similarity = (min_similarity if min_similarity is not None else
-                               default_min_similarity(embedder.name if embedder else ""))
+                               self.calibration.min_similarity)
+        # The best match's own floor moves with an explicit min_similarity (never above it).
+        self.best_similarity = min(self.calibration.best_similarity, self.min_similarity)
         self.min_coverage = min_coverage
+        self.vocabulary = Vocabulary(self.calibration.expansion, self.calibration.latin_only)
+        self._title_matrix = CachedMatrix(
+            f"SELECT rowid, embedding FROM {TITLE_TABLE}", "vectors_stamp")
         self.candidates = candidates
         self._warned_model = False
 
@@ -139,77 +138,100 @@ class KnowledgeBase:
         k = k or self.top_k
         retrievers = _RETRIEVERS[mode]
         started = time.perf_counter()
-        vector = None
-        if "vector" in retrievers and self.embedder is not None and query.strip():
-            vector = self.embedder.embed_query(query)
+        vector, words = self._embed(query, retrievers)
         embedded = time.perf_counter()
-        hits = self.db.read_sync(lambda c: self._snapshot(c, query, k, retrievers, vector))
+        hits = self.db.read_sync(
+            lambda c: self._snapshot(c, query, k, retrievers, vector, words))
         log.debug("kb search (%s, %d characters): %d hits, embedding %.1f ms, search %.1f ms",
                   mode, len(query), len(hits), (embedded - started) * 1000,
                   (time.perf_counter() - embedded) * 1000)
         return hits
 
+    def _embed(self, query: str, retrievers: tuple[str, ...]
+               ) -> tuple[np.ndarray | None, dict[str, np.ndarray]]:
+        """The question's vector and, in the same model call, those of its words that query
+        expansion may need (a real Embedder; test fakes embed the words later if needed)."""
+        if "vector" not in retrievers or self.embedder is None or not query.strip():
+            return None, {}
+        both = getattr(self.embedder, "embed_query_and_words", None)
+        words = [t for t in textmod.query_terms(query)
+                 if expandable(t, self.calibration.latin_only)]
+        if both is None or not words or retrievers == ("vector",):
+            return self.embedder.embed_query(query), {}
+        vector, matrix = both(query, words)
+        return vector, dict(zip(words, matrix))
+
     # -- inside one read ---------------------------------------------------------------------
 
     def _snapshot(self, conn: sqlite3.Connection, query: str, k: int,
-                  retrievers: tuple[str, ...], vector: np.ndarray | None) -> list[Hit]:
+                  retrievers: tuple[str, ...], vector: np.ndarray | None,
+                  word_vectors: dict[str, np.ndarray]) -> list[Hit]:
         """One read transaction, so an ingest committing meanwhile is seen entirely or not."""
         conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")   # keep the vectors in memory
         conn.execute("BEGIN")
         try:
-            return self._search(conn, query, k, retrievers, vector)
+            return self._search(conn, query, k, retrievers, vector, word_vectors)
         finally:
             conn.execute("COMMIT")
 
     def _search(self, conn: sqlite3.Connection, query: str, k: int,
-                retrievers: tuple[str, ...], vector: np.ndarray | None) -> list[Hit]:
+                retrievers: tuple[str, ...], vector: np.ndarray | None,
+                word_vectors: dict[str, np.ndarray]) -> list[Hit]:
         terms = textmod.query_terms(query)
         words = _WordCoverage(conn, terms)
         vector_ok = vector is not None and self._vectors_usable(conn)
+        if vector_ok and self.embedder is not None and retrievers != ("vector",):
+            words.expansions = self.vocabulary.expand(conn, self.embedder, words.unknown_terms(),
+                                                      word_vectors)
         lists: dict[str, list[int]] = {}
         similarities: dict[int, float] = {}
         if "bm25" in retrievers and terms:
             lists["bm25"] = self._bm25(conn, words.selective_terms())
         if "trigram" in retrievers:
             lists["trigram"] = self._trigram(conn, words.unknown_terms(), words.total)
+        titles: dict[int, float] = {}
         if "vector" in retrievers and vector_ok:
-            rows = conn.execute(
-                f"SELECT rowid, distance FROM {VEC_TABLE} WHERE embedding MATCH ? AND k = ?",
-                (vector.astype("<f4").tobytes(), self.candidates)).fetchall()
-            lists["vector"] = [r[0] for r in sorted(rows, key=lambda r: r[1])]
-            similarities = {r[0]: 1.0 - r[1] for r in rows}
+            lists["vector"], similarities = self._knn(conn, VEC_TABLE, vector)
+        if ("title" in retrievers and vector_ok
+                and in_model_script(query, self.calibration.latin_only)):
+            lists["title"], titles = self._titles(conn, vector)
         candidates: dict[int, dict[str, int]] = {}
         for name, ids in lists.items():
             for rank, pid in enumerate(ids, 1):
                 candidates.setdefault(pid, {})[name] = rank
-        if not candidates:
-            return []
-        fused = sorted(candidates.items(), key=lambda item: (
-            -sum(1.0 / (RRF_K + r) for r in item[1].values()), item[0]))
-        use_similarity = "vector" in retrievers and vector_ok
-        use_coverage = retrievers != ("vector",)
-        # A passage outside the vector top-N is at most as similar as the N-th one: it needs
-        # its own similarity only when that could still clear the floor (or to report it).
-        nth = min(similarities.values()) if len(similarities) >= self.candidates else -1.0
+        fused = sorted(candidates.items(), key=lambda item: (-_fused_score(item[1]), item[0]))
+        floor = _Floor(self, conn, words, vector if vector_ok else None, similarities, titles,
+                       use_similarity="vector" in retrievers and vector_ok,
+                       use_coverage=retrievers != ("vector",))
         hits: list[Hit] = []
-        for pid, ranks in fused:           # best first; stop once k passed the floor
-            sim = similarities.get(pid)
-            if use_similarity and sim is None and nth >= self.min_similarity:
-                sim = self._similarity(conn, pid, vector)
-            coverage = words.coverage(pid)
-            passes = ((use_similarity and sim is not None and sim >= self.min_similarity)
-                      or (use_coverage and coverage >= self.min_coverage))
-            row = conn.execute(
-                "SELECT p.*, f.path FROM kb_passages p JOIN kb_files f ON f.id = p.file_id "
-                "WHERE p.id = ?", (pid,)).fetchone() if passes else None
-            if row is not None:
-                if use_similarity and sim is None:
-                    sim = self._similarity(conn, pid, vector)
-                score = sum(1.0 / (RRF_K + r) for r in ranks.values())
-                hits.append(_hit(row, score, sim, coverage, ranks))
+        # Best first; stop at k. Past the first `candidates` of the fusion nothing is an answer
+        # that a retriever did not rank well: not looking further bounds the work.
+        for position, (pid, ranks) in enumerate(fused[:self.candidates]):
+            hit = floor.admit(pid, ranks, best=position == 0)
+            if hit is not None:
+                hits.append(hit)
                 if len(hits) == k:
                     break
         return hits
+
+    def _knn(self, conn: sqlite3.Connection, table: str, vector: np.ndarray
+             ) -> tuple[list[int], dict[int, float]]:
+        rows = conn.execute(
+            f"SELECT rowid, distance FROM {table} WHERE embedding MATCH ? AND k = ?",
+            (vector.astype("<f4").tobytes(), self.candidates)).fetchall()
+        return [r[0] for r in sorted(rows, key=lambda r: r[1])], {r[0]: 1.0 - r[1] for r in rows}
+
+    def _titles(self, conn: sqlite3.Connection, vector: np.ndarray
+                ) -> tuple[list[int], dict[int, float]]:
+        """The title retriever: the passages whose titles are closest (in-memory matrix)."""
+        rows = self._title_matrix.rows(conn)
+        if rows is None:
+            return [], {}
+        scores = similarities(rows.vectors, vector[None, :])[:, 0]
+        n = min(self.candidates, len(scores))
+        top = np.argpartition(-scores, n - 1)[:n]
+        best = sorted(top, key=lambda i: -scores[i])
+        return [rows.keys[i] for i in best], {rows.keys[i]: float(scores[i]) for i in best}
 
     def _vectors_usable(self, conn: sqlite3.Connection) -> bool:
         if not vec_table_exists(conn):
@@ -253,6 +275,57 @@ class KnowledgeBase:
         return None if row is None else float(np.frombuffer(row[0], dtype="<f4") @ vector)
 
 
+class _Floor:
+    """Decides, passage by passage in fused order, whether it answers the question.
+
+    A passage passes when its similarity >= min_similarity or its word coverage >=
+    min_coverage. The best match (first in the fused ranking, first for the vectors and found by
+    a word retriever too) also passes from best_similarity: the floor must not hide what two
+    retrievers agree on.
+    """
+
+    def __init__(self, kb: KnowledgeBase, conn: sqlite3.Connection, words: "_WordCoverage",
+                 vector: np.ndarray | None, similarities: dict[int, float],
+                 titles: dict[int, float], use_similarity: bool, use_coverage: bool) -> None:
+        self.kb, self.conn, self.words, self.vector = kb, conn, words, vector
+        self.similarities, self.titles = similarities, titles
+        self.use_similarity, self.use_coverage = use_similarity, use_coverage
+        # A passage outside the vector top-N is at most as similar as the N-th one: it needs
+        # its own similarity only when that could still clear the floor (or to report it).
+        self.nth = (min(similarities.values()) if len(similarities) >= kb.candidates
+                    else -1.0)
+
+    def admit(self, pid: int, ranks: dict[str, int], best: bool) -> Hit | None:
+        kb, sim = self.kb, self.similarities.get(pid)
+        if self.use_similarity and sim is None and self.nth >= kb.min_similarity:
+            sim = kb._similarity(self.conn, pid, self.vector)
+        coverage = self.words.coverage(pid)
+        agreed = best and ranks.get("vector") == 1 and 1 in (ranks.get("bm25"),
+                                                            ranks.get("trigram"))
+        title = self.titles.get(pid)
+        passes = self.use_similarity and sim is not None and (
+            sim >= kb.min_similarity or (agreed and sim >= kb.best_similarity)
+            or sim + COVERAGE_WEIGHT * coverage >= kb.calibration.combined)
+        passes = (passes or (self.use_coverage and coverage >= kb.min_coverage)
+                  or (title is not None and ranks.get("title") == 1
+                      and title >= kb.calibration.title_similarity))
+        if not passes:
+            return None
+        row = self.conn.execute(
+            "SELECT p.*, f.path FROM kb_passages p JOIN kb_files f ON f.id = p.file_id "
+            "WHERE p.id = ?", (pid,)).fetchone()
+        if row is None:
+            return None
+        if self.use_similarity and sim is None:
+            sim = kb._similarity(self.conn, pid, self.vector)
+        score = _fused_score(ranks)
+        return _hit(row, score, sim, coverage, ranks, title)
+
+
+def _fused_score(ranks: Mapping[str, int]) -> float:
+    return sum(RRF_WEIGHTS.get(name, 1.0) / (RRF_K + rank) for name, rank in ranks.items())
+
+
 def _rare_trigrams(conn: sqlite3.Connection, terms: list[str], total: int) -> list[str]:
     """The trigrams of ``terms`` that occur in the index, without the very common ones.
 
@@ -288,6 +361,8 @@ class _WordCoverage:
         self.total = 0
         self.weights: dict[str, float] = {}
         self._memo: dict[tuple[str, str], bool] = {}
+        # unknown question word -> KB words close to it (vocab.py); they count as the word
+        self.expansions: dict[str, list[tuple[str, float]]] = {}
         if not terms:
             return
         self.total = total = conn.execute("SELECT count(*) FROM kb_passages").fetchone()[0] or 1
@@ -309,8 +384,9 @@ class _WordCoverage:
         makes FTS5 score thousands of rows; when every term is that common, all are kept.
         """
         limit = max(COMMON_SHARE * self.total, 20)
-        selective = [t for t in self.terms if self.df.get(t, 0) <= limit]
-        return selective or self.terms
+        selective = [t for t in self.terms if self.df.get(t, 0) <= limit] or self.terms
+        extra = [w for t in selective for w, _ in self.expansions.get(t, ())]
+        return list(dict.fromkeys(selective + extra))
 
     def coverage(self, pid: int) -> float:
         if not self.terms:
@@ -324,6 +400,11 @@ class _WordCoverage:
         for term, weight in self.weights.items():
             if term in present or self._fuzzy(term, present):
                 found += weight
+                continue
+            # A KB word standing in for the question's word counts as much as it is alike.
+            near = [sim for w, sim in self.expansions.get(term, ()) if w in present]
+            if near:
+                found += weight * max(near)
         return found / self.total_weight
 
     def _fuzzy(self, term: str, present: frozenset[str]) -> bool:
@@ -347,9 +428,10 @@ class _WordCoverage:
 
 
 def _hit(row: sqlite3.Row, score: float, similarity: float | None, coverage: float,
-         ranks: Mapping[str, int]) -> Hit:
+         ranks: Mapping[str, int], title_similarity: float | None = None) -> Hit:
     return Hit(passage_id=row["id"], source=row["path"], locator=row["locator"],
                title=row["title"], text=row["text"], row=row["row_number"],
                heading=row["heading"], line_start=row["line_start"], line_end=row["line_end"],
                fields=json.loads(row["fields"]) if row["fields"] else None, score=score,
-               similarity=similarity, coverage=coverage, ranks=dict(ranks))
+               similarity=similarity, coverage=coverage, ranks=dict(ranks),
+               title_similarity=title_similarity)

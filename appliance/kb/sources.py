@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import io
 import re
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
@@ -27,6 +26,8 @@ MAX_CHARS = 1000        # and never longer (well under 512 tokens for the embedd
 OVERLAP_CHARS = 150     # tail of the previous passage repeated when a section is split
 MAX_FILE_BYTES = 5_000_000
 MAX_CSV_FIELD_CHARS = 20_000
+MAX_RECORD_LINES = 32    # a CSV record (row) may span at most this many lines
+MAX_WARNINGS = 20        # per file; the rest are counted in one last warning
 
 KINDS = {".csv": "csv", ".tsv": "csv", ".md": "markdown", ".markdown": "markdown",
          ".txt": "text", ".text": "text"}
@@ -141,7 +142,7 @@ def parse_csv(path: str, text: str) -> ParsedSource:
     row = 0                          # spreadsheet row number: the header is row 1
     for start, end, cells in _records(text, delimiter):
         row += 1
-        if isinstance(cells, csv.Error):
+        if isinstance(cells, Exception):
             warnings.append(SourceWarning(path, start, f"malformed CSV ({cells}); row skipped"))
             continue
         if not any(c.strip() for c in cells):
@@ -169,31 +170,68 @@ def parse_csv(path: str, text: str) -> ParsedSource:
         raise SourceSkipped(path, "empty", "no header row")
     if not passages and not warnings:
         warnings.append(SourceWarning(path, None, "header only, no rows"))
-    return ParsedSource("csv", passages, warnings)
+    return ParsedSource("csv", passages, _capped(path, warnings))
 
 
-def _records(text: str, delimiter: str) -> Iterator[tuple[int, int, list[str] | csv.Error]]:
-    """(first line, last line, cells or the error) per record.
+def _capped(path: str, warnings: list[SourceWarning]) -> list[SourceWarning]:
+    """The first MAX_WARNINGS warnings, and one that counts the others."""
+    if len(warnings) <= MAX_WARNINGS:
+        return warnings
+    rest = len(warnings) - MAX_WARNINGS
+    return warnings[:MAX_WARNINGS] + [SourceWarning(
+        path, None, f"{rest} more rows with problems were skipped (the first "
+                    f"{MAX_WARNINGS} are listed); fix the file and ingest again")]
 
-    After a quoting error (typically an unbalanced quote that would swallow the rest of the
-    file) parsing restarts on the line after the bad record's first line, so one bad row does
-    not cost the rows after it.
+
+class _RunawayRecord(Exception):
+    """A record went on for more than MAX_RECORD_LINES lines: an unbalanced quote, most likely."""
+
+    def __str__(self) -> str:
+        return (f"a quoted field runs over more than {MAX_RECORD_LINES} lines; "
+                "probably a quote that is never closed")
+
+
+class _LineFeed:
+    """Feeds csv.reader one line at a time from ``start``, and knows where each record began.
+
+    A record may not run over MAX_RECORD_LINES lines, so a stray quote costs at most that many
+    lines before parsing goes on with the next line: parsing stays linear in the file's size.
+    """
+
+    def __init__(self, lines: list[str], start: int) -> None:
+        self.lines, self.record_start, self.next = lines, start, start
+
+    def __iter__(self) -> Iterator[str]:
+        while self.next < len(self.lines):
+            if self.next - self.record_start >= MAX_RECORD_LINES:
+                raise _RunawayRecord()
+            self.next += 1
+            yield self.lines[self.next - 1] + "\n"
+
+
+def _records(text: str, delimiter: str
+             ) -> Iterator[tuple[int, int, list[str] | csv.Error | _RunawayRecord]]:
+    """(first line, last line, cells or the error) per record, in one pass over the lines.
+
+    After a bad record (a quoting error, or an unbalanced quote that would swallow the rest of
+    the file) parsing restarts on the line after the bad record's first line, so one bad row
+    does not cost the rows after it.
     """
     lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
     offset = 0
     while offset < len(lines):
-        reader = csv.reader(io.StringIO("\n".join(lines[offset:]), newline=""),
-                            delimiter=delimiter, strict=True)
-        line = offset + 1
+        feed = _LineFeed(lines, offset)
+        reader = csv.reader(iter(feed), delimiter=delimiter, strict=True)
         try:
             for cells in reader:
-                end = offset + reader.line_num
-                yield line, end, cells
-                line = end + 1
+                yield feed.record_start + 1, feed.next, cells
+                feed.record_start = feed.next
             return
-        except csv.Error as exc:
-            yield line, line, exc
-            offset = line
+        except (csv.Error, _RunawayRecord) as exc:
+            yield feed.record_start + 1, feed.record_start + 1, exc
+            offset = feed.record_start + 1
 
 
 def _header(path: str, line: int, cells: list[str], warnings: list[SourceWarning]) -> list[str]:

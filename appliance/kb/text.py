@@ -49,11 +49,13 @@ def words(text: str) -> list[str]:
 
 
 def codes(text: str) -> list[str]:
-    """Codes with separators and at least one digit ("sw-wm-8123"), written without them."""
+    """Codes with separators and at least one digit ("sw-wm-8123"), written without them, and
+    hyphenated words written as one ("x-ray" -> "xray", "check-up" -> "checkup")."""
     out = []
     for match in _CODE.finditer(text):
         token = match.group(0)
-        if any(c.isdigit() for c in token):
+        if any(c.isdigit() for c in token) or ("-" in token and "." not in token
+                                               and "/" not in token):
             out.append(re.sub(r"[-./]", "", token))
     return out
 
@@ -140,8 +142,10 @@ def word_matches(term: str, word: str) -> bool:
     # Compare the shorter word with the start of the longer one when they differ by a short
     # ending ("retrun" ~ "return|ed"), and the whole words otherwise.
     longer, shorter = (word, term) if len(word) > len(term) else (term, word)
+    # A typo and an ending at once only in longer words: "local" is not "locat|ed".
+    prefix_limit = limit if len(shorter) >= 6 else 0
     if len(longer) - len(shorter) <= 3 and edit_distance_at_most(
-            shorter, longer[:len(shorter)], limit):
+            shorter, longer[:len(shorter)], prefix_limit):
         return True
     return abs(len(word) - len(term)) <= limit and edit_distance_at_most(term, word, limit)
 

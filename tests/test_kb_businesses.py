@@ -1,0 +1,126 @@
+"""Retrieval on businesses other than the shipped sample, with the real all-MiniLM-L6-v2.
+
+tests/data/kb_businesses/<name>/ holds each business's files (docs/) and caller questions
+(questions.jsonl, the `appliance kb eval` format). dental is the dev set the floors were tuned
+on; plumbing and restaurant are held out (see the README there).
+
+Two tests per business:
+- the target (issue 18): recall@3 >= 0.9 on answerable questions and no hit at all for every
+  question the files cannot answer. Not reached yet with all-MiniLM-L6-v2, so it is a strict
+  xfail: the day it passes, the xfail must go.
+- no regression below what the current method measures (MEASURED, recorded when the method
+  was frozen): recall@3 and abstention may only go up.
+
+Run ``python -m tests.test_kb_businesses [NAME ...]`` to print the report with the misses.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from appliance.kb.embed import Embedder
+from appliance.kb.evaluate import EvalResult, evaluate, format_result, load_questions
+from appliance.kb.index import Indexer
+from appliance.kb.search import KnowledgeBase
+from appliance.store.db import Database
+
+ROOT = Path(__file__).resolve().parent.parent
+BUSINESSES = ROOT / "tests" / "data" / "kb_businesses"
+NAMES = ("dental", "plumbing", "restaurant")
+SPLIT = {"dental": "dev", "plumbing": "held-out", "restaurant": "held-out"}
+# (answerable found, answerable total, out-of-KB refused, out-of-KB total) with MiniLM
+MEASURED = {"dental": (29, 39, 12, 12), "plumbing": (25, 38, 10, 12),
+            "restaurant": (34, 39, 12, 12)}
+
+
+def run_business(name: str, model: Path | None, workdir: Path) -> EvalResult:
+    folder = BUSINESSES / name
+    db = Database.open_sync(workdir / f"{name}.db")
+    embedder = Embedder(model, threads=2) if model is not None else None
+    try:
+        report = Indexer(db, embedder).ingest(folder / "docs")
+        assert not report.warnings, report.warnings
+        kb = KnowledgeBase(db, embedder)
+        return evaluate(lambda q, k: kb.search(q, k=k), load_questions(folder / "questions.jsonl"))
+    finally:
+        if embedder is not None:
+            embedder.close()
+        db.close()
+
+
+def embedding_model_path() -> Path:
+    from tests.models import make_embedding_gguf
+
+    return make_embedding_gguf(ROOT / "tests" / ".cache" / "models")
+
+
+@pytest.fixture(scope="module")
+def embedding_model() -> Path:
+    return embedding_model_path()
+
+
+def test_questions_point_at_real_passages() -> None:
+    """Every expected passage exists (a renamed heading must not silently lower recall)."""
+    from appliance.kb.sources import parse_source
+
+    for name in NAMES:
+        docs = BUSINESSES / name / "docs"
+        passages = {p.name: parse_source(p.name, p.read_bytes()).passages
+                    for p in docs.iterdir()}
+        questions = load_questions(BUSINESSES / name / "questions.jsonl")
+        assert len(questions) >= 40
+        none = sum(not q.answerable for q in questions)
+        assert 0.2 <= none / len(questions) <= 0.3, (name, none)
+        assert {q.language for q in questions} == {"en", "he", "ru"}
+        for q in questions:
+            for e in q.expected or ():
+                assert any(p.row == e.row if e.row is not None else p.heading == e.heading
+                           for p in passages[e.file]), (name, q.question, e)
+
+
+@pytest.fixture(scope="module")
+def results(embedding_model: Path, tmp_path_factory: pytest.TempPathFactory
+            ) -> dict[str, EvalResult]:
+    workdir = tmp_path_factory.mktemp("kb-businesses")
+    out = {name: run_business(name, embedding_model, workdir) for name in NAMES}
+    for name, result in out.items():
+        print(f"\n{name} ({SPLIT[name]}):\n{format_result(result)}")
+    return out
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.xfail(strict=True, reason="issue 18 target not reached with all-MiniLM-L6-v2: "
+                                       "dental 74%, plumbing 66% (2 of 12 leaks), restaurant "
+                                       "87% recall@3; see bench/results/kb.md")
+def test_business_meets_the_target(name: str, results: dict[str, EvalResult]) -> None:
+    result = results[name]
+    text = f"{name} ({SPLIT[name]}):\n{format_result(result)}"
+    assert result.recall is not None and result.recall >= 0.9, text
+    assert result.abstention == 1.0, text
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_business_does_not_regress(name: str, results: dict[str, EvalResult]) -> None:
+    result = results[name]
+    found, answerable, refused, unanswerable = MEASURED[name]
+    text = f"{name} ({SPLIT[name]}):\n{format_result(result)}"
+    assert len(result.found) + len(result.missed) == answerable
+    assert len(result.found) >= found, text
+    assert len(result.abstained) + len(result.leaked) == unanswerable
+    assert len(result.abstained) >= refused, text
+
+
+if __name__ == "__main__":
+    import tempfile
+
+    chosen = sys.argv[1:] or list(NAMES)
+    model_path = embedding_model_path()
+    with tempfile.TemporaryDirectory() as tmp:
+        for business in chosen:
+            res = run_business(business, model_path, Path(tmp))
+            # Held-out businesses print only their numbers unless asked for by name.
+            print(f"{business} ({SPLIT[business]}):\n"
+                  f"{format_result(res, details=SPLIT[business] == 'dev' or len(sys.argv) > 1)}")
