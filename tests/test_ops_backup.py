@@ -112,8 +112,9 @@ def test_a_migration_is_preceded_by_an_automatic_backup(tmp_path, monkeypatch) -
     conn.commit()
     conn.close()
     real = store_db.migrations()
-    monkeypatch.setattr(store_db, "migrations",
-                        lambda: real + [(998, "extra", "CREATE TABLE extra (x INTEGER);")])
+    newer = real + [(998, "extra", "CREATE TABLE extra (x INTEGER);")]
+    monkeypatch.setattr(store_db, "migrations", lambda: newer)   # a code version that knows 998
+    monkeypatch.setattr(backups, "migrations", lambda: newer)
     Database.open_sync(tmp_path / "a.db").close()
     (pre,) = backups.list_backups(tmp_path / "backups")
     assert "pre-migration" in pre.name and f"s{max(n for n, _, _ in real):03d}" in pre.name

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from .schema import migrations
+
 log = logging.getLogger(__name__)
 NAME = re.compile(r"^appliance-(\d{8}T\d{6}\d*Z)-s(\d+)-([a-z-]+)\.db$")
 DEFAULT_KEEP = 7
@@ -79,8 +81,6 @@ def applied_migrations(conn: sqlite3.Connection) -> set[int]:
 
 
 def known_migrations() -> set[int]:
-    from .db import migrations
-
     return {number for number, _, _ in migrations()}
 
 

@@ -14,20 +14,15 @@ import logging
 import sqlite3
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from importlib import resources
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
+from . import backup
+from .backup import create_private
+from .schema import StoreError, migrations
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-
-class StoreError(Exception):
-    """The database cannot be opened or migrated. `code` is a short machine code."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 def extension_loading_supported() -> bool:
@@ -38,8 +33,6 @@ def extension_loading_supported() -> bool:
 def connect(path: Path | str, *, readonly: bool = False) -> sqlite3.Connection:
     """Open a connection with the appliance's pragmas and sqlite-vec loaded."""
     if path != ":memory:" and not readonly:
-        from .backup import create_private
-
         create_private(Path(path))    # mode 600 whatever the umask (-wal/-shm follow it)
     uri = f"file:{path}?mode=ro" if readonly else str(path)
     conn = sqlite3.connect(uri, uri=readonly, timeout=10.0, check_same_thread=False,
@@ -70,27 +63,12 @@ def load_vec(conn: sqlite3.Connection) -> None:
         conn.enable_load_extension(False)
 
 
-def migrations() -> list[tuple[int, str, str]]:
-    """(number, name, sql) for every file in appliance/store/migrations, in order."""
-    found = []
-    for entry in resources.files("appliance.store.migrations").iterdir():
-        name = entry.name
-        if name.endswith(".sql") and name[:3].isdigit():
-            found.append((int(name[:3]), name[4:-4], entry.read_text(encoding="utf-8")))
-    found.sort()
-    numbers = [n for n, _, _ in found]
-    if len(numbers) != len(set(numbers)):
-        raise StoreError("migration_numbers", f"two migrations share a number: {numbers}")
-    return found
-
-
 def migrate(conn: sqlite3.Connection) -> list[int]:
     """Apply the migrations not yet recorded; each one in its own transaction."""
     conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations ("
                  "number INTEGER PRIMARY KEY, name TEXT NOT NULL, "
                  "applied_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')))")
     done = {row[0] for row in conn.execute("SELECT number FROM schema_migrations")}
-    from . import backup
 
     newer = backup.newer_than_code(done)
     if newer:
