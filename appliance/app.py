@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from . import admin
 from .actions import routes as calendar_routes
 from .messaging import webhooks as messaging_routes
 from .runtime import Runtime
@@ -19,6 +20,7 @@ def build_app(runtime: Runtime) -> web.Application:
     app.router.add_get("/healthz", healthz)
     for module in (voice_routes, media_stream_routes, messaging_routes, calendar_routes):
         module.add_routes(app, runtime)
+    admin.setup(app, runtime)
     return app
 
 

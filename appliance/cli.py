@@ -44,11 +44,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(handler=_models, needs_settings=False)
 
     from .actions import commands as customer_commands
+    from .admin import commands as admin_commands
     from .call import simulate
     from .conversation import commands as chat_commands
     from .kb import commands as kb_commands
 
-    for module in (kb_commands, chat_commands, simulate, customer_commands):
+    for module in (kb_commands, chat_commands, simulate, customer_commands, admin_commands):
         module.register(sub)
     return parser
 

@@ -37,18 +37,8 @@ class OutboxNotifier:
         outbox = self._outbox()
         if outbox is None:
             raise RuntimeError("the messaging channel is not running")
-        messaging = self.rt.settings.messaging
-        if channel == "whatsapp":
-            sender = messaging.whatsapp_from
-            if sender and not sender.startswith("whatsapp:"):
-                sender = "whatsapp:" + sender
-            address = "whatsapp:" + to
-        else:
-            sender, address = messaging.sms_from, to
-        if not sender:
-            raise RuntimeError(f"[messaging] {channel}_from is not set")
-        await outbox.enqueue(channel=channel, phone=to, to_address=address,
-                             from_address=sender, text=body, purpose=reason)
+        # The outbox picks the sender ([messaging] whatsapp_from / sms_from) and the address.
+        await outbox.enqueue(to, channel, body, purpose=reason)
 
 
 def register_actions(rt: "Runtime", tools: "ToolRegistry") -> ActionServices | None:
