@@ -72,7 +72,8 @@ def _set_cookie(resp: web.StreamResponse, token: str, ctx: AdminContext) -> None
                     max_age=int(ctx.sessions.limits.session_s))
 
 
-def _login_page(message: str, token: str, next_url: str, has_password: bool) -> Markup:
+def _login_page(message: str, token: str, next_url: str, has_password: bool,
+                business: str) -> Markup:
     if not has_password:
         body = t('<p class="problem">No password is set yet. On the box, run '
                  '<code>appliance admin set-password</code>, then reload this page.</p>')
@@ -85,7 +86,7 @@ def _login_page(message: str, token: str, next_url: str, has_password: bool) -> 
                  '<button type="submit">Log in</button></form>',
                  msg=t('<p class="problem">{m}</p>', m=message) if message else "",
                  tok=token, nxt=next_url)
-    return shell("Log in", body)
+    return shell("Log in", body, business=business)
 
 
 def _safe_next(value: object) -> str:
@@ -100,7 +101,7 @@ async def login_form(request: web.Request, message: str = "", status: int = 200
     has_password = await ctx.db.read(passwords.load) is not None
     token = csrf.new_login_token()
     resp = web.Response(text=_login_page(message, token, _safe_next(request.query.get("next")),
-                                         has_password),
+                                         has_password, ctx.runtime.settings.business.name),
                         content_type="text/html", status=status)
     resp.set_cookie(csrf.LOGIN_COOKIE, token, path=LOGIN_PATH, httponly=True, secure=True,
                     samesite="Strict", max_age=3600)

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -23,10 +24,13 @@ class Series:
 
 
 def _nice_max(value: float) -> float:
+    """The axis top: 4 ticks of 1, 2, 2.5 or 5 x 10^k, at least the value (counts: whole)."""
     if value <= 0:
-        return 1.0
-    step = 10 ** (len(str(int(value))) - 1)
-    return float(((int(value) // step) + 1) * step)
+        return 4.0
+    raw = value / 4
+    magnitude = 10 ** math.floor(math.log10(raw))
+    step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
+    return max(4.0, step * 4) if value >= 1 else step * 4
 
 
 def _legend(items: Sequence[tuple[str, str]]) -> Markup:
@@ -35,7 +39,7 @@ def _legend(items: Sequence[tuple[str, str]]) -> Markup:
 
 
 def _frame(svg_body: Markup, width: int, height: int, label: str) -> Markup:
-    return t('<svg viewBox="0 0 {w} {h}" width="{w}" height="{h}" role="img" '
+    return t('<svg viewBox="0 0 {w} {h}" width="{w}" role="img" '
              'aria-label="{label}" xmlns="http://www.w3.org/2000/svg" '
              'font-family="system-ui,sans-serif" font-size="11">{b}</svg>',
              w=width, h=height, label=label, b=svg_body)
@@ -49,7 +53,7 @@ def _axis(top: float, left: int, right: int, base: int, height: int, unit: str) 
         ticks.append(t('<line x1="{l}" x2="{r}" y1="{y:.1f}" y2="{y:.1f}" stroke="#e4e7ec"/>'
                        '<text x="{tx}" y="{ty:.1f}" text-anchor="end" fill="#667085">{v}</text>',
                        l=left, r=right, y=y, tx=left - 4, ty=y + 4,
-                       v=f"{value:.0f}{unit}"))
+                       v=f"{value:g}{unit}"))
     return join(ticks)
 
 

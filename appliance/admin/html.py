@@ -85,7 +85,7 @@ def parse_utc(stamp: str | None) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
-def local_time(stamp: str | None, tz: ZoneInfo, fmt: str = "%a %d %b %H:%M") -> str:
+def local_time(stamp: str | None, tz: ZoneInfo, fmt: str = "%d %b %H:%M") -> str:
     moment = parse_utc(stamp)
     return moment.astimezone(tz).strftime(fmt) if moment else ""
 

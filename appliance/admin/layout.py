@@ -28,8 +28,9 @@ def stylesheet() -> str:
 
 def shell(title: str, body: Markup, *, active: str = "", csrf: str | None = None,
           business: str = "") -> Markup:
-    nav = Markup("")
-    if csrf is not None:
+    nav = script = Markup("")
+    if csrf is not None:        # logged in (the login page loads nothing under /admin)
+        script = t('<script src="/admin/static/admin.js" defer></script>')
         links = join(t('<a href="{h}" class="{c}">{x}</a>', h=href, x=label,
                        c="on" if key == active else "") for key, href, label in NAV)
         nav = t('<nav>{links}<form method="post" action="/admin/logout" class="logout">{f}'
@@ -37,12 +38,11 @@ def shell(title: str, body: Markup, *, active: str = "", csrf: str | None = None
                 links=links, f=csrf_field(csrf))
     return t('<!doctype html><html lang="en"><head><meta charset="utf-8">'
              '<meta name="viewport" content="width=device-width, initial-scale=1">'
-             '<title>{title} - {biz}</title><style>{css}</style>'
-             '<script src="/admin/static/admin.js" defer></script></head>'
+             '<title>{title} - {biz}</title><style>{css}</style>{script}</head>'
              '<body><header><span class="brand">{biz}</span>{nav}</header>'
              '<main><h1>{title}</h1>{body}</main></body></html>',
              title=title, biz=business or "Receptionist", css=Markup(stylesheet()), nav=nav,
-             body=body)
+             script=script, body=body)
 
 
 def secure(resp: web.StreamResponse) -> web.StreamResponse:

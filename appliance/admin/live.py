@@ -62,6 +62,7 @@ class LiveCall:
         who = mask_phone(self.caller) if self.caller else "unknown number"
         return {"call_sid": self.call_sid, "caller": f"{self.name} ({who})" if self.name
                 else who, "seconds": max(0, seconds), "turns": self.turns,
+                "started": started.timestamp() if started else now,
                 "last_said": self.last_said}
 
 

@@ -70,6 +70,8 @@ def llm_problem(status: dict[str, object]) -> str | None:
 async def current(ctx: AdminContext) -> list[str]:
     rt = ctx.runtime
     out = list(rt.problems())
+    out.extend(f"{c.name}: {c.detail}" for c in rt.components.values()
+               if not c.ok and not c.needed_for_calls)
     llm = llm_problem(rt.engine.status() if rt.engine is not None else {"mode": "none"})
     if llm and not any(p.startswith("conversation engine") for p in out):
         out.append(llm)

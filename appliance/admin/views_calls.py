@@ -110,12 +110,13 @@ def stage_values(r: sqlite3.Row) -> list[float | None]:
 def latency(timings: list[sqlite3.Row]) -> Markup:
     if not timings:
         return t('<p class="empty">No per-turn timings (not a streamed call).</p>')
-    bars = charts.stacked([(f"turn {r['turn_index'] + 1}", stage_values(r)) for r in timings],
+    bars = charts.stacked([(f"turn {i}", stage_values(r)) for i, r in enumerate(timings, 1)],
                           STAGES, title="Turn latency by stage")
-    rows = [(r["turn_index"] + 1, ms(r["turn_latency_ms"]), ms(r["heard_latency_ms"]),
-             "yes" if r["interrupted"] else "", r["model"] or "") for r in timings]
-    return join([bars, table(("Turn", "Reply started", "Heard", "Interrupted", "Model"),
-                             rows)])
+    rows = [(i, r["transcript"], ms(r["turn_latency_ms"]), ms(r["heard_latency_ms"]),
+             "yes" if r["interrupted"] else "", r["model"] or "")
+            for i, r in enumerate(timings, 1)]
+    return join([bars, table(("Turn", "Caller said", "Reply started", "Heard", "Interrupted",
+                              "Model"), rows)])
 
 
 async def call_page(request: web.Request) -> web.Response:
@@ -130,8 +131,10 @@ async def call_page(request: web.Request) -> web.Response:
                 ("Duration", duration(call["started_at"], call["ended_at"])),
                 ("Outcome", outcome_badge(call["outcome"])),
                 ("Language", call["language"] or ""), ("Model", call["model"] or ""),
-                ("Mode", call["mode"]), ("Then", full["next_action"] or ""),
-                ("Error", full["error"] or "")])
+                ("Mode", call["mode"])] + [
+                (label, full[key]) for label, key in (("Then", "next_action"),
+                                                      ("Transferred to", "transfer_to"),
+                                                      ("Error", "error")) if full[key]])
     actions = table(("What", "Detail", "Needs you"), [
         (a["kind"], a["detail"], "yes" if a["needs_human"] else "") for a in d["actions"]],
         empty="No tool changed anything.")

@@ -62,8 +62,9 @@ async def health(request: web.Request) -> web.Response:
     body = t('{state}<h2>Components</h2>{comp}<h2>Language model</h2>{llm}<h2>Models</h2>{mod}'
              '<h2>Disk</h2>{disk}<h2>Last errors</h2>{err}<h2>Versions</h2>{ver}'
              '<h2>Database</h2>{db}',
-             state=join(t('<p class="problem">{p}</p>', p=p) for p in issues) if issues
-             else t('<p class="fine">Ready to take calls; nothing needs attention.</p>'),
+             state=join([t('<p class="fine">Ready to take calls.</p>') if rt.can_take_calls()
+                         else t('<p class="problem">NOT ready to take calls.</p>'),
+                         join(t('<p class="problem">{p}</p>', p=p) for p in issues)]),
              comp=components,
              llm=kv([("Mode", llm.get("mode", "none")),
                      ("Gemini", "configured" if gemini.get("configured") else "not configured"),
@@ -89,7 +90,9 @@ def flatten(obj: object, prefix: str = "") -> list[tuple[str, str]]:
     for f in dataclasses.fields(obj):  # type: ignore[arg-type]
         value = getattr(obj, f.name)
         name = f"{prefix}{f.name}"
-        if _is_secret(f.name, f) and isinstance(value, str):
+        if hasattr(value, "setting") and hasattr(value, "path"):       # a ModelRef
+            out.append((name, str(value.path)))
+        elif _is_secret(f.name, f) and isinstance(value, str):
             out.append((name, "(secret, set)" if value else "(secret, not set)"))
         elif dataclasses.is_dataclass(value) and not isinstance(value, type):
             out.extend(flatten(value, name + "."))

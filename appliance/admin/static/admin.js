@@ -3,9 +3,9 @@
 "use strict";
 
 function liveCalls(box) {
-  const src = new EventSource("/admin/api/live");
-  src.addEventListener("calls", (ev) => {
-    const calls = JSON.parse(ev.data);
+  let calls = [];
+  let skew = 0;   // server clock minus browser clock, seconds
+  function render() {
     box.replaceChildren();
     if (calls.length === 0) {
       const p = document.createElement("p");
@@ -14,22 +14,35 @@ function liveCalls(box) {
       box.append(p);
       return;
     }
+    const now = Date.now() / 1000 + skew;
     for (const c of calls) {
       const div = document.createElement("div");
       div.className = "turn live-call";
       div.dataset.sid = c.call_sid;
+      const badge = document.createElement("span");
+      badge.className = "badge live";
+      badge.textContent = "on the line";
       const a = document.createElement("a");
       a.href = "/admin/calls/" + encodeURIComponent(c.call_sid);
-      a.textContent = c.caller + " - " + c.seconds + " s, " + c.turns + " turn(s)";
+      const secs = Math.max(0, Math.round(now - c.started));
+      const mmss = Math.floor(secs / 60) + ":" + String(secs % 60).padStart(2, "0");
+      a.textContent = " " + c.caller + " - " + mmss + " - " + c.turns + " turn(s)";
       const last = document.createElement("div");
       last.className = "heard";
-      last.textContent = c.last_said ? "Caller: " + c.last_said : "";
-      div.append(a, last);
+      last.textContent = c.last_said ? "Caller said: " + c.last_said : "";
+      div.append(badge, a, last);
       box.append(div);
     }
+  }
+  const src = new EventSource("/admin/api/live");
+  src.addEventListener("calls", (ev) => {
+    calls = JSON.parse(ev.data);
+    if (calls.length) skew = (calls[0].started + calls[0].seconds) - Date.now() / 1000;
+    render();
   });
   src.onerror = () => { box.dataset.state = "reconnecting"; };
   src.onopen = () => { box.dataset.state = "connected"; };
+  setInterval(() => { if (calls.length) render(); }, 1000);
 }
 
 function kbProgress(box) {
