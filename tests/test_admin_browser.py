@@ -101,6 +101,18 @@ async def until(fn: Callable[[], T], what: str, timeout: float = 30.0) -> T:
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def summary_text(srv, call_sid: str) -> str:
+    import sqlite3
+
+    conn = sqlite3.connect(srv.runtime.settings.storage.database)
+    try:
+        row = conn.execute("SELECT s.text FROM owner_summaries s JOIN calls c ON c.id = "
+                           "s.call_id WHERE c.call_sid = ?", (call_sid,)).fetchone()
+        return row[0] if row else ""
+    finally:
+        conn.close()
+
+
 def not_blank(path: Path) -> None:
     from PIL import Image
 
@@ -178,6 +190,10 @@ async def test_log_in_open_a_call_and_watch_a_live_call(server, browser) -> None
     await step(browser.refresh)
     await until(lambda: result.call_sid in browser.page_source, "the call in today's list")
     await shot(browser, "today")
+    # The owner's summary of that call links to its page on the dashboard.
+    link = f"{PUBLIC_URL}/admin/calls/{result.call_sid}"
+    await until(lambda: summary_text(server, result.call_sid), "the call's summary")
+    assert link in summary_text(server, result.call_sid)
 
     await step(lambda: browser.set_window_size(390, 844))          # a phone
     await step(lambda: browser.get(f"{base}/admin/calls/{result.call_sid}"))

@@ -376,3 +376,40 @@ async def wait_for(predicate, timeout: float = 10.0) -> None:
             return
         await asyncio.sleep(0.05)
     raise AssertionError("timed out")
+
+
+def test_set_password_command_stores_a_scrypt_hash_and_ends_sessions(tmp_path, test_models,
+                                                                     monkeypatch, capsys
+                                                                     ) -> None:
+    import io
+
+    from appliance import cli
+    from appliance.admin import passwords
+    from tests.conftest import write_ini
+
+    ini = write_ini(tmp_path / "config.ini", test_models)
+    monkeypatch.setenv("TWILIO_AUTH_TOKEN", TOKEN)
+    monkeypatch.setattr("sys.stdin", io.StringIO("short\n"))
+    assert cli.main(["admin", "set-password", "--stdin", "--config", str(ini)]) == 2
+    assert "at least 10 characters" in capsys.readouterr().err
+    monkeypatch.setattr("sys.stdin", io.StringIO(PASSWORD + "\n"))
+    assert cli.main(["admin", "set-password", "--stdin", "--config", str(ini)]) == 0
+    conn = sqlite3.connect(tmp_path / "appliance.db")
+    conn.row_factory = sqlite3.Row
+    try:
+        stored = passwords.load(conn)
+        assert stored is not None and stored.n == 2 ** 14 and len(stored.salt) == 16
+        assert passwords.verify(PASSWORD, stored) and not passwords.verify("wrong", stored)
+        assert PASSWORD not in str(tuple(conn.execute("SELECT * FROM admin_password").fetchone()))
+        conn.execute("INSERT INTO admin_sessions(token_hash, csrf_token, created_at, "
+                     "expires_at) VALUES ('h', 'c', 0, 9e9)")
+        conn.commit()
+    finally:
+        conn.close()
+    monkeypatch.setattr("sys.stdin", io.StringIO("another long password\n"))
+    assert cli.main(["admin", "set-password", "--stdin", "--config", str(ini)]) == 0
+    conn = sqlite3.connect(tmp_path / "appliance.db")
+    try:
+        assert conn.execute("SELECT count(*) FROM admin_sessions").fetchone()[0] == 0
+    finally:
+        conn.close()

@@ -38,6 +38,13 @@ class TokenRejected(ValueError):
     """The Access token is not valid; the message says why (logged, never shown)."""
 
 
+def _loopback(url: str) -> bool:
+    """Plain http is allowed only for a stand-in on this machine (tests)."""
+    from urllib.parse import urlsplit
+
+    return urlsplit(url).hostname in ("127.0.0.1", "localhost", "::1")
+
+
 def b64url(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
@@ -113,7 +120,11 @@ class AccessVerifier:
         aud = env.get("APPLIANCE_ADMIN_CF_ACCESS_AUD", "").strip()
         if not team or not aud:
             return None
-        if not team.startswith("https://"):
+        if team.startswith("http://") and not _loopback(team):
+            log.error("admin: APPLIANCE_ADMIN_CF_ACCESS_TEAM must be an https:// URL; "
+                      "Cloudflare Access sign-in is off")
+            return None
+        if not team.startswith(("https://", "http://")):
             team = "https://" + team
         emails = frozenset(e.strip().lower() for e in
                            env.get("APPLIANCE_ADMIN_CF_ACCESS_EMAILS", "").split(",") if e.strip())
