@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 import sqlite3
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from http.cookies import SimpleCookie
 from pathlib import Path
 
@@ -31,13 +31,13 @@ def set_password(db_path: Path, password: str = PASSWORD) -> None:
 
 
 def _stamp(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
 
 
 def seed(db_path: Path) -> dict[str, int]:
     """A customer with a finished call (interrupted reply, a tool, timings, a summary), a
     WhatsApp thread with delivery states, and an appointment later today."""
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     start = now - timedelta(minutes=5)
     conn = sqlite3.connect(db_path)
     try:
@@ -89,7 +89,7 @@ def seed(db_path: Path) -> dict[str, int]:
         conn.execute("INSERT INTO turns(customer_id, channel, role, text) VALUES "
                      "(?, 'whatsapp', 'user', 'Is the oven part in stock?')", (cid,))
         later = (now + timedelta(hours=1)).replace(minute=0, second=0, microsecond=0)
-        if later.astimezone(timezone.utc).date() != now.date():
+        if later.astimezone(UTC).date() != now.date():
             later = now + timedelta(minutes=1)
         conn.execute(
             "INSERT INTO appointments(uid, customer_id, start_utc, end_utc, note, channel) "
@@ -152,7 +152,7 @@ class AdminClient:
         status, text, _ = await self.get("/admin/login")
         token = CSRF.search(text)
         assert token, text
-        status, text, resp = await self.post("/admin/login", {
+        status, text, _ = await self.post("/admin/login", {
             "csrf": token.group(1), "password": password, "next": "/admin/"}, csrf=False)
         if status == 303:
             await self.get("/admin/")      # picks up the session's CSRF token

@@ -10,7 +10,8 @@ request without a session, and any POST without the session's CSRF token.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -24,17 +25,26 @@ if TYPE_CHECKING:
     from ..runtime import Runtime
 
 
-def setup(app: web.Application, runtime: "Runtime", *, clock: Callable[[], float] = time.time,
-          limits: Limits = Limits()) -> AdminContext | None:
+def setup(app: web.Application, runtime: Runtime, *, clock: Callable[[], float] = time.time,
+          limits: Limits | None = None) -> AdminContext | None:
     """Mount the dashboard; without a database there is nothing to show (None)."""
     if runtime.db is None:
         return None
-    from . import (auth, cfaccess, views_appointments, views_calls, views_conversations,
-                   views_customers, views_kb, views_system, views_today)
+    from . import (
+        auth,
+        cfaccess,
+        views_appointments,
+        views_calls,
+        views_conversations,
+        views_customers,
+        views_kb,
+        views_system,
+        views_today,
+    )
     from .metrics import metrics
 
     ctx = AdminContext(
-        runtime=runtime, db=runtime.db, sessions=Sessions(runtime.db, clock, limits),
+        runtime=runtime, db=runtime.db, sessions=Sessions(runtime.db, clock, limits or Limits()),
         live=LiveCalls(runtime.db, clock),   # switch: runtime.<events>.subscribe(ctx.live.on_event)
         kb_jobs=KbJobs(runtime.db, runtime.settings.kb.directory, runtime.embedder),
         errors=RecentErrors(), access=cfaccess.AccessVerifier.from_environ(clock=clock),

@@ -22,8 +22,8 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Callable, Mapping
 
 import aiohttp
 
@@ -55,7 +55,7 @@ class RsaKey:
     e: int
 
     @classmethod
-    def from_jwk(cls, jwk: Mapping[str, str]) -> "RsaKey":
+    def from_jwk(cls, jwk: Mapping[str, str]) -> RsaKey:
         return cls(int.from_bytes(b64url(jwk["n"]), "big"), int.from_bytes(b64url(jwk["e"]),
                                                                             "big"))
 
@@ -114,7 +114,7 @@ class AccessVerifier:
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None,
-                     clock: Callable[[], float] = time.time) -> "AccessVerifier | None":
+                     clock: Callable[[], float] = time.time) -> AccessVerifier | None:
         env = os.environ if environ is None else environ
         team = env.get("APPLIANCE_ADMIN_CF_ACCESS_TEAM", "").strip().rstrip("/")
         aud = env.get("APPLIANCE_ADMIN_CF_ACCESS_AUD", "").strip()
@@ -132,10 +132,10 @@ class AccessVerifier:
 
     async def _refresh(self) -> None:
         timeout = aiohttp.ClientTimeout(total=5)
-        async with aiohttp.ClientSession(timeout=timeout) as http:
-            async with http.get(self.certs_url) as resp:
-                resp.raise_for_status()
-                body = await resp.json(content_type=None)
+        async with aiohttp.ClientSession(timeout=timeout) as http, \
+                http.get(self.certs_url) as resp:
+            resp.raise_for_status()
+            body = await resp.json(content_type=None)
         self._keys = {str(k["kid"]): RsaKey.from_jwk(k) for k in body.get("keys", [])
                       if k.get("kty") == "RSA"}
         self._fetched_at = self.clock()

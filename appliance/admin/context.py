@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
@@ -21,13 +22,13 @@ if TYPE_CHECKING:
 
 @dataclass
 class AdminContext:
-    runtime: "Runtime"
+    runtime: Runtime
     db: Database
     sessions: Sessions
-    live: "LiveCalls"
-    kb_jobs: "KbJobs"
-    errors: "RecentErrors"
-    access: "AccessVerifier | None"
+    live: LiveCalls
+    kb_jobs: KbJobs
+    errors: RecentErrors
+    access: AccessVerifier | None
     clock: Callable[[], float]
 
     @property

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import html
 import string
-from datetime import datetime, timezone
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 from ..logs import mask_phone
@@ -79,10 +79,10 @@ def parse_utc(stamp: str | None) -> datetime | None:
     if not stamp:
         return None
     try:
-        moment = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+        moment = datetime.fromisoformat(stamp)
     except ValueError:
         return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def local_time(stamp: str | None, tz: ZoneInfo, fmt: str = "%d %b %H:%M") -> str:

@@ -17,7 +17,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from ..kb.index import IngestProgress, IngestReport, Indexer, KbError
+from ..kb.index import Indexer, IngestProgress, IngestReport, KbError
 from ..kb.sources import KINDS, MAX_FILE_BYTES, SourceSkipped, parse_source
 from ..store.db import Database
 

@@ -3,7 +3,7 @@ any session exists, and nothing under /admin is served without one) and security
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 
 from aiohttp import web
@@ -21,7 +21,7 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'unsafe-inline'; img-sr
        "connect-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'")
 
 
-@lru_cache(maxsize=None)
+@cache
 def stylesheet() -> str:
     return resources.files("appliance.admin").joinpath("static/admin.css").read_text("utf-8")
 

@@ -14,8 +14,8 @@ import contextlib
 import logging
 import sqlite3
 import time
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
-from typing import AsyncIterator, Callable, Union
 
 from ..logs import mask_phone
 from ..store.db import Database
@@ -44,7 +44,7 @@ class CallEnded:
     call_sid: str
 
 
-CallEvent = Union[CallStarted, CallTurn, CallEnded]
+CallEvent = CallStarted | CallTurn | CallEnded
 
 
 @dataclass(frozen=True)
@@ -87,9 +87,8 @@ class LiveCalls:
                 return
             self.calls[event.call_sid] = replace(known, turns=event.turns,
                                                  last_said=event.last_said)
-        elif isinstance(event, CallEnded):
-            if self.calls.pop(event.call_sid, None) is None:
-                return
+        elif isinstance(event, CallEnded) and self.calls.pop(event.call_sid, None) is None:
+            return
         self._notify()
 
     def snapshot(self) -> list[dict[str, object]]:

@@ -47,7 +47,7 @@ def _histogram(out: _Out, conn: sqlite3.Connection) -> None:
 def render(conn: sqlite3.Connection, errors: dict[str, int], active_calls: int,
            ready: bool) -> str:
     out = _Out()
-    q = lambda sql: conn.execute(sql).fetchall()  # noqa: E731
+    q = lambda sql: conn.execute(sql).fetchall()
     out.metric("appliance_calls_total", "counter", "Calls by outcome.",
                [({"outcome": r[0]}, r[1]) for r in q(
                    "SELECT outcome, count(*) FROM calls GROUP BY outcome")])

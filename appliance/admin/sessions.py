@@ -13,8 +13,8 @@ from __future__ import annotations
 import hashlib
 import secrets
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from ..store.db import Database
 
@@ -45,8 +45,8 @@ def _digest(token: str) -> str:
 
 
 class Sessions:
-    def __init__(self, db: Database, clock: Clock, limits: Limits = Limits()) -> None:
-        self.db, self.clock, self.limits = db, clock, limits
+    def __init__(self, db: Database, clock: Clock, limits: Limits | None = None) -> None:
+        self.db, self.clock, self.limits = db, clock, limits or Limits()
 
     async def create(self, via: str, ip: str) -> tuple[str, Session]:
         """A new session; returns (cookie token, session)."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from urllib.parse import quote
 
 from aiohttp import web
@@ -59,8 +59,8 @@ async def week(request: web.Request) -> web.Response:
     tz = s.rules.tz
     start_day = _week_start(request, s.now().astimezone(tz).date())
     start = datetime.combine(start_day, time(0), tz)
-    appts = await s.appointments.between(start.astimezone(timezone.utc),
-                                         (start + timedelta(days=7)).astimezone(timezone.utc))
+    appts = await s.appointments.between(start.astimezone(UTC),
+                                         (start + timedelta(days=7)).astimezone(UTC))
     token, back = session_of(request).csrf_token, request.path_qs
     days = []
     for i in range(7):

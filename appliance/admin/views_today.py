@@ -7,7 +7,7 @@ import asyncio
 import json
 import sqlite3
 import statistics
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
@@ -23,7 +23,7 @@ KEEPALIVE_S = 15.0
 
 
 def day_start_utc(day: date, tz: ZoneInfo) -> str:
-    start = datetime.combine(day, time(0), tz).astimezone(timezone.utc)
+    start = datetime.combine(day, time(0), tz).astimezone(UTC)
     return start.strftime("%Y-%m-%dT%H:%M:%S")
 
 
@@ -49,13 +49,13 @@ def latency_per_day(rows: list[sqlite3.Row], first: date, tz: ZoneInfo
         if day is not None and 0 <= (day - first).days < DAYS:
             buckets[(day - first).days].append(r["turn_latency_ms"])
     medians = [statistics.median(b) if b else None for b in buckets]
-    p95 = [sorted(b)[min(len(b) - 1, int(round(0.95 * (len(b) - 1))))] if b else None
+    p95 = [sorted(b)[min(len(b) - 1, round(0.95 * (len(b) - 1)))] if b else None
            for b in buckets]
     return medians, p95
 
 
 def _read(conn: sqlite3.Connection, today: str, first: str, tomorrow: str) -> dict:
-    one = lambda sql, *a: conn.execute(sql, a).fetchone()[0]  # noqa: E731
+    one = lambda sql, *a: conn.execute(sql, a).fetchone()[0]
     return {
         "calls": call_rows(conn, "WHERE c.started_at >= ?", (today,), limit=100),
         "msgs_in": one("SELECT count(*) FROM messages_in WHERE received_at >= ?", today),
@@ -126,7 +126,7 @@ async def live_events(request: web.Request) -> web.StreamResponse:
             await resp.write(f"event: calls\ndata: {payload}\n\n".encode())
             try:
                 running = await asyncio.wait_for(changes.get(), KEEPALIVE_S)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 running = True
     return resp
 
