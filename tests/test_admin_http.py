@@ -416,3 +416,39 @@ def test_set_password_command_stores_a_scrypt_hash_and_ends_sessions(tmp_path, t
         assert conn.execute("SELECT count(*) FROM admin_sessions").fetchone()[0] == 0
     finally:
         conn.close()
+
+
+async def test_today_and_health_say_what_needs_attention(tmp_path: Path) -> None:
+    """Models not downloaded, no language model, a message stuck in the outbox, an error in
+    the log: all on the Today page and on Health, in words the owner can act on."""
+    import logging
+
+    from appliance.config import load_settings
+    from tests.conftest import write_ini
+
+    ini = write_ini(tmp_path / "config.ini", None, f"[models]\ndirectory = {tmp_path}/models\n")
+    settings = load_settings(ini, environ={"TWILIO_AUTH_TOKEN": TOKEN})
+    async with running(settings) as srv, aiohttp.ClientSession() as http:
+        set_password(settings.storage.database)
+        conn = sqlite3.connect(settings.storage.database)
+        conn.execute("INSERT INTO messages_out(channel, phone, to_address, from_address, body, "
+                     "state, created_at) VALUES ('sms', '+972501234567', '+972501234567', "
+                     "'+15550002222', 'hi', 'pending', '2020-01-01T00:00:00.000Z')")
+        conn.commit()
+        conn.close()
+        logging.getLogger("appliance.stt.whisper").error("decoder crashed on call %s", "CA1")
+        client = AdminClient(srv.url, http)
+        assert await client.login() == 303
+        status, today, _ = await client.get("/admin/")
+        status, health, _ = await client.get("/admin/health")
+        for text in (today, health):
+            assert "appliance models download base" in text            # stt missing
+            assert "no language model" in text
+            assert "1 WhatsApp/SMS message(s) not sent for over 10 minutes" in text
+            assert "1 error(s) logged in the last hour" in text
+        assert "NOT ready to take calls" in health
+        assert "decoder crashed on call CA1" in health and ">stt<" in health
+        status, metrics, _ = await client.get("/metrics")
+        assert 'appliance_errors_total{stage="stt"} 1' in metrics
+        assert "appliance_ready 0" in metrics and 'appliance_outbox_depth{state="pending"} 1' in \
+            metrics

@@ -58,14 +58,14 @@ def _axis(top: float, left: int, right: int, base: int, height: int, unit: str) 
 
 
 def _x_labels(labels: Sequence[str], left: int, step: float, base: int) -> Markup:
-    every = max(1, len(labels) // 10)
+    every = max(1, math.ceil(46 / step)) if step > 0 else 1     # a label needs ~46 px
     return join(t('<text x="{x:.1f}" y="{y}" text-anchor="middle" fill="#667085">{s}</text>',
                   x=left + step * (i + 0.5), y=base + 14, s=label)
                 for i, label in enumerate(labels) if i % every == 0)
 
 
 def bars(labels: Sequence[str], values: Sequence[float], *, title: str, unit: str = "",
-         color: str = "#2f6fde", width: int = 640, height: int = 200) -> Markup:
+         color: str = "#2f6fde", width: int = 480, height: int = 180) -> Markup:
     left, top_pad, base = 44, 10, height - 22
     plot_h, plot_w = base - top_pad, width - left - 8
     top = _nice_max(max(values, default=0))
@@ -81,7 +81,7 @@ def bars(labels: Sequence[str], values: Sequence[float], *, title: str, unit: st
 
 
 def lines(labels: Sequence[str], series: Sequence[Series], *, title: str, unit: str = "",
-          width: int = 640, height: int = 200) -> Markup:
+          width: int = 480, height: int = 180) -> Markup:
     left, top_pad, base = 52, 10, height - 22
     plot_h, plot_w = base - top_pad, width - left - 8
     top = _nice_max(max((v for s in series for v in s.values if v is not None), default=0))

@@ -50,13 +50,20 @@ def join(parts: Iterable[str], sep: str = "") -> Markup:
 def table(headers: Iterable[str], rows: Iterable[Iterable[object]], empty: str = "Nothing yet."
           ) -> Markup:
     """A scrollable table; each cell escaped unless Markup."""
-    body = join(t("<tr>{cells}</tr>", cells=join(t("<td>{c}</td>", c=c) for c in row))
-                for row in rows)
+    body = join(t("<tr>{cells}</tr>", cells=join(_cell(c) for c in row)) for row in rows)
     if not body:
         return t('<p class="empty">{e}</p>', e=empty)
     head = join(t("<th>{h}</th>", h=h) for h in headers)
     return t('<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody>'
              '</table></div>', head=head, body=body)
+
+
+def _cell(value: object) -> Markup:
+    """Short values stay on one line (times, numbers); long text wraps."""
+    text = value if isinstance(value, str) else str(value if value is not None else "")
+    plain = html.unescape(text) if isinstance(value, Markup) else text
+    wrap = len(plain) > 20 and "<form" not in text
+    return t('<td class="wrap">{c}</td>' if wrap else "<td>{c}</td>", c=value)
 
 
 def csrf_field(token: str) -> Markup:
