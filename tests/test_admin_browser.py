@@ -23,7 +23,7 @@ from appliance.call.simulate import CallerTurn, simulate_call
 from appliance.server import running
 from tests.admin_support import CALL_SID, PASSWORD, seed, set_password
 from tests.conftest import AUDIO_DIR, PUBLIC_URL, TOKEN
-from tests.fakes.gemini_server import FakeGemini, Reply
+from tests.test_call import REPLY, db_rows, gemini  # noqa: F401 - gemini is a fixture
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver") or (
@@ -45,19 +45,11 @@ FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
          "--disable-dev-shm-usage")
 MANIFEST = {e["file"]: e for e in json.loads((AUDIO_DIR / "manifest.json").read_text())}
-REPLY = "Of course, I can book that for you. Which time suits you best, nine or eleven?"
 T = TypeVar("T")
 
 
 @pytest.fixture
-async def gemini():
-    async with FakeGemini() as fake:
-        fake.default = Reply(text=REPLY, ttft_s=0.05)
-        yield fake
-
-
-@pytest.fixture
-async def server(make_settings, gemini, tmp_path):
+async def server(make_settings, gemini, tmp_path):  # noqa: F811 - the fixture
     kb = tmp_path / "kb"
     kb.mkdir()
     shutil.copy(Path(__file__).parent.parent / "kb" / "hours.md", kb / "hours.md")
@@ -103,15 +95,9 @@ async def until(fn: Callable[[], T], what: str, timeout: float = 30.0) -> T:
 
 
 def summary_text(srv, call_sid: str) -> str:
-    import sqlite3
-
-    conn = sqlite3.connect(srv.runtime.settings.storage.database)
-    try:
-        row = conn.execute("SELECT s.text FROM owner_summaries s JOIN calls c ON c.id = "
-                           "s.call_id WHERE c.call_sid = ?", (call_sid,)).fetchone()
-        return row[0] if row else ""
-    finally:
-        conn.close()
+    found = db_rows(srv, "SELECT s.text FROM owner_summaries s JOIN calls c ON c.id = "
+                         "s.call_id WHERE c.call_sid = ?", call_sid)
+    return found[0]["text"] if found else ""
 
 
 def not_blank(path: Path) -> None:

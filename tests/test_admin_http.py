@@ -30,6 +30,7 @@ from tests.admin_support import (
 )
 from tests.conftest import HERE, TOKEN
 from tests.fakes.twilio_rest import FakeTwilio
+from tests.test_call import db_rows as rows
 
 ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
 SMS_FROM = "+15550002222"
@@ -76,15 +77,6 @@ async def dash(make_settings, tmp_path, fake_twilio):
 async def client(dash):
     async with aiohttp.ClientSession() as http:
         yield AdminClient(dash.url, http)
-
-
-def rows(srv, sql: str, *args) -> list[sqlite3.Row]:
-    conn = sqlite3.connect(srv.runtime.settings.storage.database)
-    conn.row_factory = sqlite3.Row
-    try:
-        return conn.execute(sql, args).fetchall()
-    finally:
-        conn.close()
 
 
 def admin_routes(srv) -> set[tuple[str, str]]:
@@ -448,7 +440,7 @@ async def test_today_and_health_say_what_needs_attention(tmp_path: Path) -> None
             assert "1 error(s) logged in the last hour" in text
         assert "NOT ready to take calls" in health
         assert "decoder crashed on call CA1" in health and ">stt<" in health
-        status, metrics, _ = await client.get("/metrics")
+        _, metrics, _ = await client.get("/metrics")
         assert 'appliance_errors_total{stage="stt"} 1' in metrics
         assert "appliance_ready 0" in metrics and 'appliance_outbox_depth{state="pending"} 1' in \
             metrics
