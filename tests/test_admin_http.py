@@ -432,7 +432,9 @@ async def test_today_and_health_say_what_needs_attention(tmp_path: Path) -> None
         client = AdminClient(srv.url, http)
         assert await client.login() == 303
         status, today, _ = await client.get("/admin/")
+        assert status == 200
         status, health, _ = await client.get("/admin/health")
+        assert status == 200
         for text in (today, health):
             assert "appliance models download base" in text            # stt missing
             assert "no language model" in text
