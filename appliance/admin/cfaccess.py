@@ -3,7 +3,7 @@
 team's keys, for this application's audience, not expired, optionally for an allowed e-mail)
 gets a dashboard session without the password.
 
-Configured from the environment (or the secrets file loaded into it):
+Configured from the process environment (config.py has no [admin] section yet):
     APPLIANCE_ADMIN_CF_ACCESS_TEAM      https://yourteam.cloudflareaccess.com
     APPLIANCE_ADMIN_CF_ACCESS_AUD       the application's Audience (AUD) tag
     APPLIANCE_ADMIN_CF_ACCESS_EMAILS    optional, comma separated: only these identities
