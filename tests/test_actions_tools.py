@@ -299,9 +299,11 @@ async def test_wiring_connects_the_notifier_to_the_messaging_outbox(h: Harness) 
 
     queued: list[dict] = []
 
-    class Outbox:
-        async def enqueue(self, **kw):
-            queued.append(kw)
+    class Outbox:       # appliance.messaging.outbox.Outbox.enqueue's signature
+        async def enqueue(self, phone: str, channel: str, text: str, *,
+                          purpose: str = "proactive", from_address: str = "") -> list[int]:
+            queued.append({"phone": phone, "channel": channel, "text": text,
+                           "purpose": purpose, "from_address": from_address})
             return [1]
 
     rt = SimpleNamespace(db=h.db, settings=h.settings, extras={}, _closers=[])
@@ -315,12 +317,12 @@ async def test_wiring_connects_the_notifier_to_the_messaging_outbox(h: Harness) 
         rt.extras["messaging"] = SimpleNamespace(outbox=Outbox())
         await notifier.send_text("whatsapp", CALLER, "hello", "info")
         await notifier.send_text("sms", CALLER, "hello", "booking_confirmation")
+        # The outbox picks the sender and the address from [messaging] (its own tests).
         assert queued == [
-            {"channel": "whatsapp", "phone": CALLER, "to_address": f"whatsapp:{CALLER}",
-             "from_address": "whatsapp:+14155238886", "text": "hello", "purpose": "info"},
-            {"channel": "sms", "phone": CALLER, "to_address": CALLER,
-             "from_address": "+14155550000", "text": "hello",
-             "purpose": "booking_confirmation"}]
+            {"channel": "whatsapp", "phone": CALLER, "text": "hello", "purpose": "info",
+             "from_address": ""},
+            {"channel": "sms", "phone": CALLER, "text": "hello",
+             "purpose": "booking_confirmation", "from_address": ""}]
     finally:
         for closer in rt._closers:
             await closer()
