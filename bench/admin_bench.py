@@ -96,11 +96,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=20)
     args = parser.parse_args()
     rows = asyncio.run(measure(args))
-    lines = [f"# Dashboard page times ({args.calls} calls x {args.turns} turns, "
-             f"{args.repeats} requests each)", "",
-             f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, load "
-             f"{os.getloadavg()[0]:.1f} (other work on the machine adds noise)", "",
-             "| page | median ms | p95 ms |", "|---|---:|---:|"]
+    title = (f"# Dashboard page times ({args.calls} calls x {args.turns} turns, "
+             f"{args.repeats} requests each)")
+    machine = (f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, load "
+               f"{os.getloadavg()[0]:.1f} (other work on the machine adds noise)")
+    lines = [title, "", machine, "", "| page | median ms | p95 ms |", "|---|---:|---:|"]
     lines += [f"| `{p}` | {m:.1f} | {p95:.1f} |" for p, m, p95 in rows]
     OUT.write_text("\n".join(lines) + "\n", encoding="utf-8")
     print("\n".join(lines))
