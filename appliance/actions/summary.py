@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
@@ -239,11 +239,23 @@ async def after_call(services: "ActionServices", call_id: int) -> Summary | None
     except LookupError:
         log.warning("no call %d to summarise", call_id)
         return None
+    summary = await _with_call_link(services, summary, call_id)
     if not await _store(services.db, summary, None):
         log.info("call %d was summarised before; not sent again", call_id)
         return None
     await _send(services, summary, f"summary:call:{call_id}")
     return summary
+
+
+async def _with_call_link(services: "ActionServices", summary: Summary, call_id: int
+                          ) -> Summary:
+    """The owner's link to the call's page on the dashboard (needs [server] public_url)."""
+    base = services.settings.server.public_url
+    row = await services.db.fetchone("SELECT call_sid FROM calls WHERE id = ?", (call_id,))
+    if not base or row is None:
+        return summary
+    return replace(summary, text=f"{summary.text}\n\nCall page: {base}/admin/calls/"
+                                 f"{row['call_sid']}")
 
 
 async def after_conversation(services: "ActionServices", customer_id: int,
