@@ -43,29 +43,16 @@ STEPS = ["answer_started", "tool_recorded", "answer_ready", "answer_stored", "tw
 SERVER = """
 import asyncio, os, sys
 from aiohttp import web
-from appliance.actions.wiring import register_actions
+from appliance.app import build_app
+from appliance.compose import compose
 from appliance.config import load_settings
-from appliance.conversation.engine import Engine
-from appliance.conversation.tools import ToolRegistry
-from appliance.llm.failover import ChatModels
-from appliance.llm.gemini import GeminiModel
-from appliance.messaging.webhooks import add_routes
-from appliance.runtime import Runtime
-from appliance.store.db import Database
 from tests.test_messaging_harness import FAST
 
 async def main(ini):
     settings = load_settings(ini, environ={"TWILIO_AUTH_TOKEN": os.environ["TOKEN"],
                                            "GEMINI_API_KEY": "k"})
-    db = await Database.open(settings.storage.database)
-    tools = ToolRegistry.default()
-    engine = Engine(settings, db, ChatModels(gemini=GeminiModel(settings.gemini)), tools)
-    rt = Runtime(settings=settings, db=db, engine=engine)
-    register_actions(rt, tools)
-    rt.extras["messaging_options"] = FAST
-    app = web.Application(client_max_size=1024 * 1024)
-    add_routes(app, rt)
-    runner = web.AppRunner(app, handle_signals=False)
+    services = await compose(settings, messaging_options=FAST)   # the product's own wiring
+    runner = web.AppRunner(build_app(services), handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()

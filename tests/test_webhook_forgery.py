@@ -140,7 +140,7 @@ async def test_the_voice_webhook_refuses_forgeries_and_records_no_call(make_sett
         assert await post({**params, "AccountSid": "AC" + "9" * 32}, {
             "X-Twilio-Signature": RequestValidator(TOKEN).compute_signature(
                 PUBLIC_URL + "/voice", {**params, "AccountSid": "AC" + "9" * 32})}) in (200, 403)
-        calls = await srv.runtime.db.fetchall("SELECT call_sid FROM calls")
+        calls = await srv.services.db.fetchall("SELECT call_sid FROM calls")
         assert calls == []
         async with http.post(srv.url + "/voice", data=params,
                              headers={"X-Twilio-Signature": good}) as resp:
