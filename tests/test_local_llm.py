@@ -71,7 +71,8 @@ async def test_prompt_uses_the_gguf_template_with_static_part_first(local):
         ChatMessage("assistant", "Goodbye", tool_calls=(call,)),
         ChatMessage("tool", "The call will end.", call=call)))
     assert prompt.startswith("<|im_start|>system\n" + STATIC.strip())
-    assert prompt.index("<tools>") < prompt.index("Channel: phone call.")
+    assert prompt.index("- book(day, slot, urgent?): Book a repair.") < prompt.index(
+        "Channel: phone call.")
     assert "<|im_start|>user\n[passages]\n\nhi<|im_end|>" in prompt
     assert ('<|im_start|>assistant\nGoodbye\n<tool_call>\n{"name": "end_call", "arguments": '
             '{"reason": "done"}}\n</tool_call><|im_end|>') in prompt
@@ -186,10 +187,10 @@ async def test_history_longer_than_the_context_is_trimmed(local):
     assert events[-1].prompt_tokens <= 2048 - 24
 
 
-def test_tools_block_is_json_per_line():
-    from appliance.llm.local import tools_block
+def test_the_tool_list_is_one_line_per_tool():
+    from appliance.llm.local_prompt import compact_tools
 
-    block = tools_block(TOOLS)
-    inner = block.split("<tools>\n")[1].split("\n</tools>")[0]
-    assert [json.loads(line)["function"]["name"] for line in inner.splitlines()] == \
-        ["end_call", "book"]
+    lines = compact_tools(TOOLS).splitlines()
+    assert lines[1:] == ["- end_call(reason?): End the call.",
+                         "- book(day, slot, urgent?): Book a repair."]
+    assert "<tool_call>" in lines[0]

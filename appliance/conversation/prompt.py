@@ -111,13 +111,13 @@ def dynamic_prompt(channel: str, customer: Customer, timezone: str,
 
 
 def turn_context(passages: Iterable[Any] = (), language: str | None = None,
-                 max_chars: int = 1200) -> str:
-    """Per-turn material placed before the customer's words."""
+                 max_chars: int = 1200, max_each: int = 600) -> str:
+    """Per-turn material placed before the customer's words (`max_each`: per passage)."""
     parts = []
     hits = list(passages)
     if hits:
         parts.append("Knowledge-base passages that may answer this (use only if relevant):\n"
-                     + format_passages(hits, total_chars=max_chars))
+                     + format_passages(hits, max_chars=max_each, total_chars=max_chars))
     if language:
         parts.append(f"(The customer is speaking {language_name(language)}.)")
     return "\n\n".join(parts)

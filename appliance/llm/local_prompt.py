@@ -1,0 +1,189 @@
+"""The local model's own prompt: short, measured in tokens, and always fitting the context.
+
+On 2 cores every prompt token costs prefill time (Qwen2.5-0.5B ~3 ms, 1.5B ~10 ms), and the
+cloud prompt (persona, facts, long rules, every tool's full JSON schema) measured ~1,700
+tokens. The local mode therefore has:
+
+- `local_static_prompt(business)`: who the bot is, the business facts (capped), five short
+  rules. A few hundred tokens with the tool list; identical for every conversation, so its
+  KV cache is computed once at start-up and shared.
+- `compact_tools(tools)`: one line per tool, `name(arg, arg?): what it does`, and the call
+  format. The argument types and enums need not be in the prompt: once the model opens
+  `<tool_call>`, a GBNF grammar built from the full schemas makes the call valid (local.py).
+- `fit_messages(...)`: the messages of one round cut to a token budget: the oldest history
+  first (a third at a time, so the kept part stays a stable prefix for the KV cache), then
+  the knowledge-base passages of the current message, then the current message's own text
+  (its end is kept). `PromptTooLong` when even the static part does not fit.
+- `static_prompt_check(tokens, context_tokens)`: the sentence `appliance doctor` prints when
+  the static prompt uses more than half the context.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Callable, Sequence
+
+from ..config import BusinessSettings
+from .base import ChatMessage, ToolSpec
+
+FACTS_MAX_CHARS = 600        # the rest belongs in the knowledge base
+PASSAGE_MIN_CHARS = 120      # shorter than this, a passage is dropped rather than cut
+
+_LANGUAGES = {"en": "English", "he": "Hebrew", "ru": "Russian", "ar": "Arabic",
+              "es": "Spanish", "fr": "French", "de": "German"}
+
+
+class PromptTooLong(ValueError):
+    """Even the static prompt and the newest message do not fit the context."""
+
+
+def local_static_prompt(business: BusinessSettings) -> str:
+    """The persona, facts and rules for the local model (no tools: see compact_tools)."""
+    lines = [business.persona.strip() or f"You are the receptionist of {business.name}."]
+    if business.name and business.name not in lines[0]:
+        lines[0] = f"You are the receptionist of {business.name}. {lines[0]}"
+    facts = [_cap(business.facts.strip(), FACTS_MAX_CHARS)] if business.facts.strip() else []
+    if business.address:
+        facts.append(f"Address: {business.address}.")
+    if business.website:
+        facts.append(f"Website: {business.website}")
+    if business.transfer_hours:
+        facts.append(f"Staff answer calls: {business.transfer_hours}.")
+    if facts:
+        lines.append("Facts: " + " ".join(facts))
+    language = _LANGUAGES.get(business.language, business.language)
+    lines.append(
+        "Rules: Use only these facts, the passages given with a message, and tool results. "
+        "If you do not know, say so and offer to take a message. Never invent prices, hours "
+        "or availability. Never say something was done unless a tool confirmed it. Reply "
+        f"briefly in the customer's language (default {language}). A reply of yours ending "
+        "with ' —' was cut off.")
+    return "\n".join(lines)
+
+
+def compact_tools(tools: Sequence[ToolSpec]) -> str:
+    """One line per tool and the call format (the grammar enforces the arguments)."""
+    if not tools:
+        return ""
+    lines = ["Tools (call one only when needed, as <tool_call>{\"name\": ..., \"arguments\": "
+             "{...}}</tool_call>):"]
+    for tool in tools:
+        lines.append(f"- {tool.name}({_arguments(tool)}): {_first_sentence(tool.description)}")
+    return "\n".join(lines)
+
+
+def _arguments(tool: ToolSpec) -> str:
+    properties = dict(tool.parameters.get("properties") or {})
+    required = set(tool.parameters.get("required") or ())
+    return ", ".join(name if name in required else f"{name}?" for name in properties)
+
+
+def _first_sentence(text: str, limit: int = 110) -> str:
+    text = " ".join(text.split())
+    end = text.find(". ")
+    sentence = text if end == -1 else text[:end + 1]
+    return _cap(sentence, limit)
+
+
+def _cap(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    return text[:limit].rsplit(" ", 1)[0] + " ..."
+
+
+# -- fitting ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Fitted:
+    """What `fit_messages` kept and what it had to cut (for the log)."""
+
+    messages: tuple[ChatMessage, ...]
+    tokens: int
+    dropped_messages: int = 0
+    cut_passages: bool = False
+    cut_text: bool = False
+
+
+Count = Callable[[Sequence[ChatMessage]], int]   # tokens of the whole prompt with these
+
+
+def fit_messages(messages: Sequence[ChatMessage], budget: int, count: Count) -> Fitted:
+    """Cut `messages` until `count(messages) <= budget`: history, then passages, then text.
+
+    The current round is everything from the last user message on (that message, then the
+    tool calls and results of this reply); it is never dropped, only shortened.
+    """
+    msgs = list(messages)
+    tokens = count(msgs)
+    if tokens <= budget:
+        return Fitted(tuple(msgs), tokens)
+    current = _current_start(msgs)
+    dropped = 0
+    while tokens > budget and current > 0:
+        drop = max(1, current // 3)
+        kept = _drop_oldest(msgs[:current], drop)
+        dropped += current - len(kept)
+        msgs = kept + msgs[current:]
+        current = len(kept)
+        tokens = count(msgs)
+    cut_passages = cut_text = False
+    if tokens > budget and msgs[current].context:
+        msgs[current], tokens = _shrink(msgs[current], "context", budget, tokens, count,
+                                        msgs, current)
+        cut_passages = True
+    if tokens > budget and msgs[current].text:
+        msgs[current], tokens = _shrink(msgs[current], "text", budget, tokens, count,
+                                        msgs, current)
+        cut_text = True
+    if tokens > budget:
+        raise PromptTooLong(f"the static prompt and the current message need {tokens} tokens; "
+                            f"{budget} are available")
+    return Fitted(tuple(msgs), tokens, dropped, cut_passages, cut_text)
+
+
+def _current_start(msgs: list[ChatMessage]) -> int:
+    for i in range(len(msgs) - 1, -1, -1):
+        if msgs[i].role == "user":
+            return i
+    return 0
+
+
+def _drop_oldest(messages: list[ChatMessage], count: int) -> list[ChatMessage]:
+    """Drop `count` messages from the front, then up to the next user message."""
+    rest = messages[count:]
+    while rest and rest[0].role != "user":
+        rest = rest[1:]
+    return rest
+
+
+def _shrink(message: ChatMessage, field: str, budget: int, tokens: int, count: Count,
+            msgs: list[ChatMessage], index: int) -> tuple[ChatMessage, int]:
+    """Shorten one field of the current message (passages from the end, the customer's text
+    from the start) until the prompt fits; empty when nothing short is worth keeping."""
+    value = getattr(message, field)
+    keep = len(value)
+    while tokens > budget and keep > 0:
+        over = tokens - budget
+        keep = max(0, keep - max(over * 4, keep // 4))   # ~4 characters per token
+        if field == "context":
+            cut = value[:keep].rsplit(" ", 1)[0] + " ..." if keep >= PASSAGE_MIN_CHARS else ""
+        else:
+            cut = "... " + value[len(value) - keep:].split(" ", 1)[-1] if keep else ""
+        message = replace(message, **{field: cut})
+        msgs[index] = message
+        tokens = count(msgs)
+    return message, tokens
+
+
+# -- doctor ----------------------------------------------------------------------------------
+
+def static_prompt_check(static_tokens: int, context_tokens: int) -> str | None:
+    """None when the static prompt leaves at least half the context to the conversation;
+    else what `appliance doctor` should print."""
+    if static_tokens * 2 <= context_tokens:
+        return None
+    return (f"the local model's static prompt (persona, facts, rules, tools) takes "
+            f"{static_tokens} of [local_llm] context_tokens = {context_tokens} tokens, more "
+            f"than half: conversations will lose their history early and every start-up "
+            f"warms it for longer. Shorten [business] persona/facts (move details into the "
+            f"knowledge base) or raise context_tokens.")
