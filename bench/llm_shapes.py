@@ -20,7 +20,7 @@ same fallbacks where they do not).
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -113,11 +113,13 @@ def _write_gemma(path: Path, template: Path, n_embd: int, n_ff: int, n_layer: in
         w.add_key_value(name, value, vtype, sub_type=sub)
     sizes = {old_embd: n_embd, old_ff: n_ff}
     rng = np.random.default_rng(0)
-    layer0 = [t for t in reader.tensors if t.name.startswith("blk.0.")]
-    others = [t for t in reader.tensors if not t.name.startswith("blk.")]
-    for t in others[:1] + [replace_name(t, i) for i in range(n_layer) for t in layer0] \
-            + others[1:]:
-        name, shape = t if isinstance(t, tuple) else (t.name, [int(x) for x in t.shape])
+    shapes = [(t.name, [int(x) for x in t.shape]) for t in reader.tensors
+              if not t.name.startswith("blk.")]
+    layer0 = [(t.name, [int(x) for x in t.shape]) for t in reader.tensors
+              if t.name.startswith("blk.0.")]
+    shapes += [(name.replace("blk.0.", f"blk.{i}.", 1), shape)
+               for i in range(n_layer) for name, shape in layer0]
+    for name, shape in shapes:
         shape = [sizes.get(d, d) for d in shape]          # gguf order: columns first
         if len(shape) == 1:
             data = np.ones(shape[0], np.float32)
@@ -128,10 +130,6 @@ def _write_gemma(path: Path, template: Path, n_embd: int, n_ff: int, n_layer: in
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
     w.close()
-
-
-def replace_name(tensor, layer: int) -> tuple[str, list[int]]:
-    return (tensor.name.replace("blk.0.", f"blk.{layer}.", 1), [int(x) for x in tensor.shape])
 
 
 def ensure(name: str, speakable: bool = False, outdir: Path = CACHE) -> Path:

@@ -22,6 +22,12 @@ STOP_STRINGS = ("<|im_end|>", "<|im_start|>", "<|endoftext|>", "<|eot_id|>", "</
 CHATML = ("{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
           "{{ message['content'] }}<|im_end|>\n{% endfor %}"
           "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+# Gemma GGUFs without a template (the base models): Gemma's turn markers, the system prompt
+# as a turn of its own so that it stays a fixed prefix.
+GEMMA = ("{{ bos_token }}{% for message in messages %}<start_of_turn>"
+         "{{ 'model' if message['role'] == 'assistant' else 'user' }}\n"
+         "{{ message['content'] }}<end_of_turn>\n{% endfor %}"
+         "{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}")
 MAX_STRING_CHARS = 120   # bound on free-text tool arguments under the grammar
 
 
@@ -69,11 +75,13 @@ def _bounded(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def chat_template(llama: Any) -> Callable[[list[dict[str, str]], bool], str]:
-    """The GGUF's chat template as a function of messages (ChatML when it has none)."""
+    """The GGUF's chat template as a function of messages (when it has none: Gemma's turns
+    for a Gemma vocabulary, else ChatML)."""
     from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
     metadata = getattr(llama, "metadata", {}) or {}
-    source = metadata.get("tokenizer.chat_template") or CHATML
+    source = metadata.get("tokenizer.chat_template") or (
+        GEMMA if _has_token(llama, "<start_of_turn>") else CHATML)
 
     def token_text(token: int) -> str:
         return llama._model.token_get_text(token) if token != -1 else ""
@@ -94,6 +102,11 @@ def chat_template(llama: Any) -> Callable[[list[dict[str, str]], bool], str]:
             return chatml[generation](messages=messages).prompt
 
     return render
+
+
+def _has_token(llama: Any, text: str) -> bool:
+    tokens = llama.tokenize(text.encode("utf-8"), add_bos=False, special=True)
+    return len(tokens) == 1
 
 
 class Splitter:
