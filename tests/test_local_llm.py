@@ -71,7 +71,7 @@ async def test_prompt_uses_the_gguf_template_with_static_part_first(local):
         ChatMessage("assistant", "Goodbye", tool_calls=(call,)),
         ChatMessage("tool", "The call will end.", call=call)))
     assert prompt.startswith("<|im_start|>system\n" + STATIC.strip())
-    assert prompt.index("- book(day, slot, urgent?): Book a repair.") < prompt.index(
+    assert prompt.index("- book(day, slot, urgent?): Book a repair") < prompt.index(
         "Channel: phone call.")
     assert "<|im_start|>user\n[passages]\n\nhi<|im_end|>" in prompt
     assert ('<|im_start|>assistant\nGoodbye\n<tool_call>\n{"name": "end_call", "arguments": '
@@ -191,8 +191,8 @@ def test_the_tool_list_is_one_line_per_tool():
     from appliance.llm.local_prompt import compact_tools
 
     lines = compact_tools(TOOLS).splitlines()
-    assert lines[1:] == ["- end_call(reason?): End the call.",
-                         "- book(day, slot, urgent?): Book a repair."]
+    assert lines[1:] == ["- end_call(reason?): End the call",
+                         "- book(day, slot, urgent?): Book a repair"]
     assert "<tool_call>" in lines[0]
 
 

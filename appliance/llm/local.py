@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import contextlib
 import json
 import logging
 import threading
@@ -31,7 +32,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable, Sequence
+from typing import Any, AsyncIterator, Callable, Iterator, Sequence
 
 from ..config import LocalLlmSettings
 from .base import (ChatMessage, ChatRequest, ModelError, StreamDone, StreamEvent, TextChunk,
@@ -142,9 +143,10 @@ class LocalModel:
         started = time.perf_counter()
         # swa_full: models with sliding-window attention (Gemma 3) otherwise keep only the
         # last window of KV cells, and a prefix can then never be reused.
-        llama = Llama(model_path=str(path), n_ctx=settings.context_tokens,
-                      n_threads=settings.threads, n_threads_batch=settings.threads,
-                      n_batch=512, swa_full=True, verbose=False)
+        with without_amx():
+            llama = Llama(model_path=str(path), n_ctx=settings.context_tokens,
+                          n_threads=settings.threads, n_threads_batch=settings.threads,
+                          n_batch=512, swa_full=True, verbose=False)
         log.info("local model %s loaded in %.0f ms (context %d tokens, %d threads)",
                  path.name, (time.perf_counter() - started) * 1000, settings.context_tokens,
                  settings.threads)
@@ -511,6 +513,46 @@ class LocalModel:
             self.counters.add_prefill(done - cached)
         elapsed = (time.perf_counter() - started) * 1000
         return LocalStats(len(tokens), cached, elapsed, elapsed, 0)
+
+
+@contextlib.contextmanager
+def without_amx() -> Iterator[None]:
+    """On a CPU that advertises AMX, load the weights without llama.cpp's extra buffer types.
+
+    A native llama.cpp build puts quantised weights in an AMX buffer when the CPU lists
+    amx_tile; under virtualisation that does not grant the tile state (this very box), the
+    first matrix multiply dies with SIGILL, killing the whole process. Without the extra
+    buffers the AVX-512 kernels run (weight repacking is lost too, which matters little
+    next to AMX's absence). `Llama()` takes no model-params argument for it, so the default
+    params are patched for the duration of the load (start-up, one thread)."""
+    import llama_cpp.llama_cpp as lib
+
+    if not _cpu_has_amx():
+        yield
+        return
+    original = lib.llama_model_default_params
+
+    def params() -> Any:
+        p = original()
+        p.use_extra_bufts = False
+        return p
+
+    lib.llama_model_default_params = params
+    try:
+        yield
+    finally:
+        lib.llama_model_default_params = original
+
+
+def _cpu_has_amx() -> bool:
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    return "amx_tile" in line.split()
+    except OSError:
+        pass
+    return False
 
 
 def _static_part(system_static: str, tools: Sequence[ToolSpec]) -> str:

@@ -78,11 +78,11 @@ def _arguments(tool: ToolSpec) -> str:
     return ", ".join(name if name in required else f"{name}?" for name in properties)
 
 
-def _first_sentence(text: str, limit: int = 110) -> str:
+def _first_sentence(text: str, limit: int = 70) -> str:
+    """The description's first clause: what the tool does, not when (the rules say when)."""
     text = " ".join(text.split())
-    end = text.find(". ")
-    sentence = text if end == -1 else text[:end + 1]
-    return _cap(sentence, limit)
+    ends = [i for i in (text.find(mark) for mark in (". ", ", ", ": ", "; ", " (")) if i > 0]
+    return _cap(text[:min(ends)] if ends else text.rstrip("."), limit)
 
 
 def _cap(text: str, limit: int) -> str:
