@@ -215,7 +215,7 @@ async def interleaved(model: LocalModel, voice: Any, workdir: Path) -> dict[str,
         for i in range(3):
             for conversation in (a, b):
                 await engine.idle()
-                times.append((await one_turn(conversation, QUESTIONS[i], voice, model)))
+                times.append(await one_turn(conversation, QUESTIONS[i], voice, model))
         after = model.sessions.counters.as_dict()
     finally:
         await engine.close()

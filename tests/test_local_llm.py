@@ -7,7 +7,6 @@ them: streaming, cancellation, KV-cache reuse, grammar-constrained tool calls, t
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from dataclasses import replace
 

@@ -23,92 +23,32 @@
 from __future__ import annotations
 
 import asyncio
-import codecs
-import contextlib
 import json
 import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable, Iterator, Sequence
+from typing import Any, AsyncIterator, Sequence
 
 from ..config import LocalLlmSettings
-from .base import (ChatMessage, ChatRequest, ModelError, StreamDone, StreamEvent, TextChunk,
-                   ToolCall, ToolCallChunk, ToolSpec)
+from .base import (ChatMessage, ChatRequest, ModelError, StreamDone, StreamEvent, ToolCall, ToolCallChunk, ToolSpec)
 from .kvcache import SessionStates
+from .llama_load import open_llama, without_amx
+from .local_phases import Job, text_phase, tool_phase
 from .local_prompt import PromptTooLong, compact_tools, fit_messages, static_prompt_check
-from .local_text import (STOP_STRINGS, TOOL_CLOSE, TOOL_OPEN, Splitter, as_template_message,
-                         chat_template, json_complete, render_call,
-                         tool_call_schema)
+from .local_stats import LocalCounters, LocalStats, Sampling
+from .local_text import (TOOL_CLOSE, TOOL_OPEN, Splitter, as_template_message, chat_template,
+                         render_call, tool_call_schema)
 
 __all__ = ["LocalModel", "LocalStats", "LocalCounters", "Sampling", "Splitter",
-           "render_call", "tool_call_schema", "TOOL_CLOSE"]
+           "render_call", "tool_call_schema", "TOOL_CLOSE", "without_amx"]
 
 log = logging.getLogger(__name__)
 
 _MAX_TOOL_TOKENS = 512
 _MIN_TOOL_ROOM = 48        # fewer free context cells than this: no tool call is attempted
 _CONTEXT_MARGIN = 8
-
-
-@dataclass(frozen=True)
-class Sampling:
-    temperature: float = 0.6
-    top_p: float = 0.9
-    top_k: int = 40
-    min_p: float = 0.05
-    repeat_penalty: float = 1.1
-
-
-@dataclass(frozen=True)
-class LocalStats:
-    """One generation, for logs, tests and benchmarks. Times in milliseconds."""
-
-    prompt_tokens: int
-    cached_tokens: int      # prompt tokens whose KV cache was reused
-    ttft_ms: float          # from the start of the job to the first generated token
-    total_ms: float
-    output_tokens: int
-
-    @property
-    def new_tokens(self) -> int:
-        """Prompt tokens that had to be evaluated (not found in the KV cache)."""
-        return self.prompt_tokens - self.cached_tokens
-
-
-@dataclass
-class LocalCounters:
-    """Totals since start-up (generations and background prefills), for /healthz and tests."""
-
-    rounds: int = 0
-    prompt_tokens: int = 0
-    cached_tokens: int = 0
-    evaluated_tokens: int = 0       # prompt tokens computed (prefill), rounds and prefills
-    last_new_tokens: int = 0        # what the last round had to evaluate of its prompt
-    prefills: int = 0
-    trimmed_prompts: int = 0        # prompts cut to fit the context
-
-    def add_round(self, stats: "LocalStats") -> None:
-        self.rounds += 1
-        self.prompt_tokens += stats.prompt_tokens
-        self.cached_tokens += stats.cached_tokens
-        self.evaluated_tokens += stats.new_tokens
-        self.last_new_tokens = stats.new_tokens
-
-    def add_prefill(self, evaluated: int) -> None:
-        self.prefills += 1
-        self.evaluated_tokens += evaluated
-
-
-@dataclass(eq=False)
-class _Job:
-    tools: tuple[ToolSpec, ...]
-    tool_choice: str
-    max_tokens: int
-    emit: Callable[[str, Any], None]
-    stop: threading.Event
 
 
 class LocalModel:
@@ -130,23 +70,16 @@ class LocalModel:
         self.counters = LocalCounters()
         self.sessions = SessionStates(llama)
         self.warm_stats: LocalStats | None = None
-        self._jobs: set[_Job] = set()          # running or queued generations
+        self._jobs: set[Job] = set()          # running or queued generations
         self._closed = False
 
     @classmethod
-    def load(cls, settings: LocalLlmSettings, sampling: Sampling = Sampling()) -> "LocalModel":
-        from llama_cpp import Llama
-
+    def load(cls, settings: LocalLlmSettings, sampling: Sampling = Sampling()) -> LocalModel:
         path = settings.model.path
         if not path.is_file():
             raise ModelError("not_loaded", f"{path} does not exist", outage=False)
         started = time.perf_counter()
-        # swa_full: models with sliding-window attention (Gemma 3) otherwise keep only the
-        # last window of KV cells, and a prefix can then never be reused.
-        with without_amx():
-            llama = Llama(model_path=str(path), n_ctx=settings.context_tokens,
-                          n_threads=settings.threads, n_threads_batch=settings.threads,
-                          n_batch=512, swa_full=True, verbose=False)
+        llama = open_llama(path, settings.context_tokens, settings.threads)
         log.info("local model %s loaded in %.0f ms (context %d tokens, %d threads)",
                  path.name, (time.perf_counter() - started) * 1000, settings.context_tokens,
                  settings.threads)
@@ -258,7 +191,7 @@ class LocalModel:
             except RuntimeError:  # the loop is closed: nobody listens any more
                 job.stop.set()
 
-        job = _Job(tools=request.tools if request.tool_choice != "none" else (),
+        job = Job(tools=request.tools if request.tool_choice != "none" else (),
                    tool_choice=request.tool_choice, max_tokens=self._max_tokens(request),
                    emit=emit, stop=threading.Event())
         with self._waiting_lock:
@@ -279,7 +212,7 @@ class LocalModel:
             job.stop.set()
             self._jobs.discard(job)
 
-    def _run(self, request: ChatRequest, job: _Job) -> None:
+    def _run(self, request: ChatRequest, job: Job) -> None:
         """Worker thread: one whole round (text, then maybe a grammar-constrained call)."""
         with self._waiting_lock:
             self._waiting -= 1
@@ -291,13 +224,13 @@ class LocalModel:
                 self._generate_round(request, job)
         except ModelError as exc:
             job.emit("error", exc)
-        except Exception as exc:  # noqa: BLE001 - reported to the caller as a model error
+        except Exception as exc:
             log.exception("local model failed")
             job.emit("error", ModelError("local_error", f"{type(exc).__name__}: {exc}",
                                          outage=False))
         job.emit("end", None)
 
-    def _generate_round(self, request: ChatRequest, job: _Job) -> None:
+    def _generate_round(self, request: ChatRequest, job: Job) -> None:
         started = time.perf_counter()
         prompt, tokens = self._tokens_for(request)
         self.sessions.activate(request.session)
@@ -306,21 +239,23 @@ class LocalModel:
         produced = 0
         text = ""
         if not (request.tool_choice == "required" and job.tools):
-            text, produced, wants_tool = self._text_phase(tokens, job, first_at)
+            text, produced, wants_tool = text_phase(self._llm, tokens, job, first_at,
+                                                    min(job.max_tokens, self._room(tokens)),
+                                                    self._sample_args())
             if job.stop.is_set() or not wants_tool:
                 self._finish(job, started, first_at, tokens, cached, produced, "stop")
                 return
             tool_prompt = prompt + text + TOOL_OPEN + "\n"
         else:
             tool_prompt = prompt
-        call, used = self._tool_phase(self._tokenize(tool_prompt), job, first_at)
+        call, used = self._tool_round(self._tokenize(tool_prompt), job, first_at)
         produced += used
         if call is not None:
             job.emit("event", ToolCallChunk(call))
         self._finish(job, started, first_at, tokens, cached, produced,
                      "tool_calls" if call is not None else "stop")
 
-    def _finish(self, job: _Job, started: float, first_at: list[float], tokens: list[int],
+    def _finish(self, job: Job, started: float, first_at: list[float], tokens: list[int],
                 cached: int, produced: int, reason: str) -> None:
         now = time.perf_counter()
         ttft = ((first_at[0] if first_at else now) - started) * 1000
@@ -343,69 +278,14 @@ class LocalModel:
         """How many tokens can still be generated after `tokens` without filling the context."""
         return self.settings.context_tokens - len(tokens) - 1
 
-    def _text_phase(self, tokens: list[int], job: _Job,
-                    first_at: list[float]) -> tuple[str, int, bool]:
-        """Free generation. Returns (text emitted, tokens produced, stopped at <tool_call>)."""
-        import llama_cpp
-
-        llm = self._llm
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        # "<tool_call>" always ends the text (it must never be spoken); it starts a call only
-        # when tools are allowed in this round.
-        splitter = Splitter(STOP_STRINGS + (TOOL_OPEN,))
-        emitted, produced = "", 0
-        limit = min(job.max_tokens, self._room(tokens))
-        for token in llm.generate(tokens, **self._sample_args()):
-            if not first_at:
-                first_at.append(time.perf_counter())
-            if job.stop.is_set() or llama_cpp.llama_vocab_is_eog(llm._model.vocab, token):
-                break
-            produced += 1
-            text, hit = splitter.feed(decoder.decode(llm.detokenize([token], special=False)))
-            if text:
-                job.emit("event", TextChunk(text))
-                emitted += text
-            if hit is not None:
-                return emitted, produced, hit == TOOL_OPEN and bool(job.tools)
-            if produced >= limit:
-                break
-        rest = splitter.flush()
-        if rest and not job.stop.is_set():
-            job.emit("event", TextChunk(rest))
-            emitted += rest
-        return emitted, produced, False
-
-    def _tool_phase(self, tokens: list[int], job: _Job,
+    def _tool_round(self, tokens: list[int], job: Job,
                     first_at: list[float]) -> tuple[ToolCall | None, int]:
-        """Generate one call under the tools' grammar; parse it."""
-        import llama_cpp
-
-        llm = self._llm
         limit = min(_MAX_TOOL_TOKENS, self._room(tokens))
         if limit < _MIN_TOOL_ROOM:
             log.warning("no room left in the context for a tool call (%d tokens)", limit)
             return None, 0
-        grammar = self._grammar(job.tools)
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        out, produced = "", 0
-        for token in llm.generate(tokens, grammar=grammar, **self._sample_args()):
-            if not first_at:
-                first_at.append(time.perf_counter())
-            if job.stop.is_set() or llama_cpp.llama_vocab_is_eog(llm._model.vocab, token):
-                break
-            produced += 1
-            out += decoder.decode(llm.detokenize([token], special=False))
-            if json_complete(out) or produced >= limit:
-                break
-        if job.stop.is_set():
-            return None, produced
-        try:
-            data = json.loads(out, strict=False)  # the grammar allows raw control chars
-            call = ToolCall(name=str(data["name"]), args=dict(data.get("arguments") or {}))
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ModelError("bad_response", f"unparsable tool call {out[:80]!r}: {exc}",
-                             started=True, outage=False) from None
-        return call, produced
+        return tool_phase(self._llm, tokens, job, first_at, limit, self._grammar(job.tools),
+                          self._sample_args())
 
     def _grammar(self, tools: tuple[ToolSpec, ...]) -> Any:
         from llama_cpp import LlamaGrammar
@@ -513,46 +393,6 @@ class LocalModel:
             self.counters.add_prefill(done - cached)
         elapsed = (time.perf_counter() - started) * 1000
         return LocalStats(len(tokens), cached, elapsed, elapsed, 0)
-
-
-@contextlib.contextmanager
-def without_amx() -> Iterator[None]:
-    """On a CPU that advertises AMX, load the weights without llama.cpp's extra buffer types.
-
-    A native llama.cpp build puts quantised weights in an AMX buffer when the CPU lists
-    amx_tile; under virtualisation that does not grant the tile state (this very box), the
-    first matrix multiply dies with SIGILL, killing the whole process. Without the extra
-    buffers the AVX-512 kernels run (weight repacking is lost too, which matters little
-    next to AMX's absence). `Llama()` takes no model-params argument for it, so the default
-    params are patched for the duration of the load (start-up, one thread)."""
-    import llama_cpp.llama_cpp as lib
-
-    if not _cpu_has_amx():
-        yield
-        return
-    original = lib.llama_model_default_params
-
-    def params() -> Any:
-        p = original()
-        p.use_extra_bufts = False
-        return p
-
-    lib.llama_model_default_params = params
-    try:
-        yield
-    finally:
-        lib.llama_model_default_params = original
-
-
-def _cpu_has_amx() -> bool:
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as fh:
-            for line in fh:
-                if line.startswith("flags"):
-                    return "amx_tile" in line.split()
-    except OSError:
-        pass
-    return False
 
 
 def _static_part(system_static: str, tools: Sequence[ToolSpec]) -> str:

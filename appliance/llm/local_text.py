@@ -97,7 +97,7 @@ def chat_template(llama: Any) -> Callable[[list[dict[str, str]], bool], str]:
     def render(messages: list[dict[str, str]], generation: bool = True) -> str:
         try:
             return formatters[generation](messages=messages).prompt
-        except Exception as exc:  # noqa: BLE001 - a template that rejects our roles
+        except Exception as exc:
             log.warning("chat template failed (%s); using ChatML", exc)
             return chatml[generation](messages=messages).prompt
 
