@@ -256,6 +256,10 @@ async def test_a_prompt_that_cannot_fit_is_a_clear_model_error(small):
 
 def test_the_doctor_check_flags_a_static_prompt_over_half_the_context(local):
     assert local.check_static("Short rules.", TOOLS) is None
+    tokenizer = LocalModel.tokenizer_only(local.settings)      # no weights: what doctor uses
+    assert tokenizer.static_tokens("rules " * 1200, TOOLS) == local.static_tokens(
+        "rules " * 1200, TOOLS)
+    tokenizer.close()
     warning = local.check_static("rules " * 1200, TOOLS)
     assert warning is not None and "context_tokens = 2048" in warning
     assert local.static_tokens("rules " * 1200, TOOLS) > 1024

@@ -7,14 +7,16 @@ from pathlib import Path
 from typing import Any, Iterator
 
 
-def open_llama(path: Path, context_tokens: int, threads: int) -> Any:
+def open_llama(path: Path, context_tokens: int, threads: int, vocab_only: bool = False) -> Any:
     """A `Llama` on `path`. swa_full: models with sliding-window attention (Gemma 3) otherwise
-    keep only the last window of KV cells, and a prefix could then never be reused."""
+    keep only the last window of KV cells, and a prefix could then never be reused.
+    `vocab_only`: the tokenizer and metadata only (no weights, ~0.1 s), to count tokens."""
     from llama_cpp import Llama
 
     with without_amx():
         return Llama(model_path=str(path), n_ctx=context_tokens, n_threads=threads,
-                     n_threads_batch=threads, n_batch=512, swa_full=True, verbose=False)
+                     n_threads_batch=threads, n_batch=512, swa_full=True,
+                     vocab_only=vocab_only, verbose=False)
 
 
 @contextlib.contextmanager

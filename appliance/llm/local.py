@@ -85,6 +85,13 @@ class LocalModel:
                  settings.threads)
         return cls(llama, settings, path, sampling)
 
+    @classmethod
+    def tokenizer_only(cls, settings: LocalLlmSettings) -> "LocalModel":
+        """The model's tokenizer and template without its weights, for `appliance doctor`:
+        `LocalModel.tokenizer_only(s).check_static(local_static_prompt(...), tools)`."""
+        llama = open_llama(settings.model.path, settings.context_tokens, 1, vocab_only=True)
+        return cls(llama, settings, settings.model.path)
+
     def status(self) -> dict[str, Any]:
         """For /healthz: the KV cache's work so far (reused vs evaluated prompt tokens)."""
         c = self.counters
