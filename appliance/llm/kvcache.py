@@ -26,7 +26,7 @@ import logging
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -138,3 +138,12 @@ class SessionStates:
         self.counters.restores += 1
         self.counters.restore_ms += (time.perf_counter() - started) * 1000
         return True
+
+
+def common_prefix(previous: Sequence[int], tokens: Sequence[int]) -> int:
+    n = 0
+    for a, b in zip(previous, tokens):
+        if a != b:
+            break
+        n += 1
+    return n

@@ -1,23 +1,19 @@
 """The offline model: a small instruct GGUF through llama-cpp-python, loaded once at start-up.
 
-- One worker thread owns the `Llama` object; every generation (and the warm-up) runs there,
-  one at a time, under a lock. Tokens reach the event loop through an asyncio queue; cancelling
-  the consumer sets a stop flag that the worker checks at every token.
-- A local mode built for 2 cores (local_prompt.py): when the request carries `system_local`,
-  that short persona replaces the cloud prompt, and the tools are listed one line each; every
-  prompt is fitted to the context (history first, then passages) before it is evaluated, and
-  generation stops before the context is full, so llama.cpp never runs out of KV cells.
-- KV-cache reuse: `Llama.generate` keeps the tokens of the last evaluation and, when the next
-  prompt starts with the same tokens, evaluates only the rest. The prompt therefore puts what
-  never changes first (static prompt, then the tools), then the conversation; `warm()`
-  evaluates the static part at start-up. With several conversations on one model, each
-  request's `session` key selects its own KV snapshot (kvcache.py), so a conversation that
-  comes back after another one pays only for its new message. `counters` (and /healthz
-  through `status()`) say how many prompt tokens were reused and how many evaluated.
-- Tool calls: the model writes freely; when its output starts "<tool_call>", generation is
-  restarted from that point under a GBNF grammar built from the tools' JSON schemas, so the
-  call is always valid JSON naming a real tool with valid arguments. Plain text pays nothing
-  for the grammar. `tool_choice="required"` starts directly in the grammar.
+- One worker thread owns the `Llama`; every generation, warm-up and prefill runs there, one
+  at a time, under a lock. Tokens reach the event loop through an asyncio queue; cancelling
+  the consumer sets a stop flag checked at every token.
+- Built for 2 cores (local_prompt.py): `system_local`, a short persona, replaces the cloud
+  prompt; tools are one line each; every prompt is fitted to the context (history first,
+  then passages) and generation stops before the context is full (no "failed to find a
+  memory slot"). A GBNF grammar from the tools' schemas makes every call valid
+  (local_phases.py), so the prompt need not carry the schemas.
+- KV-cache reuse: `Llama.generate` reuses the longest common token prefix with what the
+  context holds, so the prompt puts what never changes first (static prompt and tools,
+  evaluated by `warm()` at start-up), then the conversation. Several conversations share one
+  model: each request's `session` selects its own KV snapshot (kvcache.py), so a conversation
+  that comes back after another one pays only for its new message. `counters` (in /healthz
+  through `status()`) count reused and evaluated prompt tokens.
 """
 
 from __future__ import annotations
@@ -33,7 +29,7 @@ from typing import Any, AsyncIterator, Sequence
 
 from ..config import LocalLlmSettings
 from .base import (ChatMessage, ChatRequest, ModelError, StreamDone, StreamEvent, ToolCall, ToolCallChunk, ToolSpec)
-from .kvcache import SessionStates
+from .kvcache import SessionStates, common_prefix
 from .llama_load import open_llama, without_amx
 from .local_phases import Job, text_phase, tool_phase
 from .local_prompt import PromptTooLong, compact_tools, fit_messages, static_prompt_check
@@ -241,7 +237,7 @@ class LocalModel:
         started = time.perf_counter()
         prompt, tokens = self._tokens_for(request)
         self.sessions.activate(request.session)
-        cached = _common_prefix(self._llm._input_ids, tokens)
+        cached = common_prefix(self._llm._input_ids, tokens)
         first_at: list[float] = []
         produced = 0
         text = ""
@@ -381,7 +377,7 @@ class LocalModel:
         llm = self._llm
         started = time.perf_counter()
         tokens = self._tokenize(prompt)[: self.settings.context_tokens - _CONTEXT_MARGIN]
-        cached = _common_prefix(llm._input_ids, tokens)
+        cached = common_prefix(llm._input_ids, tokens)
         if cached and cached < llm.n_tokens and not llm._ctx.kv_cache_seq_rm(-1, cached, -1):
             cached = 0
         if cached == 0:
@@ -406,12 +402,3 @@ def _static_part(system_static: str, tools: Sequence[ToolSpec]) -> str:
     """The persona and rules, then the tool list: the start every prompt shares."""
     block = compact_tools(tools)
     return f"{system_static}\n\n{block}" if block else system_static
-
-
-def _common_prefix(previous: Sequence[int], tokens: Sequence[int]) -> int:
-    n = 0
-    for a, b in zip(previous, tokens):
-        if a != b:
-            break
-        n += 1
-    return n
