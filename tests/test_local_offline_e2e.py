@@ -5,24 +5,18 @@ the local model's counters in /healthz, not from a patch."""
 from __future__ import annotations
 
 import asyncio
-import socket
 
 import aiohttp
 
 from appliance.config import load_settings
 from appliance.server import running
+from tests.actions_fakes import free_port
 from tests.conftest import TOKEN, write_ini
 from tests.test_messaging_harness import (ACCOUNT_SID, WA_FROM, inbound_params, new_sid, sign,
                                           twilio_stand_in)
 
 CUSTOMER = "whatsapp:+972501234567"
 PASSAGE_HEADING = "Knowledge-base passages that may answer this (use only if relevant):\n"
-
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 async def message(http: aiohttp.ClientSession, url: str, body: str) -> None:
@@ -48,7 +42,7 @@ async def test_the_second_offline_message_prefills_only_its_new_tokens(tmp_path,
     async with twilio_stand_in() as fake:
         extra = (f"[twilio]\naccount_sid = {ACCOUNT_SID}\napi_base_url = {fake.base_url}\n"
                  f"[messaging]\nwhatsapp_from = {WA_FROM}\n"
-                 f"[gemini]\nbase_url = http://127.0.0.1:{closed_port()}\n"
+                 f"[gemini]\nbase_url = http://127.0.0.1:{free_port()}\n"
                  f"first_token_timeout_ms = 1500\nretry_after_failure_s = 600\n"
                  f"[local_llm]\ncontext_tokens = 4096\nmax_tokens = 24\n")
         ini = write_ini(tmp_path / "config.ini", test_models, extra)

@@ -6,8 +6,9 @@ import pytest
 
 from appliance.config import BusinessSettings
 from appliance.llm.base import ChatMessage, ToolCall
+from appliance.conversation.prompt import local_static_prompt
 from appliance.llm.local_prompt import (PromptTooLong, compact_tools, fit_messages,
-                                        local_static_prompt, static_prompt_check)
+                                        static_prompt_check)
 
 STATIC_TOKENS = 50
 

@@ -36,8 +36,8 @@ from ..logs import mask_phone
 from ..store.db import Database
 from .events import ActionRequested, Filler, ReplyDone, ReplyEvent, TextDelta
 from .memory import LANGUAGE, Customer, Memory, Turn
-from ..llm.local_prompt import local_static_prompt
-from .prompt import apology, dynamic_prompt, filler, static_prompt, turn_context
+from .prompt import (apology, dynamic_prompt, filler, local_static_prompt, static_prompt,
+                     turn_context)
 from .tools import KB_SEARCH, ToolContext, ToolError, ToolRegistry, check_args
 
 log = logging.getLogger(__name__)

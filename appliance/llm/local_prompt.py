@@ -4,9 +4,9 @@ On 2 cores every prompt token costs prefill time (Qwen2.5-0.5B ~3 ms, 1.5B ~10 m
 cloud prompt (persona, facts, long rules, every tool's full JSON schema) measured ~1,700
 tokens. The local mode therefore has:
 
-- `local_static_prompt(business)`: who the bot is, the business facts (capped), five short
-  rules. A few hundred tokens with the tool list; identical for every conversation, so its
-  KV cache is computed once at start-up and shared.
+- `conversation.prompt.local_static_prompt(business)`: who the bot is, the facts (capped),
+  five short rules. A few hundred tokens with the tool list; identical for every
+  conversation, so its KV cache is computed once at start-up and shared.
 - `compact_tools(tools)`: one line per tool, `name(arg, arg?): what it does`, and the call
   format. The argument types and enums need not be in the prompt: once the model opens
   `<tool_call>`, a GBNF grammar built from the full schemas makes the call valid (local.py).
@@ -23,42 +23,13 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Callable, Sequence
 
-from ..config import BusinessSettings
 from .base import ChatMessage, ToolSpec
 
-FACTS_MAX_CHARS = 600        # the rest belongs in the knowledge base
 PASSAGE_MIN_CHARS = 120      # shorter than this, a passage is dropped rather than cut
-
-_LANGUAGES = {"en": "English", "he": "Hebrew", "ru": "Russian", "ar": "Arabic",
-              "es": "Spanish", "fr": "French", "de": "German"}
 
 
 class PromptTooLong(ValueError):
     """Even the static prompt and the newest message do not fit the context."""
-
-
-def local_static_prompt(business: BusinessSettings) -> str:
-    """The persona, facts and rules for the local model (no tools: see compact_tools)."""
-    lines = [business.persona.strip() or f"You are the receptionist of {business.name}."]
-    if business.name and business.name not in lines[0]:
-        lines[0] = f"You are the receptionist of {business.name}. {lines[0]}"
-    facts = [_cap(business.facts.strip(), FACTS_MAX_CHARS)] if business.facts.strip() else []
-    if business.address:
-        facts.append(f"Address: {business.address}.")
-    if business.website:
-        facts.append(f"Website: {business.website}")
-    if business.transfer_hours:
-        facts.append(f"Staff answer calls: {business.transfer_hours}.")
-    if facts:
-        lines.append("Facts: " + " ".join(facts))
-    language = _LANGUAGES.get(business.language, business.language)
-    lines.append(
-        "Rules: Use only these facts, the passages given with a message, and tool results. "
-        "If you do not know, say so and offer to take a message. Never invent prices, hours "
-        "or availability. Never say something was done unless a tool confirmed it. Reply "
-        f"briefly in the customer's language (default {language}). A reply of yours ending "
-        "with ' —' was cut off.")
-    return "\n".join(lines)
 
 
 def compact_tools(tools: Sequence[ToolSpec]) -> str:
