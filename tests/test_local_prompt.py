@@ -86,3 +86,54 @@ def test_compact_tools_and_the_doctor_sentence():
     assert compact_tools(()) == ""
     assert static_prompt_check(1000, 4096) is None
     assert static_prompt_check(2049, 4096).startswith("the local model's static prompt")
+
+
+# -- what the engine gives the local model --------------------------------------------------
+
+async def test_an_offline_turn_gets_two_capped_passages_and_the_short_prompt(tmp_path):
+    from dataclasses import dataclass
+
+    from appliance.conversation.engine import Engine
+    from appliance.conversation.tools import ToolRegistry
+    from appliance.llm.failover import ChatModels
+    from appliance.store.db import Database
+    from tests.fakes import chat_model_path, listen, make_settings
+    from tests.test_failover import RecordingLocal
+
+    @dataclass(frozen=True)
+    class Hit:
+        text: str
+        source: str
+
+    class Kb:
+        def search(self, query: str, k: int) -> list[Hit]:
+            return [Hit(f"Passage {i}: " + "fridge repair details " * 60, f"doc{i}.md")
+                    for i in range(k)]
+
+    from appliance.config import LocalLlmSettings, ModelRef
+    from appliance.llm.local import LocalModel
+
+    model = LocalModel.load(LocalLlmSettings(
+        model=ModelRef("[local_llm] model_path", chat_model_path()), context_tokens=4096,
+        threads=2, max_tokens=8))
+    settings = make_settings(tmp_path, api_key="", chat_gguf=chat_model_path())
+    db = await Database.open(settings.storage.database)
+    local = RecordingLocal(model)
+    engine = Engine(settings, db, ChatModels(gemini=None, local=local), ToolRegistry.default(),
+                    kb=Kb())
+    try:
+        await engine.start()
+        conversation = await engine.open("+972501234567", "call")
+        await listen(conversation, "How much is a fridge repair?")
+        static_tokens = model.static_tokens(engine.local_prompt, engine.tools.specs("call"))
+    finally:
+        await engine.close()
+        db.close()
+        model.close()
+    request = local.requests[-1]
+    context = request.messages[-1].context
+    assert "Passage 0:" in context and "Passage 1:" in context and "Passage 2:" not in context
+    assert len(context) < 2 * 350 + 200
+    assert request.system_local == engine.local_prompt and request.session.startswith("call:")
+    assert model.warm_stats is not None
+    assert model.warm_stats.prompt_tokens == static_tokens

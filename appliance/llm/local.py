@@ -170,6 +170,8 @@ class LocalModel:
         return prompt, self._tokenize(prompt)
 
     def _tokenize(self, prompt: str) -> list[int]:
+        if self._closed:   # the C model is freed: touching it would crash the process
+            raise ModelError("not_loaded", "the local model is closed", outage=False)
         llm = self._llm
         bos = llm.token_bos()
         bos_text = llm._model.token_get_text(bos) if bos != -1 else ""
