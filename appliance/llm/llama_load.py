@@ -9,7 +9,8 @@ from typing import Any, Iterator
 
 def open_llama(path: Path, context_tokens: int, threads: int, vocab_only: bool = False) -> Any:
     """A `Llama` on `path`. swa_full: models with sliding-window attention (Gemma 3) otherwise
-    keep only the last window of KV cells, and a prefix could then never be reused.
+    keep only the last window of KV cells for those layers, and llama-cpp-python's prefix
+    reuse does not check for pruned cells: a reused prefix would miss them.
     `vocab_only`: the tokenizer and metadata only (no weights, ~0.1 s), to count tokens."""
     from llama_cpp import Llama
 
