@@ -312,3 +312,46 @@ def test_snapshots_are_evicted_least_recently_used_first(local):
         for key in ("x1", "x2", "x3", "x4"):
             states.forget(key)
         states._saved.update(saved_before)
+
+
+# -- the real Gemma 3 270M (sliding-window attention) ----------------------------------------
+
+@pytest.fixture(scope="module")
+def gemma() -> LocalModel:
+    from appliance.llm.local_stats import Sampling
+    from bench.realmodels import RealModelUnavailable, ensure
+
+    try:
+        path = ensure("gemma3-270m")
+    except RealModelUnavailable as exc:
+        pytest.skip(f"real Gemma 3 270M unavailable: {exc}")
+    model = LocalModel.load(LocalLlmSettings(model=ModelRef("[local_llm] model_path", path),
+                                             context_tokens=2048, threads=2, max_tokens=8),
+                            sampling=Sampling(temperature=0.0))       # greedy: repeatable
+    yield model
+    model.close()
+
+
+async def test_a_reused_and_a_restored_prefix_answer_as_a_fresh_prompt_does(gemma):
+    """A prompt longer than Gemma's 512-token attention window: the answer after prefix
+    reuse, and after a snapshot restore, equals the one computed cold (greedy)."""
+    history = []
+    for i in range(20):
+        history += [ChatMessage("user", f"Question {i}: do you repair fridges and ovens?"),
+                    ChatMessage("assistant", f"Yes, we repair both, answer number {i}.")]
+    first = short(*history, ChatMessage("user", "And dishwashers?"), session="call:1:1")
+    await collect(gemma, first)
+    follow = short(*history, ChatMessage("user", "And dishwashers?"),
+                   ChatMessage("assistant", "Yes."), ChatMessage("user", "What about dryers?"),
+                   session="call:1:1")
+    reused = text_of(await collect(gemma, follow))
+    assert gemma.last_stats.prompt_tokens > 600 and gemma.last_stats.cached_tokens > 512
+    await collect(gemma, short(ChatMessage("user", "Hello"), session="call:2:2"))
+    restored = text_of(await collect(gemma, follow))
+    assert gemma.last_stats.cached_tokens > 512
+    with gemma._lock:
+        gemma._llm.reset()
+        gemma.sessions.forget("call:1:1")
+    cold = text_of(await collect(gemma, replace(follow, session="")))
+    assert gemma.last_stats.cached_tokens == 0
+    assert reused == restored == cold, (reused, restored, cold)
