@@ -132,10 +132,21 @@ def _write_gemma(path: Path, template: Path, n_embd: int, n_ff: int, n_layer: in
     w.close()
 
 
+def _file_name(name: str, speakable: bool) -> str:
+    return f"{name}-shape{'-speakable' if speakable else ''}-q4_k_m.gguf"
+
+
+def _key(name: str, speakable: bool) -> str:
+    return tm._stamp_key("llm-shape", {"name": name, "speakable": speakable, "q": "q4_k_m"})
+
+
 def ensure(name: str, speakable: bool = False, outdir: Path = CACHE) -> Path:
-    """The Q4_K_M file of candidate `name` (built once, ~1-3 min for a 1-2B shape)."""
+    """The Q4_K_M file of candidate `name` (built once, ~1-3 min for a 1-2B shape; a file
+    already built is returned without waiting for another process building another one)."""
     candidate = CANDIDATES[name]
-    final = f"{name}-shape{'-speakable' if speakable else ''}-q4_k_m.gguf"
+    final = _file_name(name, speakable)
+    if tm._is_fresh([Path(outdir).resolve() / final], _key(name, speakable)):
+        return Path(outdir).resolve() / final
 
     def build(tmp: Path) -> None:
         f16 = tmp / "f16.gguf"
