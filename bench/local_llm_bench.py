@@ -28,6 +28,7 @@ import asyncio
 import os
 import platform
 import statistics
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -351,6 +352,8 @@ async def main_async(turns: int, with_candidates: bool, default: str) -> str:
                     config = Config(label, path, reuse)
                     await run_config(config, model, voice, turns, Path(tmp))
                     configs.append(config)
+                    progress(f"{label}, reuse {reuse}: first audio "
+                             f"{[round(t.first_audio_ms) for t in config.turns]} ms")
                 mixed[label] = await interleaved(model, voice, Path(tmp))
             finally:
                 model.close()
@@ -359,12 +362,17 @@ async def main_async(turns: int, with_candidates: bool, default: str) -> str:
         candidates["gemma3-270m (real)"] = candidate_speed(models["gemma3-270m (real)"])
         for name in llm_shapes.CANDIDATES:
             candidates[f"{name} shape"] = candidate_speed(llm_shapes.ensure(name))
+            progress(f"{name}: {candidates[f'{name} shape']}")
     text = report(candidates, configs, mixed, load, time.perf_counter() - started)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     existing = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else ""
     keep = existing.split("\n## Notes", 1)[1] if "\n## Notes" in existing else ""
     RESULTS.write_text(text + ("\n## Notes" + keep if keep else ""), encoding="utf-8")
     return text
+
+
+def progress(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
 def main() -> None:
