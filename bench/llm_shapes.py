@@ -140,13 +140,20 @@ def _key(name: str, speakable: bool) -> str:
     return tm._stamp_key("llm-shape", {"name": name, "speakable": speakable, "q": "q4_k_m"})
 
 
+def built(name: str, speakable: bool = False, outdir: Path = CACHE) -> Path | None:
+    """The file when it is already built (no lock, no waiting), else None."""
+    path = Path(outdir).resolve() / _file_name(name, speakable)
+    return path if tm._is_fresh([path], _key(name, speakable)) else None
+
+
 def ensure(name: str, speakable: bool = False, outdir: Path = CACHE) -> Path:
     """The Q4_K_M file of candidate `name` (built once, ~1-3 min for a 1-2B shape; a file
     already built is returned without waiting for another process building another one)."""
     candidate = CANDIDATES[name]
     final = _file_name(name, speakable)
-    if tm._is_fresh([Path(outdir).resolve() / final], _key(name, speakable)):
-        return Path(outdir).resolve() / final
+    ready = built(name, speakable, outdir)
+    if ready is not None:
+        return ready
 
     def build(tmp: Path) -> None:
         f16 = tmp / "f16.gguf"

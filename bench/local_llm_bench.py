@@ -329,7 +329,8 @@ def report(candidates: dict[str, dict[str, float]], configs: list[Config],
     return "\n".join(out) + "\n"
 
 
-async def main_async(turns: int, with_candidates: bool, default: str) -> str:
+async def main_async(turns: int, with_candidates: bool, default: str,
+                     build: bool = False) -> str:
     from appliance.tts.piper import Voice
     from bench.realmodels import RealModelUnavailable, ensure
 
@@ -361,7 +362,11 @@ async def main_async(turns: int, with_candidates: bool, default: str) -> str:
     if with_candidates:       # after the turns: a shape still being built is waited for
         candidates["gemma3-270m (real)"] = candidate_speed(models["gemma3-270m (real)"])
         for name in llm_shapes.CANDIDATES:
-            candidates[f"{name} shape"] = candidate_speed(llm_shapes.ensure(name))
+            path = llm_shapes.built(name)
+            if path is None and not build:
+                progress(f"{name}: not built (python -m bench.llm_shapes {name}); skipped")
+                continue
+            candidates[f"{name} shape"] = candidate_speed(path or llm_shapes.ensure(name))
             progress(f"{name}: {candidates[f'{name} shape']}")
     text = report(candidates, configs, mixed, load, time.perf_counter() - started)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
@@ -377,11 +382,14 @@ def progress(line: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--turns", type=int, default=5)
+    parser.add_argument("--turns", type=int, default=4)
+    parser.add_argument("--build", action="store_true",
+                        help="build the candidates' shapes that are missing (minutes each)")
     parser.add_argument("--no-candidates", action="store_true")
     parser.add_argument("--default", default=DEFAULT, choices=sorted(llm_shapes.CANDIDATES))
     args = parser.parse_args()
-    print(asyncio.run(main_async(args.turns, not args.no_candidates, args.default)))
+    print(asyncio.run(main_async(args.turns, not args.no_candidates, args.default,
+                                 args.build)))
 
 
 if __name__ == "__main__":
