@@ -15,7 +15,7 @@
    until its first audio chunk), the prompt's new tokens. Start-up: engine.start() (warm-up
    of the static prompt) and its token count, with the cloud prompt's for comparison.
    Knowledge-base passages come from kb/*.md by keyword overlap (the search itself is
-   bench/kb_bench.py's business); the engine keeps two, each at most 350 characters.
+   bench/kb_bench.py's business); the engine keeps two, 300 + 220 characters at most.
 3. Two calls interleaved on one model: turn times and the per-call snapshot costs.
 
 Writes bench/results/local_llm.md. The machine may be shared: the report says the load.
