@@ -59,8 +59,9 @@ def _vocab_of_size(n_vocab: int, speakable: bool):
     if speakable:
         base, merges = bm._trained_bpe()
         words = bm._pseudo_words(set(base))
-    else:
-        base, merges = list(tm._byte_symbols().values()), []
+    else:   # tests/models.py's bytes and words (llama.cpp refuses a BPE without merges)
+        base, _, merges, _ = tm._chat_vocab(None)
+        base = base[:-3]                      # its own ChatML specials come last here
         words = (f"[unused{i}]" for i in range(n_vocab))
     plain = n_vocab - 3
     tokens = base[:plain]
@@ -72,6 +73,32 @@ def _vocab_of_size(n_vocab: int, speakable: bool):
     merges = [m for m in merges if all(part in set(tokens) for part in m.split(" "))] \
         if len(base) > plain else merges
     return tokens, types, merges, specials
+
+
+def add_merges(path: Path) -> None:
+    """Rewrite a shape written before merges were given (same tensors, bytes copied)."""
+    import gguf
+
+    reader = gguf.GGUFReader(str(path))
+    arch = str(reader.fields["general.architecture"].contents())
+    tmp = path.with_suffix(".merges.tmp")
+    w = gguf.GGUFWriter(str(tmp), arch)
+    for name, field in reader.fields.items():
+        if name.startswith("GGUF.") or name == "general.architecture":
+            continue
+        vtype = field.types[0]
+        sub = field.types[-1] if vtype == gguf.GGUFValueType.ARRAY else None
+        w.add_key_value(name, field.contents(), vtype, sub_type=sub)
+    w.add_token_merges(tm._chat_vocab(None)[2])
+    for t in reader.tensors:
+        w.add_tensor_info(t.name, t.data.shape, t.data.dtype, t.data.nbytes, t.tensor_type)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_ti_data_to_file()
+    for t in reader.tensors:
+        w.write_tensor_data(t.data)
+    w.close()
+    tmp.replace(path)
 
 
 def quantize(src: Path, dst: Path, threads: int = 2) -> None:

@@ -359,21 +359,30 @@ async def main_async(turns: int, with_candidates: bool, default: str,
             finally:
                 model.close()
     candidates: dict[str, dict[str, float]] = {}
-    if with_candidates:       # after the turns: a shape still being built is waited for
+    write(report(candidates, configs, mixed, load, time.perf_counter() - started))
+    if with_candidates:       # after the turns (written already, in case one fails)
         candidates["gemma3-270m (real)"] = candidate_speed(models["gemma3-270m (real)"])
         for name in llm_shapes.CANDIDATES:
             path = llm_shapes.built(name)
             if path is None and not build:
                 progress(f"{name}: not built (python -m bench.llm_shapes {name}); skipped")
                 continue
-            candidates[f"{name} shape"] = candidate_speed(path or llm_shapes.ensure(name))
+            try:
+                candidates[f"{name} shape"] = candidate_speed(path or llm_shapes.ensure(name))
+            except (ValueError, RuntimeError) as exc:
+                progress(f"{name}: failed: {exc}")
+                continue
             progress(f"{name}: {candidates[f'{name} shape']}")
     text = report(candidates, configs, mixed, load, time.perf_counter() - started)
+    write(text)
+    return text
+
+
+def write(text: str) -> None:
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     existing = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else ""
     keep = existing.split("\n## Notes", 1)[1] if "\n## Notes" in existing else ""
     RESULTS.write_text(text + ("\n## Notes" + keep if keep else ""), encoding="utf-8")
-    return text
 
 
 def progress(line: str) -> None:
