@@ -390,7 +390,7 @@ def load_settings(path: str | os.PathLike[str],
         retry_after_failure_s=r.int("gemini", "retry_after_failure_s", 30, 1, 3600),
     )
     local_llm = LocalLlmSettings(
-        model=model("local_llm", "model_path", "llm", "qwen2.5-1.5b-instruct"),
+        model=model("local_llm", "model_path", "llm", "qwen2.5-0.5b-instruct"),  # [i17]
         context_tokens=r.int("local_llm", "context_tokens", 4096, 512, 131072),
         threads=r.int("local_llm", "threads", 2, 1, 256),
         max_tokens=r.int("local_llm", "max_tokens", 200, 16, 4096),
