@@ -29,6 +29,7 @@ from bench import models as bm
 from tests import models as tm
 
 CACHE = bm.CACHE
+_CHAT_VOCAB = tm._chat_vocab        # before _write_llama_like swaps it for _vocab_of_size
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,7 @@ def _vocab_of_size(n_vocab: int, speakable: bool):
         base, merges = bm._trained_bpe()
         words = bm._pseudo_words(set(base))
     else:   # tests/models.py's bytes and words (llama.cpp refuses a BPE without merges)
-        base, _, merges, _ = tm._chat_vocab(None)
+        base, _, merges, _ = _CHAT_VOCAB(None)
         base = base[:-3]                      # its own ChatML specials come last here
         words = (f"[unused{i}]" for i in range(n_vocab))
     plain = n_vocab - 3
@@ -89,7 +90,7 @@ def add_merges(path: Path) -> None:
         vtype = field.types[0]
         sub = field.types[-1] if vtype == gguf.GGUFValueType.ARRAY else None
         w.add_key_value(name, field.contents(), vtype, sub_type=sub)
-    w.add_token_merges(tm._chat_vocab(None)[2])
+    w.add_token_merges(_CHAT_VOCAB(None)[2])
     for t in reader.tensors:
         w.add_tensor_info(t.name, t.data.shape, t.data.dtype, t.data.nbytes, t.tensor_type)
     w.write_header_to_file()
