@@ -177,7 +177,7 @@ def _gemini(r: _Reader, api_key: str) -> GeminiSettings:
 
 def _local_llm(r: _Reader, models: _Models) -> LocalLlmSettings:
     return LocalLlmSettings(
-        model=models.ref("local_llm", "model_path", "llm", "qwen2.5-1.5b-instruct"),
+        model=models.ref("local_llm", "model_path", "llm", "qwen2.5-0.5b-instruct"),
         context_tokens=r.int("local_llm", "context_tokens", 4096, 512, 131072),
         threads=r.int("local_llm", "threads", 2, 1, 256),
         max_tokens=r.int("local_llm", "max_tokens", 200, 16, 4096),

@@ -25,7 +25,7 @@ def test_shipped_config_loads_with_manifest_model_names(tmp_path: Path) -> None:
     assert s.twilio.validate_signatures is True
     assert s.stt.model.manifest_name == "base"
     assert s.stt.model.path == tmp_path / "models" / "whisper-base"
-    assert s.local_llm.model.manifest_name == "qwen2.5-1.5b-instruct"
+    assert s.local_llm.model.manifest_name == "qwen2.5-0.5b-instruct"
     assert s.tts.voice_for("en").manifest_name == "en_US-joe-medium"
     assert s.stt.languages == ("en", "he", "ru")
     assert s.twilio.auth_token == ""                    # not set: refused at request time

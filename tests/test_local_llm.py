@@ -7,7 +7,6 @@ them: streaming, cancellation, KV-cache reuse, grammar-constrained tool calls, t
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from dataclasses import replace
 
@@ -71,7 +70,8 @@ async def test_prompt_uses_the_gguf_template_with_static_part_first(local):
         ChatMessage("assistant", "Goodbye", tool_calls=(call,)),
         ChatMessage("tool", "The call will end.", call=call)))
     assert prompt.startswith("<|im_start|>system\n" + STATIC.strip())
-    assert prompt.index("<tools>") < prompt.index("Channel: phone call.")
+    assert prompt.index("- book(day, slot, urgent?): Book a repair") < prompt.index(
+        "Channel: phone call.")
     assert "<|im_start|>user\n[passages]\n\nhi<|im_end|>" in prompt
     assert ('<|im_start|>assistant\nGoodbye\n<tool_call>\n{"name": "end_call", "arguments": '
             '{"reason": "done"}}\n</tool_call><|im_end|>') in prompt
@@ -186,10 +186,172 @@ async def test_history_longer_than_the_context_is_trimmed(local):
     assert events[-1].prompt_tokens <= 2048 - 24
 
 
-def test_tools_block_is_json_per_line():
-    from appliance.llm.local import tools_block
+def test_the_tool_list_is_one_line_per_tool():
+    from appliance.llm.local_prompt import compact_tools
 
-    block = tools_block(TOOLS)
-    inner = block.split("<tools>\n")[1].split("\n</tools>")[0]
-    assert [json.loads(line)["function"]["name"] for line in inner.splitlines()] == \
-        ["end_call", "book"]
+    lines = compact_tools(TOOLS).splitlines()
+    assert lines[1:] == ["- end_call(reason?): End the call",
+                         "- book(day, slot, urgent?): Book a repair"]
+    assert "<tool_call>" in lines[0]
+
+
+# -- fitting the context ---------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def small() -> LocalModel:
+    """The smallest context the settings allow, so a conversation overflows it easily."""
+    settings = LocalLlmSettings(model=ModelRef("[local_llm] model_path", chat_model_path()),
+                                context_tokens=512, threads=2, max_tokens=2000)
+    model = LocalModel.load(settings)
+    model._llm.set_seed(7)
+    yield model
+    model.close()
+
+
+def overflowing(turns: int = 40) -> list[ChatMessage]:
+    messages = []
+    for i in range(turns):
+        messages.append(ChatMessage("user", f"Question {i}: when can a technician come? " * 3))
+        messages.append(ChatMessage("assistant", f"Answer {i}: tomorrow at nine. " * 3))
+    passages = " ".join(f"Passage sentence {i} about fridge repairs and warranty."
+                        for i in range(200))
+    messages.append(ChatMessage("user", "And the warranty?", context=passages))
+    return messages
+
+
+def short(*messages: ChatMessage, **kw: object) -> ChatRequest:
+    """A request with a short static prompt (the tiny model's vocabulary is ~1 byte a token)."""
+    return replace(request(*messages, **kw), system_static="Receptionist of Sunrise.")
+
+
+async def test_an_overflowing_conversation_is_cut_history_first_and_still_answered(small):
+    before = small.counters.trimmed_prompts
+    req = short(*overflowing())
+    events = await collect(small, req)      # max_tokens 2000 > the whole context
+    done = events[-1]
+    assert isinstance(done, StreamDone), events[-3:]
+    assert done.prompt_tokens <= small.budget(req) < 512
+    assert done.prompt_tokens + done.output_tokens < 512, "generation stopped before the end"
+    assert small.counters.trimmed_prompts == before + 1
+    # What was kept: the newest message with its passages shortened, no old history.
+    prompt = small._tokens_for(req)[0]
+    assert "And the warranty?" in prompt and "Question 0:" not in prompt
+    assert "Passage sentence 0 " in prompt and "Passage sentence 199" not in prompt
+
+
+async def test_a_tool_round_near_the_end_of_the_context_does_not_overflow(small):
+    events = await collect(small, short(*overflowing(), tool_choice="required"))
+    assert isinstance(events[-1], StreamDone)
+
+
+async def test_a_prompt_that_cannot_fit_is_a_clear_model_error(small):
+    from appliance.llm.base import ModelError
+
+    huge = ChatRequest(system_static="rules " * 2000, system_dynamic="",
+                       messages=(ChatMessage("user", "hi"),))
+    with pytest.raises(ModelError) as err:
+        await collect(small, huge)
+    assert err.value.code == "prompt_too_long" and not err.value.outage
+
+
+def test_the_doctor_check_flags_a_static_prompt_over_half_the_context(local):
+    assert local.check_static("Short rules.", TOOLS) is None
+    tokenizer = LocalModel.tokenizer_only(local.settings)      # no weights: what doctor uses
+    assert tokenizer.static_tokens("rules " * 1200, TOOLS) == local.static_tokens(
+        "rules " * 1200, TOOLS)
+    tokenizer.close()
+    warning = local.check_static("rules " * 1200, TOOLS)
+    assert warning is not None and "context_tokens = 2048" in warning
+    assert local.static_tokens("rules " * 1200, TOOLS) > 1024
+
+
+# -- KV cache per conversation ---------------------------------------------------------------
+
+async def two_conversations(model: LocalModel, a: str, b: str) -> tuple[object, object]:
+    """Turn 1 of A, turn 1 of B, turn 2 of A; the stats of A's two turns."""
+    first = request(ChatMessage("user", "When do you open on Sunday morning?"), session=a)
+    reply = text_of(await collect(model, first))
+    turn1 = model.last_stats
+    await collect(model, request(ChatMessage("user", "Do you sell dishwashers?"), session=b))
+    second = request(ChatMessage("user", "When do you open on Sunday morning?"),
+                     ChatMessage("assistant", reply),
+                     ChatMessage("user", "And on Friday?"), session=a)
+    await collect(model, second)
+    return turn1, model.last_stats
+
+
+async def test_a_conversation_keeps_its_kv_cache_while_another_one_runs(local):
+    await local.warm(STATIC, TOOLS)
+    restores = local.sessions.counters.restores
+    turn1, turn2 = await two_conversations(local, "call:1:1", "call:2:2")
+    assert local.sessions.counters.restores == restores + 1
+    assert local.sessions.counters.saves >= 1 and local.sessions.counters.bytes_held > 0
+    assert turn2.cached_tokens >= turn1.prompt_tokens - 2, (turn1, turn2)
+    assert turn2.new_tokens < turn2.prompt_tokens // 3
+    assert local.counters.last_new_tokens == turn2.new_tokens
+    # Without conversation keys only the shared static start is reused.
+    _, anonymous = await two_conversations(local, "", "")
+    assert anonymous.cached_tokens < turn1.prompt_tokens - 2
+    assert local.status()["sessions"]["restores"] == restores + 1
+
+
+def test_snapshots_are_evicted_least_recently_used_first(local):
+    states = local.sessions
+    saved_before = dict(states._saved)
+    try:
+        states.max_sessions = 2
+        for key in ("x1", "x2", "x3"):
+            with local._lock:
+                states.activate(key)
+                local._llm.eval([1, 2, 3])
+        with local._lock:
+            states.activate("x4")
+        assert "x1" not in states and "x2" in states and "x3" in states
+    finally:
+        states.max_sessions = 8
+        for key in ("x1", "x2", "x3", "x4"):
+            states.forget(key)
+        states._saved.update(saved_before)
+
+
+# -- the real Gemma 3 270M (sliding-window attention) ----------------------------------------
+
+@pytest.fixture(scope="module")
+def gemma() -> LocalModel:
+    from appliance.llm.local_stats import Sampling
+    from bench.realmodels import RealModelUnavailable, ensure
+
+    try:
+        path = ensure("gemma3-270m")
+    except RealModelUnavailable as exc:
+        pytest.skip(f"real Gemma 3 270M unavailable: {exc}")
+    model = LocalModel.load(LocalLlmSettings(model=ModelRef("[local_llm] model_path", path),
+                                             context_tokens=2048, threads=2, max_tokens=8),
+                            sampling=Sampling(temperature=0.0))       # greedy: repeatable
+    yield model
+    model.close()
+
+
+async def test_a_reused_and_a_restored_prefix_answer_as_a_fresh_prompt_does(gemma):
+    """A prompt longer than Gemma's 512-token attention window: the answer after prefix
+    reuse, and after a snapshot restore, equals the one computed cold (greedy)."""
+    history = []
+    for i in range(20):
+        history += [ChatMessage("user", f"Question {i}: do you repair fridges and ovens?"),
+                    ChatMessage("assistant", f"Yes, we repair both, answer number {i}.")]
+    first = short(*history, ChatMessage("user", "And dishwashers?"), session="call:1:1")
+    await collect(gemma, first)
+    follow = short(*history, ChatMessage("user", "And dishwashers?"),
+                   ChatMessage("assistant", "Yes."), ChatMessage("user", "What about dryers?"),
+                   session="call:1:1")
+    reused = text_of(await collect(gemma, follow))
+    assert gemma.last_stats.prompt_tokens > 600 and gemma.last_stats.cached_tokens > 512
+    await collect(gemma, short(ChatMessage("user", "Hello"), session="call:2:2"))
+    restored = text_of(await collect(gemma, follow))
+    assert gemma.last_stats.cached_tokens > 512
+    with gemma._lock:
+        gemma._llm.reset()
+        gemma.sessions.forget("call:1:1")
+    cold = text_of(await collect(gemma, replace(follow, session="")))
+    assert gemma.last_stats.cached_tokens == 0
+    assert reused == restored == cold, (reused, restored, cold)

@@ -38,7 +38,8 @@ from ..store.db import Database
 from .effects import effect_key, run_once
 from .events import ActionRequested, Filler, ReplyDone, ReplyEvent, TextDelta
 from .memory import LANGUAGE, Customer, Memory, Turn
-from .prompt import apology, dynamic_prompt, filler, static_prompt, turn_context
+from .prompt import (apology, dynamic_prompt, filler, local_static_prompt, static_prompt,
+                     turn_context)
 from .tools import KB_SEARCH, ToolContext, ToolError, ToolRegistry, check_args
 
 log = logging.getLogger(__name__)
@@ -56,9 +57,11 @@ class EngineOptions:
     filler_gap_ms: int = 3000      # never two fillers closer than this
     kb_passages: bool = True       # attach knowledge-base passages to every user turn ...
     kb_passage_chars: int = 1200   # ... at most this much text (~300 tokens) for Gemini,
-    kb_passage_chars_local: int = 600  # ... and less when the local model answers (each
-                                       # token of it is prefilled on every turn, ~3 ms/token
-                                       # on 2 cores for 0.5B, ~12 ms/token for 1.5B)
+    kb_passage_chars_local: int = 520  # ... and less when the local model answers (each
+                                       # token of it is prefilled on every turn, ~4 ms/token
+                                       # on 2 cores for 0.5B, ~12 ms/token for 1.5B):
+    kb_passages_local: int = 2         # [i17] the best two passages, the first cut at
+    kb_passage_each_local: int = 300   # [i17] this many characters, the second at the rest
     prefill_local: bool = True     # keep the local model's KV cache on the latest conversation
 
 
@@ -78,6 +81,7 @@ class Engine:
             tools.register(KB_SEARCH)
         self.options = options
         self.static_prompt = static_prompt(settings.business)
+        self.local_prompt = local_static_prompt(settings.business)   # [i17] the local mode's
         self._warm: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[Any]] = set()
         self._stores: set[asyncio.Future[Any]] = set()   # history writes: awaited at close
@@ -95,7 +99,7 @@ class Engine:
 
     async def _warm_up(self) -> None:
         try:
-            await self.models.local.warm(self.static_prompt, self.tools.specs("call"))
+            await self.models.local.warm(self.local_prompt, self.tools.specs("call"))
         except asyncio.CancelledError:
             raise
         except Exception:  # noqa: BLE001 - a failed warm-up only costs the first turn time
@@ -130,7 +134,9 @@ class Engine:
         that fails over pays only for its new message (the model yields to real turns).
         `whole`: the turn's full prompt, while Gemini answers it."""
         local = self.models.local
-        if not self.options.prefill_local or local is None or not hasattr(local, "prefill"):
+        # [i17] offline, and for the conversations in progress once Gemini failed over
+        wanted = self.options.prefill_local or self.router.mode != "cloud"
+        if not wanted or local is None or not hasattr(local, "prefill"):
             return
         task = asyncio.get_running_loop().create_task(self._prefill(local, request, whole),
                                                       name="local-llm-prefill")
@@ -252,7 +258,14 @@ class Conversation:
                            system_dynamic=self._system_dynamic(),
                            messages=tuple(self._history),
                            tools=self._engine.tools.specs(self.context.channel),
-                           voice=self.context.voice)
+                           voice=self.context.voice, system_local=self._engine.local_prompt,
+                           session=self.session)
+
+    @property
+    def session(self) -> str:
+        """[i17] The key of this conversation's KV cache in the local model."""
+        ctx = self.context
+        return f"{ctx.channel}:{ctx.customer.id}:{ctx.call_id or ''}"
 
     def _language(self, turn: _Turn | None = None) -> str:
         return ((turn.language if turn else None) or self.customer.language
@@ -280,14 +293,18 @@ class Conversation:
                                                                language=language)
         passages = await self._passages(user_text)
         local_turn = self._prefer == "local" or engine.router.mode != "cloud"
-        budget = (engine.options.kb_passage_chars_local if local_turn
-                  else engine.options.kb_passage_chars)
-        user = ChatMessage("user", user_text, context=turn_context(passages, language, budget))
+        options = engine.options
+        if local_turn:   # [i17] the one or two passages that matter, each capped
+            context = turn_context(passages[:options.kb_passages_local], language,
+                                   options.kb_passage_chars_local,
+                                   options.kb_passage_each_local)
+        else:
+            context = turn_context(passages, language, options.kb_passage_chars)
+        user = ChatMessage("user", user_text, context=context)
         self._history.append(ChatMessage("user", user_text))
         queue: asyncio.Queue[Any] = asyncio.Queue()
         producer = asyncio.create_task(self._produce(user, queue, turn), name="reply")
         getter: asyncio.Future[Any] | None = None
-        options = engine.options
         try:
             while True:
                 if getter is None:
@@ -373,7 +390,8 @@ class Conversation:
             request = ChatRequest(
                 system_static=engine.static_prompt, system_dynamic=self._system_dynamic(),
                 messages=tuple(base + extra), tools=specs,
-                tool_choice="auto" if number < rounds - 1 else "none", voice=ctx.voice)
+                tool_choice="auto" if number < rounds - 1 else "none", voice=ctx.voice,
+                system_local=engine.local_prompt, session=self.session)
             if number == 0 and self._prefer == "auto" and engine.router.mode == "cloud":
                 engine.prefill(request, whole=True)  # so a failover starts at once
             calls: list[ToolCall] = []

@@ -58,19 +58,28 @@ def apology(language: str | None) -> str:
     return APOLOGIES.get(language or "", APOLOGIES["en"])
 
 
-def static_prompt(business: BusinessSettings) -> str:
-    lines = [f"You are the receptionist of {business.name}."]
-    if business.persona:
-        lines.append(business.persona)
+def business_facts(business: BusinessSettings, facts_max_chars: int | None = None) -> list[str]:
+    """The facts from config.ini, one per line ([business] facts cut at `facts_max_chars`)."""
     facts = []
-    if business.facts:
-        facts.append(business.facts)
+    if business.facts.strip():
+        text = business.facts.strip()
+        if facts_max_chars is not None and len(text) > facts_max_chars:
+            text = text[:facts_max_chars].rsplit(" ", 1)[0] + " ..."
+        facts.append(text)
     if business.address:
         facts.append(f"Address: {business.address}.")
     if business.website:
         facts.append(f"Website: {business.website}")
     if business.transfer_hours:
         facts.append(f"People of the business answer calls: {business.transfer_hours}.")
+    return facts
+
+
+def static_prompt(business: BusinessSettings) -> str:
+    lines = [f"You are the receptionist of {business.name}."]
+    if business.persona:
+        lines.append(business.persona)
+    facts = business_facts(business)
     if facts:
         lines.append("\nWhat you know about the business:\n" + "\n".join(facts))
     lines.append(
@@ -87,6 +96,29 @@ def static_prompt(business: BusinessSettings) -> str:
         "- Messages before the current conversation are earlier calls and chats with the same "
         "customer.\n"
         "- A reply of yours that ends with ' —' was cut off: the customer heard only that part.")
+    return "\n".join(lines)
+
+
+LOCAL_FACTS_MAX_CHARS = 600   # the rest belongs in the knowledge base
+
+
+def local_static_prompt(business: BusinessSettings) -> str:
+    """[i17] The local model's static prompt: persona, capped facts, five short rules (the
+    tools are listed by llm/local_prompt.compact_tools). A few hundred tokens, where the
+    cloud prompt above costs every offline turn's prefill on 2 cores far more."""
+    first = business.persona.strip() or f"You are the receptionist of {business.name}."
+    if business.name and business.name not in first:
+        first = f"You are the receptionist of {business.name}. {first}"
+    lines = [first]
+    facts = business_facts(business, LOCAL_FACTS_MAX_CHARS)
+    if facts:
+        lines.append("Facts: " + " ".join(facts))
+    lines.append(
+        "Rules: Use only these facts, the passages given with a message, and tool results. "
+        "If you do not know, say so and offer to take a message. Never invent prices, hours "
+        "or availability. Never say something was done unless a tool confirmed it. Reply "
+        f"briefly in the customer's language (default {language_name(business.language)}). "
+        "A reply of yours ending with ' —' was cut off.")
     return "\n".join(lines)
 
 
@@ -111,13 +143,13 @@ def dynamic_prompt(channel: str, customer: Customer, timezone: str,
 
 
 def turn_context(passages: Iterable[Any] = (), language: str | None = None,
-                 max_chars: int = 1200) -> str:
-    """Per-turn material placed before the customer's words."""
+                 max_chars: int = 1200, max_each: int = 600) -> str:
+    """Per-turn material placed before the customer's words (`max_each`: per passage)."""
     parts = []
     hits = list(passages)
     if hits:
         parts.append("Knowledge-base passages that may answer this (use only if relevant):\n"
-                     + format_passages(hits, total_chars=max_chars))
+                     + format_passages(hits, max_chars=max_each, total_chars=max_chars))
     if language:
         parts.append(f"(The customer is speaking {language_name(language)}.)")
     return "\n\n".join(parts)

@@ -67,6 +67,9 @@ class ChatRequest:
     `prefix` asks the model to continue an assistant reply that already starts with this text
     (the local model finishing a Gemini stream that broke); only the continuation is streamed.
     `voice` marks a spoken channel (Gemini: thinking as configured for voice).
+    `system_local` is the short static prompt the local model uses instead of system_static
+    (llm/local_prompt.py; empty: system_static). `session` names the conversation, so the
+    local model can keep its KV cache per conversation (llm/kvcache.py); "" for none.
     """
 
     system_static: str
@@ -77,6 +80,8 @@ class ChatRequest:
     prefix: str = ""
     voice: bool = False
     max_tokens: int | None = None
+    system_local: str = ""
+    session: str = ""
 
     @property
     def system(self) -> str:

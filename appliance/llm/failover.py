@@ -102,9 +102,11 @@ class ModelRouter:
             if self._down_since is not None:
                 gemini["down_for_s"] = round(self._clock() - self._down_since, 1)
         local = self.models.local
-        return {"mode": self.mode, "gemini": gemini,
-                "local": {"loaded": local is not None,
-                          "model": local.name if local is not None else None}}
+        local_status: dict[str, Any] = {"loaded": local is not None,
+                                        "model": local.name if local is not None else None}
+        if local is not None and callable(getattr(local, "status", None)):
+            local_status["kv"] = local.status()   # [i17] reused vs evaluated prompt tokens
+        return {"mode": self.mode, "gemini": gemini, "local": local_status}
 
     def _set_down(self, error: ModelError) -> None:
         self._last_error = error.code

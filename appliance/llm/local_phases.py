@@ -1,0 +1,82 @@
+"""The two phases of one local model round, run on the worker thread: free text, then (when
+the text opens "<tool_call>") one call generated under the tools' grammar. Both stop at the
+job's stop flag, at an end-of-generation token and at `limit` tokens (the caller keeps
+`limit` inside the free context, so llama.cpp never runs out of KV cells)."""
+
+from __future__ import annotations
+
+import codecs
+import json
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from .base import ModelError, TextChunk, ToolCall, ToolSpec
+from .local_text import STOP_STRINGS, TOOL_OPEN, Splitter, json_complete
+
+
+@dataclass(eq=False)
+class Job:
+    tools: tuple[ToolSpec, ...]
+    tool_choice: str
+    max_tokens: int
+    emit: Callable[[str, Any], None]
+    stop: threading.Event
+
+
+def text_phase(llm: Any, tokens: list[int], job: Job, first_at: list[float], limit: int,
+           sample: dict[str, Any]) -> tuple[str, int, bool]:
+    """Free generation. Returns (text emitted, tokens produced, stopped at <tool_call>)."""
+    import llama_cpp
+
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    # "<tool_call>" always ends the text (it must never be spoken); it starts a call only
+    # when tools are allowed in this round.
+    splitter = Splitter(STOP_STRINGS + (TOOL_OPEN,))
+    emitted, produced = "", 0
+    for token in llm.generate(tokens, **sample):
+        if not first_at:
+            first_at.append(time.perf_counter())
+        if job.stop.is_set() or llama_cpp.llama_vocab_is_eog(llm._model.vocab, token):
+            break
+        produced += 1
+        text, hit = splitter.feed(decoder.decode(llm.detokenize([token], special=False)))
+        if text:
+            job.emit("event", TextChunk(text))
+            emitted += text
+        if hit is not None:
+            return emitted, produced, hit == TOOL_OPEN and bool(job.tools)
+        if produced >= limit:
+            break
+    rest = splitter.flush()
+    if rest and not job.stop.is_set():
+        job.emit("event", TextChunk(rest))
+        emitted += rest
+    return emitted, produced, False
+
+def tool_phase(llm: Any, tokens: list[int], job: Job, first_at: list[float], limit: int,
+           grammar: Any, sample: dict[str, Any]) -> tuple[ToolCall | None, int]:
+    """Generate one call under the tools' grammar; parse it."""
+    import llama_cpp
+
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    out, produced = "", 0
+    for token in llm.generate(tokens, grammar=grammar, **sample):
+        if not first_at:
+            first_at.append(time.perf_counter())
+        if job.stop.is_set() or llama_cpp.llama_vocab_is_eog(llm._model.vocab, token):
+            break
+        produced += 1
+        out += decoder.decode(llm.detokenize([token], special=False))
+        if json_complete(out) or produced >= limit:
+            break
+    if job.stop.is_set():
+        return None, produced
+    try:
+        data = json.loads(out, strict=False)  # the grammar allows raw control chars
+        call = ToolCall(name=str(data["name"]), args=dict(data.get("arguments") or {}))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ModelError("bad_response", f"unparsable tool call {out[:80]!r}: {exc}",
+                         started=True, outage=False) from None
+    return call, produced
