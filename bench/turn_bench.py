@@ -1,0 +1,127 @@
+"""Turn-taking on real speech: the appliance and pipecat, called the same way, side by side.
+
+    APPLIANCE_REAL_MODELS=/work/main/tests/.cache/real-models \
+        python -m bench.turn_bench [--systems appliance,pipecat] [--per-call 8] [--limit N]
+
+Plays the real-speech turn set (bench/speech_set.py; built on first use) to each system over the
+Media Streams protocol with the product's Twilio stand-in (appliance.call.simulate: signed
+webhook, WebSocket, real-time 20 ms mu-law frames, the bot's audio played back at real time,
+marks echoed, `clear` honoured), several turns per call in a fixed shuffled order. Both systems
+use real Whisper tiny.en, the real Piper joe voice and the same Gemini stand-in (first token after
+300 ms). Everything is measured on the Twilio side (bench/turn_metrics.py), so both are measured
+alike. Writes bench/results/turn_taking.md and turn_taking.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from appliance.call.simulate import CallerTurn, simulate_call
+
+from . import speech_set
+from .turn_metrics import TurnMetrics, summarize, turn_metrics
+from .turn_report import write_report
+from .turn_systems import AUTH_TOKEN, PUBLIC_URL, Appliance, GeminiStandIn, Pipecat
+
+ROOT = Path(__file__).resolve().parent.parent
+WORKDIR = ROOT / "bench" / ".cache" / "turn-bench"
+RESULTS = ROOT / "bench" / "results"
+
+
+def plan_calls(manifest: list[dict[str, Any]], per_call: int, seed: int,
+               limit: int | None) -> list[list[dict[str, Any]]]:
+    """The turns in a fixed shuffled order (kinds mixed within a call), `per_call` per call."""
+    entries = list(manifest)
+    random.Random(seed).shuffle(entries)
+    if limit:
+        entries = entries[:limit]
+    return [entries[i:i + per_call] for i in range(0, len(entries), per_call)]
+
+
+async def run_call(system: Appliance | Pipecat, entries: list[dict[str, Any]],
+                   audio_dir: Path) -> tuple[list[TurnMetrics], dict[str, Any]]:
+    turns = [CallerTurn(audio_dir / e["file"], speech_end_s=e["speech_end_s"]) for e in entries]
+    result = await simulate_call(system.url, PUBLIC_URL, AUTH_TOKEN, turns,
+                                 greeting_timeout_s=25.0, reply_timeout_s=12.0,
+                                 sign=system.sign, tail_s=1.0)
+    starts = [t.end_of_speech_at - e["speech_end_s"] for t, e in zip(result.turns, entries)]
+    metrics = []
+    for index, (entry, start) in enumerate(zip(entries, starts)):
+        window_end = starts[index + 1] if index + 1 < len(starts) else float("inf")
+        metrics.append(turn_metrics(entry, result.events, start, window_end))
+    info = {"call_sid": result.call_sid, "turns_played": len(result.turns),
+            "closed_by_server": result.closed_by_server,
+            "greeting_frames": sum(1 for e in result.events if e.get("event") == "media"
+                                   and (not starts or e["_at"] < starts[0]))}
+    return metrics, info
+
+
+async def bench_system(kind: type[Appliance] | type[Pipecat], gemini_url: str,
+                       calls: list[list[dict[str, Any]]], audio_dir: Path) -> dict[str, Any]:
+    workdir = WORKDIR / kind.label
+    workdir.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    turns: list[TurnMetrics] = []
+    call_info = []
+    async with kind(workdir, gemini_url) as system:
+        startup_s = system.startup_s
+        for number, entries in enumerate(calls, 1):
+            metrics, info = await run_call(system, entries, audio_dir)
+            turns.extend(metrics)
+            call_info.append(info)
+            cut = sum(m.cut_off for m in metrics)
+            print(f"  {kind.label} call {number}/{len(calls)}: {len(metrics)} turns, "
+                  f"{cut} cut off, greeting frames {info['greeting_frames']}", flush=True)
+    return {"summary": summarize(turns), "turns": [t.as_dict() for t in turns],
+            "calls": call_info, "startup_s": round(startup_s, 1),
+            "wall_s": round(time.monotonic() - started, 1)}
+
+
+async def main_async(args: argparse.Namespace) -> dict[str, Any]:
+    manifest = speech_set.load()
+    calls = plan_calls(manifest, args.per_call, args.seed, args.limit)
+    systems = {"appliance": Appliance, "pipecat": Pipecat}
+    results: dict[str, Any] = {"turns": sum(map(len, calls)), "calls": len(calls),
+                               "per_call": args.per_call, "seed": args.seed, "systems": {}}
+    WORKDIR.mkdir(parents=True, exist_ok=True)
+    async with GeminiStandIn(WORKDIR, ttft_s=args.ttft) as gemini:
+        for name in args.systems.split(","):
+            print(f"{name}: {results['turns']} turns in {len(calls)} calls", flush=True)
+            try:
+                results["systems"][name] = await bench_system(
+                    systems[name], gemini.url, calls, speech_set.DEFAULT_OUT)
+            except Exception as exc:   # one system failing must not lose the other's numbers
+                results["systems"][name] = {"error": f"{type(exc).__name__}: {exc}"}
+                print(f"  {name} failed: {exc}", flush=True)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.turn_bench")
+    parser.add_argument("--systems", default="appliance,pipecat")
+    parser.add_argument("--per-call", type=int, default=8)
+    parser.add_argument("--limit", type=int, help="only the first N turns (a quick check)")
+    parser.add_argument("--seed", type=int, default=12)
+    parser.add_argument("--ttft", type=float, default=0.3)
+    parser.add_argument("--out", type=Path, default=RESULTS / "turn_taking")
+    args = parser.parse_args(argv)
+    started = time.monotonic()
+    results = asyncio.run(main_async(args))
+    results["wall_s"] = round(time.monotonic() - started, 1)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.with_suffix(".json").write_text(json.dumps(results, indent=1) + "\n",
+                                             encoding="utf-8")
+    write_report(args.out.with_suffix(".md"), results)
+    print(f"wrote {args.out}.md/.json in {results['wall_s']:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

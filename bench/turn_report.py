@@ -1,0 +1,112 @@
+"""bench/results/turn_taking.md from the turn benchmark's results (bench/turn_bench.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+HOW = """\
+How: bench/turn_bench.py plays the real-speech turn set (bench/speech_set.py: Piper joe and
+espeak-ng voices, pauses inside turns where callers make them) to each system through the
+product's Twilio stand-in (appliance.call.simulate) in real time, several turns per call, and
+measures on the Twilio side of the WebSocket only. Both systems: real Whisper tiny.en, real Piper
+joe, the same Gemini stand-in (first token after 300 ms).
+
+- turn latency: first bot media frame - end of the caller's speech (last 20 ms frame with
+  RMS > 200), over the turns that were not cut off.
+- cut-off: the bot's first media frame arrived while the caller was still inside the turn
+  (after its speech started, before its speech_end_s), i.e. mid-sentence or in one of its pauses.
+- answer latency: first frame of a new burst of bot audio after the caller finished, all turns
+  (for a cut-off turn, the answer it gave once the caller had really finished).
+- clear latency: a cut-off turn's `clear` - the moment the caller spoke over the bot;
+  "talked over" counts cut-offs with no `clear` while the caller went on.
+"""
+
+
+def _fmt(value: Any, unit: str = "") -> str:
+    return "-" if value is None else f"{value:.0f}{unit}" if isinstance(value, float) else str(value)
+
+
+def _ratio(a: Any, b: Any) -> str:
+    if not isinstance(a, (int, float)) or not isinstance(b, (int, float)) or not b:
+        return "-"
+    return f"{a / b:.2f}"
+
+
+ROWS = [("turns", "turns"), ("replied", "turns with a reply"), ("cut_offs", "cut-offs"),
+        ("turn_latency_p50_ms", "turn latency p50 (ms)"),
+        ("turn_latency_p95_ms", "turn latency p95 (ms)"),
+        ("turn_latency_n", "turns in the latency figures"),
+        ("answer_latency_p50_ms", "answer latency p50 (ms)"),
+        ("answer_latency_p95_ms", "answer latency p95 (ms)"),
+        ("clear_latency_p50_ms", "clear latency p50 (ms)"),
+        ("clear_latency_p95_ms", "clear latency p95 (ms)"),
+        ("talked_over", "cut-offs talked over (no clear)")]
+
+
+def _side_by_side(systems: dict[str, Any]) -> list[str]:
+    names = [n for n in systems if "summary" in systems[n]]
+    if not names:
+        return []
+    head = "| | " + " | ".join(names) + (" | ratio |" if len(names) == 2 else " |")
+    lines = [head, "|---" * (len(names) + 1 + (len(names) == 2)) + "|"]
+    for key, label in ROWS:
+        values = [systems[n]["summary"].get(key) for n in names]
+        row = f"| {label} | " + " | ".join(_fmt(v) for v in values)
+        if len(names) == 2:
+            row += f" | {_ratio(values[0], values[1]) if key.endswith('_ms') else ''}"
+        lines.append(row + " |")
+    lines.append("| start-up (s) | " + " | ".join(_fmt(systems[n]["startup_s"]) for n in names)
+                 + (" | |" if len(names) == 2 else " |"))
+    lines.append("| wall time (s) | " + " | ".join(_fmt(systems[n]["wall_s"]) for n in names)
+                 + (" | |" if len(names) == 2 else " |"))
+    return lines
+
+
+def _by_kind(systems: dict[str, Any]) -> list[str]:
+    names = [n for n in systems if "summary" in systems[n]]
+    if not names:
+        return []
+    kinds = sorted(systems[names[0]]["summary"]["by_kind"])
+    lines = ["| kind | " + " | ".join(f"{n} cut-offs" for n in names) + " |",
+             "|---" * (len(names) + 1) + "|"]
+    for kind in kinds:
+        cells = []
+        for n in names:
+            row = systems[n]["summary"]["by_kind"].get(kind, {"turns": 0, "cut_offs": 0})
+            cells.append(f"{row['cut_offs']}/{row['turns']}")
+        lines.append(f"| {kind} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _per_turn(name: str, system: dict[str, Any]) -> list[str]:
+    lines = [f"### {name}: per turn", "",
+             "| file | kind | speech end (s) | latency (ms) | cut off at (s) | answer (ms) |"
+             " clear (ms) |", "|---|---|---|---|---|---|---|"]
+    for t in system["turns"]:
+        cut = _fmt(t["cut_off_at_s"]) if t["cut_off_at_s"] is None else f"{t['cut_off_at_s']:.2f}"
+        clear = ("talked over" if t["cleared"] is False else _fmt(t["clear_latency_ms"]))
+        lines.append(f"| {t['file']} | {t['kind']} | {t['speech_end_s']:.2f} | "
+                     f"{_fmt(t['turn_latency_ms'])} | {cut} | {_fmt(t['answer_latency_ms'])} | "
+                     f"{clear} |")
+    return lines
+
+
+def write_report(path: Path, results: dict[str, Any], notes: str = "") -> None:
+    systems = results["systems"]
+    lines = ["# Turn-taking on real speech: appliance vs pipecat", "",
+             f"{results['turns']} caller turns in {results['calls']} calls "
+             f"({results['per_call']} per call), one run, wall time "
+             f"{_fmt(results.get('wall_s'))} s. Raw numbers: turn_taking.json.", ""]
+    lines += _side_by_side(systems) + [""]
+    for name, system in systems.items():
+        if "error" in system:
+            lines += [f"**{name} did not run:** {system['error']}", ""]
+    lines += ["Cut-offs by kind of turn:", ""] + _by_kind(systems) + [""]
+    if notes:
+        lines += [notes, ""]
+    lines += [HOW, ""]
+    for name, system in systems.items():
+        if "turns" in system:
+            lines += _per_turn(name, system) + [""]
+    path.write_text("\n".join(lines), encoding="utf-8")
