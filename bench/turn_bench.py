@@ -17,16 +17,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
 import sys
 import time
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
 from appliance.call.simulate import CallerTurn, simulate_call
 
 from . import speech_set
-from .turn_metrics import TurnMetrics, summarize, turn_metrics
+from .turn_metrics import BURST_GAP_S, TurnMetrics, summarize, turn_metrics
 from .turn_report import write_report
 from .turn_systems import AUTH_TOKEN, PUBLIC_URL, Appliance, GeminiStandIn, Pipecat
 
@@ -45,6 +47,20 @@ def plan_calls(manifest: list[dict[str, Any]], per_call: int, seed: int,
     return [entries[i:i + per_call] for i in range(0, len(entries), per_call)]
 
 
+def bursts(events: list[dict[str, Any]], origin: float) -> list[list[float]]:
+    """[first, last] arrival of each run of bot media frames, seconds from `origin`."""
+    runs: list[list[float]] = []
+    for event in events:
+        if event.get("event") != "media":
+            continue
+        at = round(event["_at"] - origin, 2)
+        if runs and at - runs[-1][1] <= BURST_GAP_S:
+            runs[-1][1] = at
+        else:
+            runs.append([at, at])
+    return runs
+
+
 async def run_call(system: Appliance | Pipecat, entries: list[dict[str, Any]],
                    audio_dir: Path) -> tuple[list[TurnMetrics], dict[str, Any]]:
     turns = [CallerTurn(audio_dir / e["file"], speech_end_s=e["speech_end_s"]) for e in entries]
@@ -56,50 +72,79 @@ async def run_call(system: Appliance | Pipecat, entries: list[dict[str, Any]],
     for index, (entry, start) in enumerate(zip(entries, starts)):
         window_end = starts[index + 1] if index + 1 < len(starts) else float("inf")
         metrics.append(turn_metrics(entry, result.events, start, window_end))
+    origin = starts[0] if starts else 0.0
     info = {"call_sid": result.call_sid, "turns_played": len(result.turns),
             "closed_by_server": result.closed_by_server,
             "greeting_frames": sum(1 for e in result.events if e.get("event") == "media"
-                                   and (not starts or e["_at"] < starts[0]))}
+                                   and e["_at"] < origin),
+            # the call's timeline, seconds from the first turn's first frame, for reading
+            "turn_starts_s": [round(s - origin, 2) for s in starts],
+            "bot_bursts_s": bursts(result.events, origin),
+            "clears_s": [round(e["_at"] - origin, 2) for e in result.events
+                         if e.get("event") == "clear"]}
     return metrics, info
 
 
-async def bench_system(kind: type[Appliance] | type[Pipecat], gemini_url: str,
-                       calls: list[list[dict[str, Any]]], audio_dir: Path) -> dict[str, Any]:
-    workdir = WORKDIR / kind.label
+class _Tally:
+    """One system's turns and calls as the run goes."""
+
+    def __init__(self) -> None:
+        self.turns: list[TurnMetrics] = []
+        self.calls: list[dict[str, Any]] = []
+        self.busy_s = 0.0
+        self.startup_s = 0.0
+
+    def result(self) -> dict[str, Any]:
+        return {"summary": summarize(self.turns), "turns": [t.as_dict() for t in self.turns],
+                "calls": self.calls, "startup_s": round(self.startup_s, 1),
+                "wall_s": round(self.busy_s, 1)}
+
+
+async def _start(name: str, kind: type[Appliance] | type[Pipecat], gemini_url: str,
+                 stack: AsyncExitStack, results: dict[str, Any]) -> Appliance | Pipecat | None:
+    workdir = WORKDIR / name
     workdir.mkdir(parents=True, exist_ok=True)
-    started = time.monotonic()
-    turns: list[TurnMetrics] = []
-    call_info = []
-    async with kind(workdir, gemini_url) as system:
-        startup_s = system.startup_s
-        for number, entries in enumerate(calls, 1):
-            metrics, info = await run_call(system, entries, audio_dir)
-            turns.extend(metrics)
-            call_info.append(info)
-            cut = sum(m.cut_off for m in metrics)
-            print(f"  {kind.label} call {number}/{len(calls)}: {len(metrics)} turns, "
-                  f"{cut} cut off, greeting frames {info['greeting_frames']}", flush=True)
-    return {"summary": summarize(turns), "turns": [t.as_dict() for t in turns],
-            "calls": call_info, "startup_s": round(startup_s, 1),
-            "wall_s": round(time.monotonic() - started, 1)}
+    try:
+        return await stack.enter_async_context(kind(workdir, gemini_url))
+    except Exception as exc:   # one system failing must not lose the other's numbers
+        results["systems"][name] = {"error": f"{type(exc).__name__}: {exc}"}
+        print(f"  {name} did not start: {exc}", flush=True)
+        return None
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
+    """Both systems run at once, idle but for the call in progress; their calls alternate, so
+    the other work on the machine weighs on both alike."""
     manifest = speech_set.load()
     calls = plan_calls(manifest, args.per_call, args.seed, args.limit)
-    systems = {"appliance": Appliance, "pipecat": Pipecat}
+    kinds = {"appliance": Appliance, "pipecat": Pipecat}
     results: dict[str, Any] = {"turns": sum(map(len, calls)), "calls": len(calls),
-                               "per_call": args.per_call, "seed": args.seed, "systems": {}}
+                               "per_call": args.per_call, "seed": args.seed, "systems": {},
+                               "cpus": os.cpu_count(), "load_at_start": os.getloadavg()}
     WORKDIR.mkdir(parents=True, exist_ok=True)
-    async with GeminiStandIn(WORKDIR, ttft_s=args.ttft) as gemini:
+    async with GeminiStandIn(WORKDIR, ttft_s=args.ttft) as gemini, AsyncExitStack() as stack:
+        systems = {}
         for name in args.systems.split(","):
-            print(f"{name}: {results['turns']} turns in {len(calls)} calls", flush=True)
-            try:
-                results["systems"][name] = await bench_system(
-                    systems[name], gemini.url, calls, speech_set.DEFAULT_OUT)
-            except Exception as exc:   # one system failing must not lose the other's numbers
-                results["systems"][name] = {"error": f"{type(exc).__name__}: {exc}"}
-                print(f"  {name} failed: {exc}", flush=True)
+            system = await _start(name, kinds[name], gemini.url, stack, results)
+            if system is not None:
+                systems[name] = system
+        tallies = {name: _Tally() for name in systems}
+        for name, system in systems.items():
+            tallies[name].startup_s = system.startup_s
+        for number, entries in enumerate(calls, 1):
+            for name, system in systems.items():
+                started = time.monotonic()
+                metrics, info = await run_call(system, entries, speech_set.DEFAULT_OUT)
+                tallies[name].busy_s += time.monotonic() - started
+                info["load_1min"] = round(os.getloadavg()[0], 2)
+                tallies[name].turns.extend(metrics)
+                tallies[name].calls.append(info)
+                print(f"  {name} call {number}/{len(calls)}: {len(metrics)} turns, "
+                      f"{sum(m.cut_off for m in metrics)} cut off, "
+                      f"load {info['load_1min']}", flush=True)
+        for name, tally in tallies.items():
+            results["systems"][name] = tally.result()
+    results["load_at_end"] = os.getloadavg()
     return results
 
 

@@ -92,12 +92,24 @@ def _per_turn(name: str, system: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _load_line(results: dict[str, Any]) -> str:
+    loads = [c["load_1min"] for system in results["systems"].values()
+             for c in system.get("calls", []) if "load_1min" in c]
+    if not loads:
+        return ""
+    return (f"Machine: {results.get('cpus')} CPUs shared with other work; 1-minute load average "
+            f"after each call {min(loads):.1f}-{max(loads):.1f} (median "
+            f"{sorted(loads)[len(loads) // 2]:.1f}). The two systems' calls alternate, so both "
+            f"ran under the same load; absolute latencies are those of this machine at that load.")
+
+
 def write_report(path: Path, results: dict[str, Any], notes: str = "") -> None:
     systems = results["systems"]
     lines = ["# Turn-taking on real speech: appliance vs pipecat", "",
              f"{results['turns']} caller turns in {results['calls']} calls "
              f"({results['per_call']} per call), one run, wall time "
-             f"{_fmt(results.get('wall_s'))} s. Raw numbers: turn_taking.json.", ""]
+             f"{_fmt(results.get('wall_s'))} s. Raw numbers: turn_taking.json.", "",
+             _load_line(results), ""]
     lines += _side_by_side(systems) + [""]
     for name, system in systems.items():
         if "error" in system:
