@@ -135,25 +135,25 @@ def write_appliance_config(path: Path, port: int, gemini_url: str) -> None:
         parser.write(f)
 
 
-class Appliance:
-    label = "appliance"
+class _System:
+    """A system under test: a server process on a free loopback port, ready when healthy."""
+
+    label = ""
+    sign = True                 # sign webhooks and the WS upgrade as Twilio does
 
     def __init__(self, workdir: Path, gemini_url: str) -> None:
         self.workdir, self.gemini_url = workdir, gemini_url
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.sign = True
         self.startup_s = 0.0
+        self._proc: _Process | None = None
 
-    async def __aenter__(self) -> Appliance:
-        config = self.workdir / "appliance.ini"
-        for stale in self.workdir.glob("appliance.db*"):
-            stale.unlink()
-        write_appliance_config(config, self.port, self.gemini_url)
-        env = dict(os.environ, TWILIO_AUTH_TOKEN=AUTH_TOKEN, GEMINI_API_KEY="bench-key",
-                   OMP_WAIT_POLICY="PASSIVE")
-        argv = [sys.executable, "-m", "appliance", "serve", "--config", str(config)]
-        self._proc = _Process("appliance", argv, self.workdir / "appliance.log", env)
+    async def _command(self) -> tuple[list[str], dict[str, str]]:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> _System:
+        argv, env = await self._command()
+        self._proc = _Process(self.label, argv, self.workdir / f"{self.label}.log", env)
         started = time.monotonic()
         await self._proc.spawn()
         await self._proc.wait_healthy(self.url, 300)
@@ -161,20 +161,28 @@ class Appliance:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        await self._proc.stop()
+        if self._proc is not None:
+            await self._proc.stop()
 
 
-class Pipecat:
+class Appliance(_System):
+    label = "appliance"
+
+    async def _command(self) -> tuple[list[str], dict[str, str]]:
+        config = self.workdir / "appliance.ini"
+        for stale in self.workdir.glob("appliance.db*"):
+            stale.unlink()
+        await asyncio.to_thread(write_appliance_config, config, self.port, self.gemini_url)
+        env = dict(os.environ, TWILIO_AUTH_TOKEN=AUTH_TOKEN, GEMINI_API_KEY="bench-key",
+                   OMP_WAIT_POLICY="PASSIVE")
+        return [sys.executable, "-m", "appliance", "serve", "--config", str(config)], env
+
+
+class Pipecat(_System):
     label = "pipecat"
+    sign = False                # pipecat's template does not check Twilio signatures
 
-    def __init__(self, workdir: Path, gemini_url: str) -> None:
-        self.workdir, self.gemini_url = workdir, gemini_url
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.sign = False       # pipecat's template does not check Twilio signatures
-        self.startup_s = 0.0
-
-    async def __aenter__(self) -> Pipecat:
+    async def _command(self) -> tuple[list[str], dict[str, str]]:
         from .pipecat_bench.venv import ensure_venv
 
         python = await asyncio.to_thread(ensure_venv)
@@ -183,13 +191,4 @@ class Pipecat:
                 "--gemini-url", self.gemini_url, "--greeting", GREETING,
                 "--whisper", str(realmodels.ensure("whisper-tiny.en")),
                 "--voice", str(realmodels.ensure("piper-joe"))]
-        env = dict(os.environ, GOOGLE_API_KEY="bench-key", OMP_WAIT_POLICY="PASSIVE")
-        self._proc = _Process("pipecat", argv, self.workdir / "pipecat.log", env)
-        started = time.monotonic()
-        await self._proc.spawn()
-        await self._proc.wait_healthy(self.url, 300)
-        self.startup_s = time.monotonic() - started
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self._proc.stop()
+        return argv, dict(os.environ, GOOGLE_API_KEY="bench-key", OMP_WAIT_POLICY="PASSIVE")
