@@ -22,6 +22,20 @@ joe, the same Gemini stand-in (first token after 300 ms).
   "talked over" counts cut-offs with no `clear` while the caller went on.
 """
 
+SETUP = """\
+The systems:
+- appliance: `python -m appliance serve` with the shipped config.ini (endpoint waits 500 / 250 /
+  1200 ms, barge-in after 140 ms of caller speech), [stt] languages = en, Whisper tiny.en int8,
+  Piper joe; Gemini = the stand-in.
+- pipecat 1.14.0 (bench/pipecat_bench/bot.py, its own venv), as its Twilio template: FastAPI
+  WebSocket transport + TwilioFrameSerializer, Silero VAD (stop_secs 0.2), smart-turn v3.2 local
+  analyzer as the turn-stop strategy (user_turn_stop_timeout 5 s, the default), WhisperSTTService
+  (faster-whisper, int8, CPU; pipecat transcribes each VAD segment after it ends), GoogleLLMService
+  with http_options.base_url = the stand-in, PiperTTSService on the joe voice (pipecat speaks a
+  sentence at a time), pipeline in at 16 kHz, out at 8 kHz. It says the same greeting first.
+  pipecat does not check Twilio signatures, so its calls are unsigned.
+"""
+
 
 def _fmt(value: Any, unit: str = "") -> str:
     return "-" if value is None else f"{value:.0f}{unit}" if isinstance(value, float) else str(value)
@@ -117,7 +131,7 @@ def write_report(path: Path, results: dict[str, Any], notes: str = "") -> None:
     lines += ["Cut-offs by kind of turn:", ""] + _by_kind(systems) + [""]
     if notes:
         lines += [notes, ""]
-    lines += [HOW, ""]
+    lines += [SETUP, "", HOW, ""]
     for name, system in systems.items():
         if "turns" in system:
             lines += _per_turn(name, system) + [""]
