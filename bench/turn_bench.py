@@ -148,6 +148,30 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
+def rescore(results: dict[str, Any]) -> dict[str, Any]:
+    """The metrics again from each call's saved timeline (bursts as 20 ms frames, clears), e.g.
+    after a change to turn_metrics, without playing the calls again."""
+    manifest = {e["file"]: e for e in speech_set.load()}
+    for system in results["systems"].values():
+        if "turns" not in system:
+            continue
+        files = [t["file"] for t in system["turns"]]
+        turns: list[TurnMetrics] = []
+        for call in system["calls"]:
+            events = [{"event": "media", "_at": first + i * 0.02}
+                      for first, last in call["bot_bursts_s"]
+                      for i in range(int(round((last - first) / 0.02)) + 1)]
+            events += [{"event": "clear", "_at": at} for at in call["clears_s"]]
+            starts = call["turn_starts_s"]
+            for index, start in enumerate(starts):
+                end = starts[index + 1] if index + 1 < len(starts) else float("inf")
+                entry = manifest[files[len(turns)]]
+                turns.append(turn_metrics(entry, events, start, end))
+        system["turns"] = [t.as_dict() for t in turns]
+        system["summary"] = summarize(turns)
+    return results
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.turn_bench")
     parser.add_argument("--systems", default="appliance,pipecat")
@@ -156,10 +180,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=12)
     parser.add_argument("--ttft", type=float, default=0.3)
     parser.add_argument("--out", type=Path, default=RESULTS / "turn_taking")
+    parser.add_argument("--rescore", action="store_true",
+                        help="recompute the metrics of OUT.json from its call timelines")
     args = parser.parse_args(argv)
-    started = time.monotonic()
-    results = asyncio.run(main_async(args))
-    results["wall_s"] = round(time.monotonic() - started, 1)
+    if args.rescore:
+        results = rescore(json.loads(args.out.with_suffix(".json").read_text(encoding="utf-8")))
+    else:
+        started = time.monotonic()
+        results = asyncio.run(main_async(args))
+        results["wall_s"] = round(time.monotonic() - started, 1)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(results, indent=1) + "\n",
                                              encoding="utf-8")

@@ -6,9 +6,12 @@ offset of the manifest maps to a send time) and when the bot's `media` and `clea
 arrived.
 
 Per turn (a manifest entry played from `start_at`):
-- cut_off: the bot's first media frame arrived after the caller started and before the
-  manifest's speech_end_s, i.e. while the caller was still inside the turn (mid-sentence or in
-  one of its pauses).
+- resumed: bot audio that began before the caller's first pause (+ REACTION_S), too early to
+  answer anything in this turn: the previous reply going on after a gap longer than the
+  caller waited (0.6 s of quiet). Counted, and left out of the other figures.
+- cut_off: the bot's first media frame (after any resumed audio) arrived after the caller
+  started and before the manifest's speech_end_s, i.e. while the caller was still inside the
+  turn (mid-sentence or in one of its pauses).
 - turn_latency_ms: first bot media frame - end of the caller's speech, for turns not cut off.
 - answer_latency_ms: first media frame that starts a new burst of bot audio after the caller's
   speech ended (for a cut-off turn: the answer the bot gave once the caller had really finished).
@@ -24,6 +27,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 BURST_GAP_S = 0.3     # bot media this far apart belongs to different bursts of speech
+REACTION_S = 0.3      # no system answers sooner than this after the caller pauses
 
 
 @dataclass
@@ -33,6 +37,7 @@ class TurnMetrics:
     noise: str | None
     speech_end_s: float
     replied: bool
+    resumed: bool                    # the previous reply went on inside this turn
     cut_off: bool
     cut_off_at_s: float | None       # file offset where the bot started speaking over the turn
     turn_latency_ms: float | None
@@ -56,12 +61,27 @@ def _resume_offset(offset_s: float, entry: dict[str, Any]) -> float:
     return offset_s
 
 
+def _drop_resumed(media: list[float], earliest: float) -> list[float]:
+    """`media` without the bursts that began before `earliest`."""
+    kept: list[float] = []
+    dropping = False
+    for index, at in enumerate(media):
+        if index == 0 or at - media[index - 1] > BURST_GAP_S:
+            dropping = at < earliest
+        if not dropping:
+            kept.append(at)
+    return kept
+
+
 def turn_metrics(entry: dict[str, Any], events: list[dict[str, Any]], start_at: float,
                  window_end: float) -> TurnMetrics:
     """The metrics of one turn whose file started playing at `start_at` (monotonic)."""
     speech_start = start_at + entry["speech_start_s"]
     speech_end = start_at + entry["speech_end_s"]
-    media = _media_times(events, start_at, window_end)
+    pauses = entry.get("pauses_s") or []
+    first_pause = pauses[0][0] if pauses else entry["speech_end_s"]
+    all_media = _media_times(events, start_at, window_end)
+    media = _drop_resumed(all_media, start_at + first_pause + REACTION_S)
     first = media[0] if media else None
     cut_off = first is not None and speech_start <= first < speech_end
     after_end = [t for i, t in enumerate(media) if t >= speech_end and
@@ -78,7 +98,8 @@ def turn_metrics(entry: dict[str, Any], events: list[dict[str, Any]], start_at: 
             clear_ms = round(max(0.0, clears[0] - resume) * 1000, 1)
     return TurnMetrics(
         file=entry["file"], kind=entry["kind"], noise=entry.get("noise"),
-        speech_end_s=entry["speech_end_s"], replied=first is not None, cut_off=cut_off,
+        speech_end_s=entry["speech_end_s"], replied=first is not None,
+        resumed=len(media) < len(all_media), cut_off=cut_off,
         cut_off_at_s=cut_at,
         turn_latency_ms=(round((first - speech_end) * 1000, 1)
                          if first is not None and not cut_off and first >= speech_end else None),
@@ -109,6 +130,7 @@ def summarize(turns: list[TurnMetrics]) -> dict[str, Any]:
         "turns": len(turns),
         "replied": sum(t.replied for t in turns),
         "cut_offs": sum(t.cut_off for t in turns),
+        "resumed": sum(t.resumed for t in turns),
         "turn_latency_p50_ms": percentile(latencies, 0.5),
         "turn_latency_p95_ms": percentile(latencies, 0.95),
         "turn_latency_n": len(latencies),

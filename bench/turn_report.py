@@ -16,6 +16,9 @@ joe, the same Gemini stand-in (first token after 300 ms).
   RMS > 200), over the turns that were not cut off.
 - cut-off: the bot's first media frame arrived while the caller was still inside the turn
   (after its speech started, before its speech_end_s), i.e. mid-sentence or in one of its pauses.
+- resumed: bot audio that began before the caller's first pause (+ 0.3 s), too early to be an
+  answer to this turn: the previous reply went on after a gap longer than the caller's 0.6 s
+  wait. Counted apart, and left out of the other figures.
 - answer latency: first frame of a new burst of bot audio after the caller finished, all turns
   (for a cut-off turn, the answer it gave once the caller had really finished).
 - clear latency: a cut-off turn's `clear` - the moment the caller spoke over the bot;
@@ -48,6 +51,7 @@ def _ratio(a: Any, b: Any) -> str:
 
 
 ROWS = [("turns", "turns"), ("replied", "turns with a reply"), ("cut_offs", "cut-offs"),
+        ("resumed", "previous reply resumed over the caller"),
         ("turn_latency_p50_ms", "turn latency p50 (ms)"),
         ("turn_latency_p95_ms", "turn latency p95 (ms)"),
         ("turn_latency_n", "turns in the latency figures"),

@@ -44,6 +44,14 @@ def test_bot_talking_on_over_the_caller_is_counted():
     assert summary["cut_offs"] == 1 and summary["talked_over"] == 1
 
 
+def test_previous_reply_resuming_early_in_the_turn_is_not_a_cut_off():
+    events = _media(100.7, 101.0) + _media(105.6, 106.0)     # before the first pause (2.0 s)
+    m = turn_metrics(ENTRY, events, start_at=100.0, window_end=200.0)
+    assert m.resumed and not m.cut_off
+    assert m.turn_latency_ms == pytest.approx(600, abs=1)
+    assert summarize([m])["resumed"] == 1
+
+
 def test_no_reply_and_media_of_the_next_window_are_not_counted():
     m = turn_metrics(ENTRY, _media(201.0, 202.0), start_at=100.0, window_end=200.0)
     assert not m.replied and not m.cut_off and m.turn_latency_ms is None
