@@ -180,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=12)
     parser.add_argument("--ttft", type=float, default=0.3)
     parser.add_argument("--out", type=Path, default=RESULTS / "turn_taking")
+    parser.add_argument("--notes", type=Path, help="a Markdown file to include in OUT.md")
     parser.add_argument("--rescore", action="store_true",
                         help="recompute the metrics of OUT.json from its call timelines")
     args = parser.parse_args(argv)
@@ -192,7 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(results, indent=1) + "\n",
                                              encoding="utf-8")
-    write_report(args.out.with_suffix(".md"), results)
+    notes = args.notes.read_text(encoding="utf-8").strip() if args.notes else ""
+    write_report(args.out.with_suffix(".md"), results, notes)
     print(f"wrote {args.out}.md/.json in {results['wall_s']:.0f} s")
     return 0
 

@@ -40,8 +40,10 @@ The systems:
 """
 
 
-def _fmt(value: Any, unit: str = "") -> str:
-    return "-" if value is None else f"{value:.0f}{unit}" if isinstance(value, float) else str(value)
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.0f}" if isinstance(value, float) else str(value)
 
 
 def _ratio(a: Any, b: Any) -> str:
@@ -126,7 +128,8 @@ def write_report(path: Path, results: dict[str, Any], notes: str = "") -> None:
     lines = ["# Turn-taking on real speech: appliance vs pipecat", "",
              f"{results['turns']} caller turns in {results['calls']} calls "
              f"({results['per_call']} per call), one run, wall time "
-             f"{_fmt(results.get('wall_s'))} s. Raw numbers: turn_taking.json.", "",
+             f"{_fmt(results.get('wall_s'))} s. Raw numbers: {path.with_suffix('.json').name}.",
+             "",
              _load_line(results), ""]
     lines += _side_by_side(systems) + [""]
     for name, system in systems.items():
