@@ -82,7 +82,10 @@ class WordCoverage:
         """
         limit = max(COMMON_SHARE * self.total, 20)
         selective = [t for t in self.terms if self.df.get(t, 0) <= limit] or self.terms
-        extra = [w for t in selective for w, _ in self.expansions.get(t, ())]
+        # Only words the index does not know are replaced: a known word already ranks its own
+        # passages, and FTS5 would weigh its stand-ins as much as the word itself.
+        extra = [w for t in selective if not self.df.get(t)
+                 for w, _ in self.expansions.get(t, ())]
         return list(dict.fromkeys(selective + extra))
 
     def coverage(self, pid: int) -> float:

@@ -289,29 +289,6 @@ class _Search:
                     self.titles.get(pid))
 
 
-def _hit(self, pid: int, ranks: Mapping[str, int]) -> Hit | None:
-        row = self.conn.execute(
-            "SELECT p.*, f.path FROM kb_passages p JOIN kb_files f ON f.id = p.file_id "
-            "WHERE p.id = ?", (pid,)).fetchone()
-        if row is None:
-            return None
-        sim, coverage = known if known is not None else (self._similarity(pid),
-                                                         self.words.coverage(pid))
-        return _hit(row, retrieve.fused_score(ranks), sim, coverage, ranks,
-                    self.titles.get(pid))
-
-
-def _rule_answers(found: Features, calibration: Calibration, min_coverage: float) -> bool:
-    """Hand floors, for models without a fitted logistic model (calibration.py)."""
-    if found.coverage >= min_coverage:
-        return True
-    if not found.readable:
-        return found.similarity >= calibration.min_similarity
-    return (found.similarity >= calibration.min_similarity
-            or (found.agreed and found.similarity >= calibration.best_similarity)
-            or found.similarity + COVERAGE_WEIGHT * found.coverage >= calibration.combined
-            or found.title >= calibration.title_similarity)
-
 
 def _hit(row: sqlite3.Row, score: float, similarity: float | None, coverage: float,
          ranks: Mapping[str, int], title_similarity: float | None = None) -> Hit:

@@ -33,11 +33,12 @@ GROUPS: tuple[frozenset[str], ...] = tuple(frozenset(g.split()) for g in (
     "refund refunds return returns",
     "nervous scared afraid anxious anxiety fear",
     "night overnight nights",
+    "remove removal removing pull pulling pulled extract extraction",
     "outside outdoor outdoors terrace patio garden",
     "kosher kashrut",
     "staff team",
     # Hebrew and Russian: the same few needs
-    "כתובת מיקום נמצאים ממוקמים חניה חנייה",
+    "כתובת מיקום נמצאים ממוקמים נמצאת חניה חנייה חניון לחנות",
     "מחיר מחירים עולה עלות תעריף",
     "адрес находится находитесь расположены парковка",
     "цена цены стоимость стоит тариф",
