@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +37,10 @@ def collect(name: str, model: Path, workdir: Path) -> list[Sample]:
     embedder = Embedder(model, threads=2)
     try:
         Indexer(db, embedder).ingest(BUSINESSES / name / "docs")
-        kb = KnowledgeBase(db, embedder, min_similarity=-1.0, min_coverage=0.0)
+        kb = KnowledgeBase(db, embedder)
+        # a model that always answers: every question returns its ranking and its features
+        kb.calibration = replace(kb.calibration,
+                                 abstain=Logistic((0.0,) * len(FEATURE_NAMES), bias=50.0))
         out = []
         for q in load_questions(BUSINESSES / name / "questions.jsonl"):
             hits, found = kb.search_with_features(q.question, k=3)
