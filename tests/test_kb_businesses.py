@@ -1,8 +1,8 @@
 """Retrieval on businesses other than the shipped sample, with the real all-MiniLM-L6-v2.
 
 tests/data/kb_businesses/<name>/ holds each business's files (docs/) and caller questions
-(questions.jsonl, the `appliance kb eval` format). dental is the dev set the floors were tuned
-on; plumbing and restaurant are held out (see the README there).
+(questions.jsonl, the `appliance kb eval` format). dental is the dev set the floors and synonyms
+were tuned on; plumbing and restaurant are held out (see the README there).
 
 Two tests per business:
 - the target (issue 18): recall@3 >= 0.9 on answerable questions and no hit at all for every
