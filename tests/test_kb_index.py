@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from appliance.kb.embed import Embedder
-from appliance.kb.index import Indexer, IngestProgress, KbError, read_stats, scan
+from appliance.kb.index import Indexer, IngestProgress, KbError, scan
+from appliance.kb.stats import read_stats
 from appliance.kb.search import KnowledgeBase
 from appliance.store.db import Database
 from tests.test_kb_eval import KB_DIR, embedding_model_path

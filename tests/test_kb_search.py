@@ -117,3 +117,35 @@ def test_instruction_prompts_follow_the_model_family() -> None:
     assert prompts_for("x.gguf", "Multilingual E5 Small").query == "query: "
     assert prompts_for("embeddinggemma-300M-Q8_0.gguf").query.startswith("task: search result")
     assert prompts_for("minilm-l6-v2-f16.gguf", "all-MiniLM-L6-v2") == Prompts()
+
+
+def test_a_fitted_no_answer_model_decides_once_per_question(kb: KnowledgeBase) -> None:
+    """With a Logistic in the calibration, the top candidates' features decide; the hits are
+    then the ranking's best k (confidence.py)."""
+    from dataclasses import replace
+
+    from appliance.kb.confidence import FEATURE_NAMES, Logistic
+
+    question = "How much is delivery to Eilat?"
+    hits, found = kb.search_with_features(question)
+    assert found is None and hits[0].source == "delivery.md"   # hand floors: no features
+    zero = (0.0,) * len(FEATURE_NAMES)
+    kb.calibration = replace(kb.calibration, abstain=Logistic(zero, bias=-5.0))
+    hits, found = kb.search_with_features(question)
+    assert hits == [] and found is not None
+    assert 0 < found.similarity <= 1 and found.coverage == 1.0 and found.readable == 1.0
+    # weights on coverage: the same question answers, an unrelated one does not
+    coverage_only = tuple(8.0 if n == "coverage" else 0.0 for n in FEATURE_NAMES)
+    kb.calibration = replace(kb.calibration, abstain=Logistic(coverage_only, bias=-4.0))
+    hits = kb.search(question, k=3)
+    assert len(hits) == 3 and hits[0].source == "delivery.md"
+    assert kb.search("What is the capital of France?") == []
+    with pytest.raises(ValueError):
+        Logistic((1.0,), bias=0.0)
+
+
+def test_receptionist_synonyms_stand_in_for_unknown_words() -> None:
+    from appliance.kb.synonyms import synonyms
+
+    assert "address" in synonyms("located") and "price" in synonyms("cost")
+    assert synonyms("kettle") == ()

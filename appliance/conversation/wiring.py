@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from ..config import Settings
 from ..kb.embed import Embedder
-from ..kb.index import Indexer, KbError
+from ..kb.index import Indexer, IngestReport, ingest_in_background
 from ..kb.search import KnowledgeBase
 from ..llm.failover import ChatModels
 from ..llm.local import LocalModel
@@ -65,12 +65,12 @@ async def build_engine(rt: Runtime, s: Settings, db: Database | None, knowledge:
     return engine
 
 
+def index_in_background(db: Database, embedder: Embedder | None, s: Settings
+                        ) -> "asyncio.Task[IngestReport | None]":
+    """Bring the KB in line with kb/ in a worker thread; searches keep working meanwhile (each
+    file is replaced in one transaction). For a server that opens its port first."""
+    return ingest_in_background(Indexer(db, embedder), s.kb.directory)
+
+
 async def _index(db: Database, embedder: Embedder | None, s: Settings) -> None:
-    indexer = Indexer(db, embedder)
-    try:
-        report = await asyncio.to_thread(indexer.ingest, s.kb.directory)
-    except KbError as exc:
-        log.warning("knowledge base not indexed: %s", exc)
-        return
-    log.info("knowledge base: %d added, %d updated, %d removed", len(report.added),
-             len(report.updated), len(report.removed))
+    await index_in_background(db, embedder, s)   # logs its outcome; None when not indexed

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .confidence import Logistic
 from .embed import model_family_name
 
 
@@ -34,6 +35,7 @@ class Calibration:
     title_similarity: float        # a passage whose title is this similar is an answer
     combined: float = 2.0          # similarity + COVERAGE_WEIGHT * coverage at least this
     latin_only: bool = False
+    abstain: Logistic | None = None   # the fitted no-answer model (confidence.py)
 
 
 CALIBRATIONS: tuple[tuple[str, Calibration], ...] = (

@@ -19,7 +19,8 @@ from ..config import Settings
 from ..store.db import Database
 from .embed import Embedder, EmbeddingError
 from .evaluate import K, EvalFileError, evaluate, format_result, load_questions
-from .index import Indexer, IngestProgress, IngestReport, KbError, read_stats
+from .index import Indexer, IngestProgress, IngestReport, KbError
+from .stats import read_stats
 from .search import MODES, KnowledgeBase
 
 

@@ -350,42 +350,6 @@ def _existing_vectors(conn: sqlite3.Connection, hashes: list[str]) -> dict[str, 
     return found
 
 
-@dataclass(frozen=True)
-class FileStats:
-    path: str
-    kind: str
-    passages: int
-    warnings: int
-    vectors: bool
-    indexed_at: str
-
-
-@dataclass(frozen=True)
-class KbStats:
-    files: list[FileStats]
-    passages: int
-    vectors: int
-    embedding_model: str        # recorded identity ('' = none yet)
-    embedding_dim: int
-    last_ingest_at: str
-    directory: str
-
-
-def read_stats(conn: sqlite3.Connection) -> KbStats:
-    info = meta(conn)
-    files = [FileStats(r["path"], r["kind"], r["passages"], r["warnings"],
-                       bool(r["embedding_model"]), r["indexed_at"])
-             for r in conn.execute("SELECT * FROM kb_files ORDER BY path")]
-    vectors = (conn.execute(f"SELECT count(*) FROM {VEC_TABLE}").fetchone()[0]
-               if vec_table_exists(conn) else 0)
-    return KbStats(files=files,
-                   passages=conn.execute("SELECT count(*) FROM kb_passages").fetchone()[0],
-                   vectors=vectors, embedding_model=info.get("embedding_model", ""),
-                   embedding_dim=int(info.get("embedding_dim", "0")),
-                   last_ingest_at=info.get("last_ingest_at", ""),
-                   directory=info.get("directory", ""))
-
-
 def ingest_in_background(indexer: Indexer, directory: Path) -> "asyncio.Task[IngestReport | None]":
     """Start ``indexer.ingest(directory)`` in a worker thread and return at once.
 

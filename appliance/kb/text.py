@@ -27,6 +27,7 @@ it its of to in on at for with by from and or can could would will should shall 
 what when where which who whom whose how much many there any have has had about please tell
 this that these those if not no yes am pm get got also just than then so such as into out up
 some all very too here hi hello thanks thank want need like know whats wheres whens hows
+really take offer provide anything something
 whos im ive id dont doesnt didnt cant isnt arent wont youre theyre thats theres lets
 של את על עם זה זו זאת אני אתה את אתם אתן אנחנו הוא היא הם הן יש אין מה מתי איפה איך כמה האם
 לא כן גם או אבל רק כל אם כי אל עד לי לכם לנו שלכם שלי אפשר רוצה צריך בבקשה תודה שלום
