@@ -4,7 +4,7 @@
         python -m bench.turn_bench [--systems appliance,pipecat] [--per-call 8] [--limit N]
 
 Plays the real-speech turn set (bench/speech_set.py; built on first use) to each system over the
-Media Streams protocol with the product's Twilio stand-in (appliance.call.simulate: signed
+Media Streams protocol with the product's Twilio stand-in (appliance.simulate: signed
 webhook, WebSocket, real-time 20 ms mu-law frames, the bot's audio played back at real time,
 marks echoed, `clear` honoured), several turns per call in a fixed shuffled order. Both systems
 use real Whisper tiny.en, the real Piper joe voice and the same Gemini stand-in (first token after
@@ -25,7 +25,7 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
-from appliance.call.simulate import CallerTurn, simulate_call
+from appliance.simulate import CallerTurn, simulate_call
 
 from . import speech_set
 from .turn_metrics import BURST_GAP_S, TurnMetrics, summarize, turn_metrics

@@ -8,7 +8,7 @@ from typing import Any
 HOW = """\
 How: bench/turn_bench.py plays the real-speech turn set (bench/speech_set.py: Piper joe and
 espeak-ng voices, pauses inside turns where callers make them) to each system through the
-product's Twilio stand-in (appliance.call.simulate) in real time, several turns per call, and
+product's Twilio stand-in (appliance.simulate) in real time, several turns per call, and
 measures on the Twilio side of the WebSocket only. Both systems: real Whisper tiny.en, real Piper
 joe, the same Gemini stand-in (first token after 300 ms).
 

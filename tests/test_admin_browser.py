@@ -19,7 +19,7 @@ from typing import TypeVar
 
 import pytest
 
-from appliance.call.simulate import CallerTurn, simulate_call
+from appliance.simulate import CallerTurn, simulate_call
 from appliance.server import running
 from tests.admin_support import CALL_SID, PASSWORD, seed, set_password
 from tests.conftest import AUDIO_DIR, PUBLIC_URL, TOKEN
