@@ -1,0 +1,203 @@
+"""Turn-taking on real speech: the appliance and pipecat, called the same way, side by side.
+
+    APPLIANCE_REAL_MODELS=/work/main/tests/.cache/real-models \
+        python -m bench.turn_bench [--systems appliance,pipecat] [--per-call 8] [--limit N]
+
+Plays the real-speech turn set (bench/speech_set.py; built on first use) to each system over the
+Media Streams protocol with the product's Twilio stand-in (appliance.call.simulate: signed
+webhook, WebSocket, real-time 20 ms mu-law frames, the bot's audio played back at real time,
+marks echoed, `clear` honoured), several turns per call in a fixed shuffled order. Both systems
+use real Whisper tiny.en, the real Piper joe voice and the same Gemini stand-in (first token after
+300 ms). Everything is measured on the Twilio side (bench/turn_metrics.py), so both are measured
+alike. Writes bench/results/turn_taking.md and turn_taking.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import sys
+import time
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import Any
+
+from appliance.call.simulate import CallerTurn, simulate_call
+
+from . import speech_set
+from .turn_metrics import BURST_GAP_S, TurnMetrics, summarize, turn_metrics
+from .turn_report import write_report
+from .turn_systems import AUTH_TOKEN, PUBLIC_URL, Appliance, GeminiStandIn, Pipecat
+
+ROOT = Path(__file__).resolve().parent.parent
+WORKDIR = ROOT / "bench" / ".cache" / "turn-bench"
+RESULTS = ROOT / "bench" / "results"
+
+
+def plan_calls(manifest: list[dict[str, Any]], per_call: int, seed: int,
+               limit: int | None) -> list[list[dict[str, Any]]]:
+    """The turns in a fixed shuffled order (kinds mixed within a call), `per_call` per call."""
+    entries = list(manifest)
+    random.Random(seed).shuffle(entries)
+    if limit:
+        entries = entries[:limit]
+    return [entries[i:i + per_call] for i in range(0, len(entries), per_call)]
+
+
+def bursts(events: list[dict[str, Any]], origin: float) -> list[list[float]]:
+    """[first, last] arrival of each run of bot media frames, seconds from `origin`."""
+    runs: list[list[float]] = []
+    for event in events:
+        if event.get("event") != "media":
+            continue
+        at = round(event["_at"] - origin, 2)
+        if runs and at - runs[-1][1] <= BURST_GAP_S:
+            runs[-1][1] = at
+        else:
+            runs.append([at, at])
+    return runs
+
+
+async def run_call(system: Appliance | Pipecat, entries: list[dict[str, Any]],
+                   audio_dir: Path) -> tuple[list[TurnMetrics], dict[str, Any]]:
+    turns = [CallerTurn(audio_dir / e["file"], speech_end_s=e["speech_end_s"]) for e in entries]
+    result = await simulate_call(system.url, PUBLIC_URL, AUTH_TOKEN, turns,
+                                 greeting_timeout_s=25.0, reply_timeout_s=12.0,
+                                 sign=system.sign, tail_s=1.0)
+    starts = [t.end_of_speech_at - e["speech_end_s"] for t, e in zip(result.turns, entries)]
+    metrics = []
+    for index, (entry, start) in enumerate(zip(entries, starts)):
+        window_end = starts[index + 1] if index + 1 < len(starts) else float("inf")
+        metrics.append(turn_metrics(entry, result.events, start, window_end))
+    origin = starts[0] if starts else 0.0
+    info = {"call_sid": result.call_sid, "turns_played": len(result.turns),
+            "closed_by_server": result.closed_by_server,
+            "greeting_frames": sum(1 for e in result.events if e.get("event") == "media"
+                                   and e["_at"] < origin),
+            # the call's timeline, seconds from the first turn's first frame, for reading
+            "turn_starts_s": [round(s - origin, 2) for s in starts],
+            "bot_bursts_s": bursts(result.events, origin),
+            "clears_s": [round(e["_at"] - origin, 2) for e in result.events
+                         if e.get("event") == "clear"]}
+    return metrics, info
+
+
+class _Tally:
+    """One system's turns and calls as the run goes."""
+
+    def __init__(self) -> None:
+        self.turns: list[TurnMetrics] = []
+        self.calls: list[dict[str, Any]] = []
+        self.busy_s = 0.0
+        self.startup_s = 0.0
+
+    def result(self) -> dict[str, Any]:
+        return {"summary": summarize(self.turns), "turns": [t.as_dict() for t in self.turns],
+                "calls": self.calls, "startup_s": round(self.startup_s, 1),
+                "wall_s": round(self.busy_s, 1)}
+
+
+async def _start(name: str, kind: type[Appliance] | type[Pipecat], gemini_url: str,
+                 stack: AsyncExitStack, results: dict[str, Any]) -> Appliance | Pipecat | None:
+    workdir = WORKDIR / name
+    workdir.mkdir(parents=True, exist_ok=True)
+    try:
+        return await stack.enter_async_context(kind(workdir, gemini_url))
+    except Exception as exc:   # one system failing must not lose the other's numbers
+        results["systems"][name] = {"error": f"{type(exc).__name__}: {exc}"}
+        print(f"  {name} did not start: {exc}", flush=True)
+        return None
+
+
+async def main_async(args: argparse.Namespace) -> dict[str, Any]:
+    """Both systems run at once, idle but for the call in progress; their calls alternate, so
+    the other work on the machine weighs on both alike."""
+    manifest = speech_set.load()
+    calls = plan_calls(manifest, args.per_call, args.seed, args.limit)
+    kinds = {"appliance": Appliance, "pipecat": Pipecat}
+    results: dict[str, Any] = {"turns": sum(map(len, calls)), "calls": len(calls),
+                               "per_call": args.per_call, "seed": args.seed, "systems": {},
+                               "cpus": os.cpu_count(), "load_at_start": os.getloadavg()}
+    WORKDIR.mkdir(parents=True, exist_ok=True)
+    async with GeminiStandIn(WORKDIR, ttft_s=args.ttft) as gemini, AsyncExitStack() as stack:
+        systems = {}
+        for name in args.systems.split(","):
+            system = await _start(name, kinds[name], gemini.url, stack, results)
+            if system is not None:
+                systems[name] = system
+        tallies = {name: _Tally() for name in systems}
+        for name, system in systems.items():
+            tallies[name].startup_s = system.startup_s
+        for number, entries in enumerate(calls, 1):
+            for name, system in systems.items():
+                started = time.monotonic()
+                metrics, info = await run_call(system, entries, speech_set.DEFAULT_OUT)
+                tallies[name].busy_s += time.monotonic() - started
+                info["load_1min"] = round(os.getloadavg()[0], 2)
+                tallies[name].turns.extend(metrics)
+                tallies[name].calls.append(info)
+                print(f"  {name} call {number}/{len(calls)}: {len(metrics)} turns, "
+                      f"{sum(m.cut_off for m in metrics)} cut off, "
+                      f"load {info['load_1min']}", flush=True)
+        for name, tally in tallies.items():
+            results["systems"][name] = tally.result()
+    results["load_at_end"] = os.getloadavg()
+    return results
+
+
+def rescore(results: dict[str, Any]) -> dict[str, Any]:
+    """The metrics again from each call's saved timeline (bursts as 20 ms frames, clears), e.g.
+    after a change to turn_metrics, without playing the calls again."""
+    manifest = {e["file"]: e for e in speech_set.load()}
+    for system in results["systems"].values():
+        if "turns" not in system:
+            continue
+        files = [t["file"] for t in system["turns"]]
+        turns: list[TurnMetrics] = []
+        for call in system["calls"]:
+            events = [{"event": "media", "_at": first + i * 0.02}
+                      for first, last in call["bot_bursts_s"]
+                      for i in range(int(round((last - first) / 0.02)) + 1)]
+            events += [{"event": "clear", "_at": at} for at in call["clears_s"]]
+            starts = call["turn_starts_s"]
+            for index, start in enumerate(starts):
+                end = starts[index + 1] if index + 1 < len(starts) else float("inf")
+                entry = manifest[files[len(turns)]]
+                turns.append(turn_metrics(entry, events, start, end))
+        system["turns"] = [t.as_dict() for t in turns]
+        system["summary"] = summarize(turns)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.turn_bench")
+    parser.add_argument("--systems", default="appliance,pipecat")
+    parser.add_argument("--per-call", type=int, default=8)
+    parser.add_argument("--limit", type=int, help="only the first N turns (a quick check)")
+    parser.add_argument("--seed", type=int, default=12)
+    parser.add_argument("--ttft", type=float, default=0.3)
+    parser.add_argument("--out", type=Path, default=RESULTS / "turn_taking")
+    parser.add_argument("--notes", type=Path, help="a Markdown file to include in OUT.md")
+    parser.add_argument("--rescore", action="store_true",
+                        help="recompute the metrics of OUT.json from its call timelines")
+    args = parser.parse_args(argv)
+    if args.rescore:
+        results = rescore(json.loads(args.out.with_suffix(".json").read_text(encoding="utf-8")))
+    else:
+        started = time.monotonic()
+        results = asyncio.run(main_async(args))
+        results["wall_s"] = round(time.monotonic() - started, 1)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.with_suffix(".json").write_text(json.dumps(results, indent=1) + "\n",
+                                             encoding="utf-8")
+    notes = args.notes.read_text(encoding="utf-8").strip() if args.notes else ""
+    write_report(args.out.with_suffix(".md"), results, notes)
+    print(f"wrote {args.out}.md/.json in {results['wall_s']:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

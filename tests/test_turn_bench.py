@@ -1,0 +1,91 @@
+"""The real-speech turn set and the turn benchmark's Twilio-side metrics."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from bench import speech_set
+from bench.realmodels import RealModelUnavailable
+from bench.turn_metrics import percentile, summarize, turn_metrics
+from bench.turn_specs import TURNS, TurnSpec
+
+ENTRY = {"file": "t.wav", "kind": "phone_number", "speech_start_s": 0.5, "speech_end_s": 5.0,
+         "pauses_s": [[2.0, 3.0]]}
+
+
+def _media(start: float, end: float, step: float = 0.02) -> list[dict]:
+    return [{"event": "media", "_at": t} for t in np.arange(start, end, step)]
+
+
+def test_reply_after_the_turn_is_a_latency_not_a_cut_off():
+    m = turn_metrics(ENTRY, _media(105.8, 107.0), start_at=100.0, window_end=200.0)
+    assert not m.cut_off and m.replied
+    assert m.turn_latency_ms == pytest.approx(800, abs=1)
+    assert m.answer_latency_ms == pytest.approx(800, abs=1)
+
+
+def test_reply_in_a_pause_is_a_cut_off_and_the_clear_is_timed_from_the_resumed_speech():
+    events = _media(102.6, 103.2) + [{"event": "clear", "_at": 103.3}] + _media(105.7, 106.5)
+    m = turn_metrics(ENTRY, events, start_at=100.0, window_end=200.0)
+    assert m.cut_off and m.cut_off_at_s == pytest.approx(2.6)
+    assert m.turn_latency_ms is None
+    assert m.cleared and m.clear_latency_ms == pytest.approx(300, abs=1)   # resumed at 3.0 s
+    assert m.answer_latency_ms == pytest.approx(700, abs=1)
+
+
+def test_bot_talking_on_over_the_caller_is_counted():
+    m = turn_metrics(ENTRY, _media(103.5, 108.0), start_at=100.0, window_end=200.0)
+    assert m.cut_off and m.cleared is False and m.clear_latency_ms is None
+    assert m.answer_latency_ms is None   # one burst, begun before the caller finished
+    summary = summarize([m])
+    assert summary["cut_offs"] == 1 and summary["talked_over"] == 1
+
+
+def test_previous_reply_resuming_early_in_the_turn_is_not_a_cut_off():
+    events = _media(100.7, 101.0) + _media(105.6, 106.0)     # before the first pause (2.0 s)
+    m = turn_metrics(ENTRY, events, start_at=100.0, window_end=200.0)
+    assert m.resumed and not m.cut_off
+    assert m.turn_latency_ms == pytest.approx(600, abs=1)
+    assert summarize([m])["resumed"] == 1
+
+
+def test_no_reply_and_media_of_the_next_window_are_not_counted():
+    m = turn_metrics(ENTRY, _media(201.0, 202.0), start_at=100.0, window_end=200.0)
+    assert not m.replied and not m.cut_off and m.turn_latency_ms is None
+
+
+def test_percentile_interpolates():
+    assert percentile([1.0, 2.0, 3.0, 4.0], 0.5) == 2.5
+    assert percentile([], 0.5) is None
+
+
+def test_turn_specs_cover_the_kinds_the_issue_asks_for():
+    kinds = {t.kind for t in TURNS}
+    assert len(TURNS) >= 40 and len({t.name for t in TURNS}) == len(TURNS)
+    assert {"phone_number", "date", "email", "address", "spelled_name", "hesitation",
+            "two_part", "one_word", "question", "goodbye", "complaint"} <= kinds
+    assert sum(t.noise is not None for t in TURNS) >= 3
+
+
+def test_rendered_turn_has_its_pause_and_boundaries_in_the_manifest():
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng not installed (apt-get install -y espeak-ng)")
+    try:
+        synth = speech_set.Synth()
+    except RealModelUnavailable as exc:
+        pytest.skip(f"real Piper joe voice unavailable: {exc}")
+    rng = np.random.default_rng(0)
+    for voice in ("joe", "espeak:en-us+f3:150"):
+        spec = TurnSpec("t", "two_part", voice, ("No, that's all.", 1.0, "Oh wait."), "Else?",
+                        "pink:12")
+        samples, entry = speech_set.render(spec, synth, rng)
+        assert samples.dtype == np.dtype("<i2")
+        assert entry["speech_start_s"] == pytest.approx(speech_set.LEAD_S, abs=0.1)
+        assert entry["duration_s"] - entry["speech_end_s"] == pytest.approx(
+            speech_set.TAIL_S, abs=0.15)
+        longest = max(end - start for start, end in entry["pauses_s"])
+        assert longest == pytest.approx(1.0, abs=0.2)
+        assert entry["kind"] == "two_part" and entry["bot_question"] == "Else?"
