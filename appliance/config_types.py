@@ -96,6 +96,8 @@ class CallSettings:
     endpoint_short_wait_ms: int    # ... after a complete-sounding phrase
     endpoint_long_wait_ms: int     # ... while digits or a trailing "and" are heard
     barge_in_ms: int               # caller speech over the bot before it pauses
+    turn_model: ModelRef | None = None   # smart-turn ONNX (None: transcript + silence only)
+    speculative_replies: bool = True     # start the reply in a pause, release it at the end
 
 
 @dataclass(frozen=True)
