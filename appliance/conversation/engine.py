@@ -298,13 +298,14 @@ class Conversation:
                 if getter is None:
                     getter = asyncio.ensure_future(queue.get())
                 timeout = None
-                if gate is not None and not gate.released:
+                holding = gate is not None and not gate.released
+                if holding:
                     timeout = HELD_POLL_S      # no filler while the turn is not over
                 elif ctx.live_audio and not turn.spoken and turn.last_filler_at is None:
                     since = max(turn.started, gate.released_at or 0.0) if gate else turn.started
                     timeout = max(0.0, since + options.filler_after_ms / 1000 - loop.time())
                 done, _ = await asyncio.wait({getter}, timeout=timeout)
-                if not done and gate is not None and not gate.released:
+                if not done and holding:
                     continue
                 if not done:
                     turn.last_filler_at = loop.time()
