@@ -225,6 +225,7 @@ def _call(r: _Reader, models: _Models) -> CallSettings:
         endpoint_short_wait_ms=r.int("call", "endpoint_short_wait_ms", 250, 60, 5000),
         endpoint_long_wait_ms=r.int("call", "endpoint_long_wait_ms", 1200, 100, 10000),
         barge_in_ms=r.int("call", "barge_in_ms", 140, 40, 2000),
+        turn_wait_ms=r.int("call", "turn_wait_ms", 700, 200, 5000),
         turn_model=turn_model,
         speculative_replies=r.bool("call", "speculative_replies", True),
     )

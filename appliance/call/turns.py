@@ -24,7 +24,9 @@ from ..audio.bargein import (BargeInDetector, BargeInParams, CheckUtterance, Int
 from ..audio.vad import WINDOW_MS
 from ..stt.whisper import Transcript
 from ..telephony.media import Media
-from ..turns.decision import Commit, Pause, Resume, TurnDecision, TurnDetector, TurnEvent
+from ..config import CallSettings
+from ..turns.decision import (Commit, Pause, Resume, TurnDecision, TurnDetector, TurnEvent,
+                              TurnParams)
 from ..turns.decision import TurnStarted as DetectorTurnStarted
 from ..turns.speculation import (CancelReply, ReleaseReply, ReplyAction, RestartReply,
                                  SpeculativeTurns, StartReply)
@@ -50,6 +52,14 @@ class EndCall(Exception):
                  ) -> None:
         super().__init__(outcome)
         self.outcome, self.next_action, self.transfer_to = outcome, next_action, transfer_to
+
+
+def turn_params(s: CallSettings) -> TurnParams:
+    """The detector's waits with [call] turn_wait_ms as the undecided wait."""
+    p = TurnParams()
+    base = s.turn_wait_ms
+    return replace(p, model_wait_ms=min(p.model_wait_ms, base), base_wait_ms=base,
+                   doubt_wait_ms=max(p.doubt_wait_ms, base), max_wait_ms=max(p.max_wait_ms, base))
 
 
 class CallControl(Protocol):
@@ -79,7 +89,7 @@ class TurnTaking:
         s = call.deps.config.call
         self.clock = call.deps.clock
         self.listener = Listener(call.deps.vad)
-        self.detector = TurnDetector()
+        self.detector = TurnDetector(turn_params(s))
         self.speculation: SpeculativeTurns[str] = SpeculativeTurns()
         self.bargein = BargeInDetector(BargeInParams(pause_after_ms=s.barge_in_ms),
                                        interruptible=s.greeting_interruptible)
