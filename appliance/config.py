@@ -226,6 +226,7 @@ def _call(r: _Reader, models: _Models) -> CallSettings:
         endpoint_long_wait_ms=r.int("call", "endpoint_long_wait_ms", 1200, 100, 10000),
         barge_in_ms=r.int("call", "barge_in_ms", 140, 40, 2000),
         turn_wait_ms=r.int("call", "turn_wait_ms", 700, 200, 5000),
+        transcript_wait_ms=r.int("call", "transcript_wait_ms", 1500, 200, 10000),
         turn_model=turn_model,
         speculative_replies=r.bool("call", "speculative_replies", True),
     )

@@ -98,6 +98,7 @@ class CallSettings:
     endpoint_long_wait_ms: int     # ... while digits or a trailing "and" are heard
     barge_in_ms: int               # caller speech over the bot before it pauses
     turn_wait_ms: int = 700        # end of turn when neither transcript nor model is decisive
+    transcript_wait_ms: int = 1500  # least wait while the pause's transcript has not come
     turn_model: ModelRef | None = None   # smart-turn ONNX (None: transcript + silence only)
     speculative_replies: bool = True     # start the reply in a pause, release it at the end
 
