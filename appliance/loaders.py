@@ -15,8 +15,10 @@ from .audio.vad import SileroVad
 from .call.phrases import PHRASES
 from .call.speech import PhoneSpeech
 from .config import Settings
+from .conversation.prompt import filler
 from .runtime import Runtime
 from .stt.whisper import SpeechRecognizer
+from .tts.clauses import speakable
 from .tts.piper import Speaker
 from .turns.smart_turn import SmartTurnModel
 
@@ -60,6 +62,9 @@ async def load_turn_model(rt: Runtime, s: Settings) -> SmartTurnModel | None:
 
 
 async def warm_phrases(speech: PhoneSpeech, s: Settings) -> None:
-    """Synthesise the fixed phrases now, so the greeting starts at once on every call."""
+    """Synthesise the fixed phrases now, so the greeting starts at once on every call; the
+    filler ("One moment.", said whole) too, in every language that has its own voice."""
     for text in (s.business.greeting, *PHRASES.values()):
         await speech.render(text, s.business.language)
+    for language in dict.fromkeys((s.business.language, *(k for k in s.tts.voices if k))):
+        await speech.render(speakable(filler(language)), language)

@@ -25,7 +25,7 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
-from appliance.call.simulate import CallerTurn, simulate_call
+from appliance.simulate import CallerTurn, simulate_call
 
 from . import speech_set
 from .turn_metrics import BURST_GAP_S, TurnMetrics, summarize, turn_metrics
