@@ -106,7 +106,7 @@ async def _start(name: str, kind: type[Appliance] | type[Pipecat], gemini_url: s
     workdir.mkdir(parents=True, exist_ok=True)
     try:
         return await stack.enter_async_context(kind(workdir, gemini_url))
-    except Exception as exc:   # one system failing must not lose the other's numbers
+    except Exception as exc:  # noqa: BLE001 - one system failing must not lose the other's numbers
         results["systems"][name] = {"error": f"{type(exc).__name__}: {exc}"}
         print(f"  {name} did not start: {exc}", flush=True)
         return None

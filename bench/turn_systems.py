@@ -45,7 +45,7 @@ class _Process:
         self.proc: asyncio.subprocess.Process | None = None
 
     async def spawn(self, stdout_pipe: bool = False) -> asyncio.subprocess.Process:
-        self._log = open(self.log_path, "ab")
+        self._log = open(self.log_path, "ab")  # noqa: ASYNC230 - a log file, once per process
         self.proc = await asyncio.create_subprocess_exec(
             *self.argv, stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE if stdout_pipe else self._log, stderr=self._log,
