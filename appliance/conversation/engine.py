@@ -410,7 +410,8 @@ class Conversation:
                 system_static=engine.static_prompt, system_dynamic=self._system_dynamic(),
                 messages=tuple(base + extra), tools=specs,
                 tool_choice="auto" if number < rounds - 1 else "none", voice=ctx.voice)
-            if number == 0 and self._prefer == "auto" and engine.router.mode == "cloud":
+            if (number == 0 and self._prefer == "auto" and engine.router.mode == "cloud"
+                    and (turn.gate is None or turn.gate.released)):   # not for a speculation
                 engine.prefill(request, whole=True)  # so a failover starts at once
             calls: list[ToolCall] = []
             said = ""
