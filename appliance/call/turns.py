@@ -167,7 +167,9 @@ class TurnTaking:
                               self.media_to_clock(d.end_of_speech_ms), now,
                               start_ms=min(d.start_ms, self._turn_start_ms))
             pause, self._pause = self._pause, None
-            self.call.spawn(self._on_commit(d, times, pause), "turn")
+            c = self.speculation.counters     # this turn's share, before the next one starts
+            counts = (c.speculative_starts - self._counted[0], c.cancelled - self._counted[1])
+            self.call.spawn(self._on_commit(d, times, pause, counts), "turn")
 
     def speculative_transcript(self, pause_id: int, end_ms: int, transcript: Transcript) -> None:
         """The pause's transcript is ready (PauseWork): start a reply, then tell the detector."""
@@ -223,8 +225,8 @@ class TurnTaking:
                 return transcript
         return await self.transcribe(min(d.start_ms, self._turn_start_ms), d.end_of_speech_ms)
 
-    async def _on_commit(self, d: TurnDecision, times: TurnTimes,
-                         pause: PauseWork | None) -> None:
+    async def _on_commit(self, d: TurnDecision, times: TurnTimes, pause: PauseWork | None,
+                         counts: tuple[int, int]) -> None:
         transcript = await self._final_transcript(d, pause)
         now = self.clock()
         times = replace(times, transcript_at=now)
@@ -237,7 +239,7 @@ class TurnTaking:
             log.info("backchannel while the bot speaks: %r, reply continues", text)
             actions = [a for a in actions if not isinstance(a, RestartReply)]
             text = ""
-        decided = self._decided(d, actions)
+        decided = self._decided(d, actions, counts)
         self.call.emit(decided)
         log.info("turn ended by %s after %d ms silence (wait %d ms, model p %s, %d speculative, "
                  "%d cancelled%s)", d.ended_by, d.silence_ms, d.wait_ms,
@@ -253,12 +255,13 @@ class TurnTaking:
             await self.call.interrupt()
         self._act(actions, transcript.language, d.end_of_speech_ms, decided, times)
 
-    def _decided(self, d: TurnDecision, actions: list[ReplyAction[str]]) -> TurnDecided:
-        c = self.speculation.counters
+    def _decided(self, d: TurnDecision, actions: list[ReplyAction[str]],
+                 counts: tuple[int, int]) -> TurnDecided:
+        stale = sum(isinstance(a, CancelReply) for a in actions)   # cancelled by the commit
         return TurnDecided(
             self.call.call_id, self.clock(), d.start_ms, d.end_of_speech_ms, d.ended_by,
-            d.wait_ms, d.silence_ms, d.model_p, c.speculative_starts - self._counted[0],
-            c.cancelled - self._counted[1], any(isinstance(a, ReleaseReply) for a in actions))
+            d.wait_ms, d.silence_ms, d.model_p, counts[0], counts[1] + stale,
+            any(isinstance(a, ReleaseReply) for a in actions))
 
     def _act(self, actions: list[ReplyAction[str]], language: str | None, end_ms: int,
              decided: TurnDecided | None = None, times: TurnTimes | None = None) -> None:
