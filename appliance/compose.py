@@ -41,6 +41,7 @@ from .runtime import Runtime
 from .store.db import Database, StoreError
 from .store.disk import DiskStatus, disk_status
 from .stt.whisper import SpeechRecognizer
+from .turns.smart_turn import SmartTurnModel
 
 log = logging.getLogger(__name__)
 Health = dict[str, object]     # the JSON of /healthz
@@ -54,6 +55,7 @@ class Services:
     vad: SileroVad | None
     stt: SpeechRecognizer | None
     speech: PhoneSpeech | None
+    turn_model: SmartTurnModel | None
     local_llm: LocalModel | None
     embedder: Embedder | None
     kb: KnowledgeBase | None
@@ -104,7 +106,8 @@ class Services:
         return CallDeps(call_config(self.settings), self.vad, self.stt, self.speech,
                         self.engine, store, self.call_events, self.runtime.audio_executor,
                         decide_transfer=self._decide_transfer, enrich=self._enricher(),
-                        after_call=self._after_call if self.actions is not None else None)
+                        after_call=self._after_call if self.actions is not None else None,
+                        turn_model=self.turn_model)
 
     def _decide_transfer(self) -> TransferDecision:
         return decide_transfer(self.settings, datetime.now(timezone.utc))
@@ -170,7 +173,7 @@ async def compose(settings: Settings, *,
     events = CallEvents()
     events.subscribe(log_call_event)
     return Services(settings=settings, runtime=rt, db=db, vad=speech.vad, stt=speech.stt,
-                    speech=speech.speech, local_llm=knowledge.local_llm,
+                    speech=speech.speech, turn_model=speech.turn_model, local_llm=knowledge.local_llm,
                     embedder=knowledge.embedder, kb=knowledge.kb, engine=engine,
                     actions=actions, outbox=outbox, messaging=channel,
                     calls=CallRegistry(), call_events=events)

@@ -98,7 +98,7 @@ def load_settings(path: str | os.PathLike[str],
     settings = Settings(
         path=config_path, root=root, models_dir=models.directory, server=server, twilio=twilio,
         gemini=_gemini(r, secret("GEMINI_API_KEY")), local_llm=_local_llm(r, models), stt=stt,
-        tts=_tts(r, models), call=_call(r), kb=_kb(r, models), storage=_storage(r),
+        tts=_tts(r, models), call=_call(r, models), kb=_kb(r, models), storage=_storage(r),
         business=_business(r, stt.languages), messaging=_messaging(r), owner=_owner(r),
         smtp=_smtp(r, secret("SMTP_PASSWORD")),
         actions=ActionSettings.from_sections(   # raises ConfigError naming section and key
@@ -208,7 +208,15 @@ def _tts(r: _Reader, models: _Models) -> TtsSettings:
     return TtsSettings(voices=voices)
 
 
-def _call(r: _Reader) -> CallSettings:
+def _call(r: _Reader, models: _Models) -> CallSettings:
+    value = r.raw("call", "turn_model", "")
+    if value.lower() in ("off", "none"):
+        turn_model = None
+    elif value:
+        turn_model = models.ref("call", "turn_model", "turn", value)
+    else:   # not set: the manifest's default, optional (missing -> health says so)
+        turn_model = ModelRef("[call] turn_model", models.directory / "smart-turn-v3.2-cpu.onnx",
+                              manifest_name="smart-turn-v3.2")
     return CallSettings(
         greeting_interruptible=r.bool("call", "greeting_interruptible", False),
         silence_prompt_s=r.float("call", "silence_prompt_s", 8.0, 2.0, 120.0),
@@ -219,6 +227,10 @@ def _call(r: _Reader) -> CallSettings:
         endpoint_short_wait_ms=r.int("call", "endpoint_short_wait_ms", 250, 60, 5000),
         endpoint_long_wait_ms=r.int("call", "endpoint_long_wait_ms", 1200, 100, 10000),
         barge_in_ms=r.int("call", "barge_in_ms", 140, 40, 2000),
+        turn_wait_ms=r.int("call", "turn_wait_ms", 700, 200, 5000),
+        transcript_wait_ms=r.int("call", "transcript_wait_ms", 1500, 200, 10000),
+        turn_model=turn_model,
+        speculative_replies=r.bool("call", "speculative_replies", True),
     )
 
 

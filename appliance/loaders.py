@@ -2,7 +2,8 @@
 event loop, each recorded in the runtime's components.
 
 What can take a call: database, VAD, speech recognition, a voice, and a language model (Gemini
-configured, or the local model loaded; see conversation/wiring.py).
+configured, or the local model loaded; see conversation/wiring.py). The turn model is optional:
+without it turns end on the transcript and silence only (health lists it as not loaded).
 """
 
 from __future__ import annotations
@@ -14,9 +15,12 @@ from .audio.vad import SileroVad
 from .call.phrases import PHRASES
 from .call.speech import PhoneSpeech
 from .config import Settings
+from .conversation.prompt import filler
 from .runtime import Runtime
 from .stt.whisper import SpeechRecognizer
+from .tts.clauses import speakable
 from .tts.piper import Speaker
+from .turns.smart_turn import SmartTurnModel
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +30,7 @@ class SpeechModels:
     vad: SileroVad | None
     stt: SpeechRecognizer | None
     speech: PhoneSpeech | None      # the voice, rendered for the phone (None: no voice loaded)
+    turn_model: SmartTurnModel | None = None   # None: turns end on transcript + silence only
 
 
 async def load_speech(rt: Runtime, s: Settings) -> SpeechModels:
@@ -41,10 +46,25 @@ async def load_speech(rt: Runtime, s: Settings) -> SpeechModels:
         "tts", lambda: Speaker.load({lang: ref.path for lang, ref in s.tts.voices.items()},
                                     threads=1),
         needed_for_calls=True, ref=missing_voice or s.tts.voices[""])
-    return SpeechModels(vad, stt, PhoneSpeech(tts) if tts is not None else None)
+    return SpeechModels(vad, stt, PhoneSpeech(tts) if tts is not None else None,
+                        await load_turn_model(rt, s))
+
+
+async def load_turn_model(rt: Runtime, s: Settings) -> SmartTurnModel | None:
+    """The smart-turn model; optional (health shows it missing, calls still work)."""
+    ref = s.call.turn_model
+    if ref is None:
+        rt.report("turn_model", True, "off: turns end on transcript and silence only",
+                  needed_for_calls=False)
+        return None
+    return await rt.load("turn_model", lambda: SmartTurnModel.load(ref.path),
+                         needed_for_calls=False, ref=ref)
 
 
 async def warm_phrases(speech: PhoneSpeech, s: Settings) -> None:
-    """Synthesise the fixed phrases now, so the greeting starts at once on every call."""
+    """Synthesise the fixed phrases now, so the greeting starts at once on every call; the
+    filler ("One moment.", said whole) too, in every language that has its own voice."""
     for text in (s.business.greeting, *PHRASES.values()):
         await speech.render(text, s.business.language)
+    for language in dict.fromkeys((s.business.language, *(k for k in s.tts.voices if k))):
+        await speech.render(speakable(filler(language)), language)

@@ -122,6 +122,7 @@ def write_appliance_config(path: Path, port: int, gemini_url: str) -> None:
         ("stt", "model"): str(realmodels.ensure("whisper-tiny.en")),
         ("stt", "languages"): "en",
         ("tts", "voice"): str(realmodels.ensure("piper-joe")),
+        ("call", "turn_model"): str(realmodels.ensure("smart-turn-v3.2")),
         ("local_llm", "model_path"): str(tm.make_chat_gguf(models)),
         ("kb", "embedding_model"): str(tm.make_embedding_gguf(models)),
         ("kb", "directory"): str(ROOT / "kb"),

@@ -37,6 +37,13 @@ class Recognizer(Protocol):
                                ) -> Transcript: ...
 
 
+class TurnScorer(Protocol):
+    async def predict_async(self, pcm_16k: np.ndarray, *, executor: Executor | None = None
+                            ) -> float | None:
+        """P(the caller has finished the turn) from the turn's 16 kHz audio."""
+        ...
+
+
 class ConversationOpener(Protocol):
     async def open(self, phone: str, channel: str, call_id: int | None = None
                    ) -> Conversation: ...
@@ -68,3 +75,4 @@ class CallDeps:
     enrich: Callable[[Customer], Awaitable[Customer]] | None = None   # CRM lookup, if set up
     after_call: Callable[[int], None] | None = None        # summary to the owner (call_id)
     clock: Clock = time.monotonic
+    turn_model: TurnScorer | None = None                   # smart-turn (None: text + silence)

@@ -48,6 +48,23 @@ class SpeechEnded:
 
 
 @dataclass(frozen=True)
+class TurnDecided:
+    """The caller's turn is over (appliance.turns.decision): why, and what speculation cost."""
+
+    call_id: int
+    at: float
+    start_ms: int
+    end_of_speech_ms: int
+    ended_by: str        # model+text, model, text, silence, silence_max, max_length
+    wait_ms: int         # the adaptive silence required for the final pause
+    silence_ms: int      # the silence actually waited (audio time)
+    model_p: float | None            # smart-turn P(complete) for the final pause
+    speculative_starts: int          # replies started in this turn's pauses
+    speculative_cancelled: int       # ... cancelled (caller went on / said something else)
+    released: bool                   # the reply spoken is a speculative one, released now
+
+
+@dataclass(frozen=True)
 class TurnTranscribed:
     call_id: int
     at: float
@@ -94,6 +111,7 @@ class TurnCompleted:
     heard_text: str
     interrupted: bool
     timings: TurnTimes   # per-stage times; `timings.as_row()` gives the stored milliseconds
+    decided: TurnDecided | None = None   # how the turn ended (None: not from the detector)
 
 
 @dataclass(frozen=True)
@@ -116,8 +134,8 @@ class CallEnded:
     transfer_to: str | None
 
 
-CallEvent = (CallStarted | SpeechStarted | SpeechEnded | TurnTranscribed | ReplyStarted
-             | AudioSent | BargeIn | TurnCompleted | ToolRan | CallEnded)
+CallEvent = (CallStarted | SpeechStarted | SpeechEnded | TurnDecided | TurnTranscribed
+             | ReplyStarted | AudioSent | BargeIn | TurnCompleted | ToolRan | CallEnded)
 CallObserver = Callable[[CallEvent], None]
 
 

@@ -11,6 +11,10 @@ before a clear are ignored.
 
 The playhead is estimated from a wall clock (`clock`, injectable): `buffer_end` is when the
 audio already sent will have finished playing.
+
+A speculative reply is queued `held` (`hold(reply_id)` before its first piece): its audio is
+synthesised into its pieces but nothing of it is sent, and it does not count as speaking, until
+`release(reply_id)`; `drop(reply_id)` forgets it unsent.
 """
 
 from __future__ import annotations
@@ -90,6 +94,7 @@ class Player:
         self._stale_marks: set[str] = set()     # echoes to ignore (sent before a clear)
         self._next_id = 0
         self._first_frame_replies: set[int] = set()
+        self._held: set[int] = set()            # speculative replies: queued, not sent
         self.frames_sent = 0
 
     # -- queueing ------------------------------------------------------------------------------
@@ -108,8 +113,29 @@ class Player:
 
     @property
     def speaking(self) -> bool:
-        """Bot audio is queued, in Twilio's buffer, or awaiting its mark."""
-        return bool(self._pieces)
+        """Bot audio is queued, in Twilio's buffer, or awaiting its mark (held audio is not)."""
+        return any(p.reply_id not in self._held for p in self._pieces)
+
+    # -- speculative replies -------------------------------------------------------------------
+    def hold(self, reply_id: int) -> None:
+        """Queue `reply_id`'s pieces without sending them until `release`."""
+        self._held.add(reply_id)
+
+    def is_held(self, reply_id: int) -> bool:
+        return reply_id in self._held
+
+    def release(self, reply_id: int) -> None:
+        """Send the held reply now (and what it still adds)."""
+        self._held.discard(reply_id)
+        self._wake.set()
+
+    def drop(self, reply_id: int) -> None:
+        """Forget a held reply: none of it was sent."""
+        self._held.discard(reply_id)
+        self._pieces = [p for p in self._pieces if p.reply_id != reply_id]
+        self._history = [p for p in self._history if p.reply_id != reply_id]
+        if not self._pieces:
+            self._idle.set()
 
     @property
     def paused(self) -> bool:
@@ -245,6 +271,8 @@ class Player:
         if self._paused:
             return None, None
         for piece in list(self._pieces):
+            if piece.reply_id in self._held:
+                return None, None      # a speculative reply: nothing after it plays either
             if piece.sent < len(piece.frames):
                 return piece.frames[piece.sent], piece
             if not piece.complete:

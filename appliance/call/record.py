@@ -11,8 +11,18 @@ import sqlite3
 from dataclasses import dataclass
 
 from ..store.db import Database
-from .events import CallEnded, CallEvent, TurnCompleted
+from .events import CallEnded, CallEvent, TurnCompleted, TurnDecided
 from .timing import insert_call_turn
+
+
+def decision_columns(d: TurnDecided | None) -> dict[str, object]:
+    """The turn-taking columns of call_turns (migration 008); empty without a decision."""
+    if d is None:
+        return {}
+    return {"speculative_starts": d.speculative_starts,
+            "speculative_cancelled": d.speculative_cancelled,
+            "speculative_released": int(d.released), "ended_by": d.ended_by,
+            "wait_ms": d.wait_ms, "model_p": d.model_p}
 
 
 @dataclass(frozen=True)
@@ -61,7 +71,8 @@ class CallStore:
         if isinstance(event, TurnCompleted):
             await self.db.write(lambda c: insert_call_turn(
                 c, event.call_id, event.turn_index, event.transcript, event.language,
-                event.reply_text, event.heard_text, event.interrupted, event.timings))
+                event.reply_text, event.heard_text, event.interrupted, event.timings,
+                decision_columns(event.decided)))
         elif isinstance(event, CallEnded):
             await self.db.write(lambda c: c.execute(
                 "UPDATE calls SET ended_at = strftime('%Y-%m-%dT%H:%M:%fZ','now'), outcome = ?, "

@@ -3,6 +3,9 @@
 `ReplyRun.run()` returns a frozen `ReplyOutcome` once every piece has been played; barge-in
 cancels it (the session then keeps only what the caller heard). The run's stage times are
 replaced as each stage completes (`times`), read on the call's clock.
+
+A speculative run (started in the caller's pause) carries a `gate`: the conversation stores
+nothing and runs no tool until it is released, and the player holds its audio until then.
 """
 
 from __future__ import annotations
@@ -12,11 +15,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from ..conversation.engine import Conversation
+from ..conversation.gate import ReleaseGate
 from ..conversation.events import Action, ActionRequested, Filler, ReplyDone, TextDelta
 from ..tts.clauses import ClauseSplitter, speakable
+from .events import TurnDecided
 from .player import Player
 from .speech import PhoneSpeech
 from .timing import TurnTimes
+
+# The first clause ends at the first comma after 2 words ("Of course,", "I'm sorry,"): Piper's
+# first audio comes ~40% sooner than at 3 words (bench/results/first_clause.md).
+FIRST_CLAUSE_MIN_WORDS = 2
 
 
 @dataclass(frozen=True)
@@ -29,9 +38,14 @@ class ReplyOutcome:
 class ReplyRun:
     def __init__(self, reply_id: int, conversation: Conversation, speech: PhoneSpeech,
                  player: Player, language: Callable[[], str | None],
-                 clock: Callable[[], float], times: TurnTimes) -> None:
+                 clock: Callable[[], float], times: TurnTimes,
+                 gate: ReleaseGate | None = None) -> None:
         self.reply_id = reply_id
         self.times = times
+        self.gate = gate                    # set: speculative, held until released
+        self.task: asyncio.Task[None] | None = None
+        self.turn_index = 0                 # assigned when it becomes the call's reply
+        self.decided: TurnDecided | None = None
         self.fillers: set[str] = set()      # the speakable texts of the fillers said
         self.full_text = ""
         self.action: Action | None = None
@@ -54,9 +68,9 @@ class ReplyRun:
 
     async def _generate(self, text: str, language: str | None,
                         clauses: asyncio.Queue[str | None]) -> None:
-        splitter = ClauseSplitter()
+        splitter = ClauseSplitter(first_min_words=FIRST_CLAUSE_MIN_WORDS)
         try:
-            async for event in self._conversation.reply(text, language):
+            async for event in self._conversation.reply(text, language, self.gate):
                 if isinstance(event, TextDelta):
                     self.stamp(first_token_at=self._clock())
                     for clause in splitter.feed(event.text):

@@ -16,16 +16,18 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Coroutine
+from dataclasses import replace
 from typing import TypeVar
 
 from aiohttp import WSMsgType, web
 
 from ..conversation.engine import Conversation
 from ..conversation.events import Action
+from ..conversation.gate import ReleaseGate
 from ..telephony.media import Dtmf, Mark, Media, Start, Stop, WireError, parse_frame
 from .deps import CallDeps
 from .events import (AudioSent, CallEnded, CallEvent, CallStarted, ReplyStarted, ToolRan,
-                     TurnCompleted)
+                     TurnCompleted, TurnDecided)
 from .phrases import PHRASES
 from .player import Piece, Player
 from .registry import Admission
@@ -57,6 +59,7 @@ class CallSession:
         self.tg: asyncio.TaskGroup | None = None
         self.reply_task: asyncio.Task[None] | None = None
         self.replies: dict[int, ReplyRun] = {}
+        self._current: ReplyRun | None = None      # the call's reply (not a speculative one)
         self._reply_id = 0
         self._turn_index = 0
         self._heard_on_interrupt = ""
@@ -159,10 +162,36 @@ class CallSession:
         return self.reply_task is not None and not self.reply_task.done()
 
     # -- answering -----------------------------------------------------------------------------
-    def start_reply(self, text: str, language: str | None, times: TurnTimes) -> None:
+    def start_reply(self, text: str, language: str | None, times: TurnTimes, *,
+                    speculative: bool = False, decided: TurnDecided | None = None) -> ReplyRun:
+        """Answer `text`. Speculative: generate now, hold audio and tools until
+        `release_reply` (or `cancel_reply`); else it is the call's reply at once."""
+        run = self._new_run(times, ReleaseGate() if speculative else None)
+        run.task = self.spawn(self._reply(run, text, language),
+                              "speculative-reply" if speculative else "reply")
+        if not speculative:
+            self._begin_turn(run, decided)
+        return run
+
+    def release_reply(self, run: ReplyRun, decided: TurnDecided, times: TurnTimes) -> None:
+        """The turn is over and `run` answered it: speak it and let it act."""
+        run.times = replace(run.times, endpoint_wait_ms=times.endpoint_wait_ms,
+                            decided_at=times.decided_at)
+        assert run.gate is not None
+        run.gate.release()
+        self.player.release(run.reply_id)
+        self._begin_turn(run, decided)
+
+    def cancel_reply(self, run: ReplyRun) -> None:
+        """Drop a speculative reply: nothing of it was heard, stored or done."""
+        if run.task is not None:
+            run.task.cancel()
+
+    def _begin_turn(self, run: ReplyRun, decided: TurnDecided | None) -> None:
         self._turn_index += 1
-        self.reply_task = self.spawn(self._reply(text, language, times, self._turn_index),
-                                     "reply")
+        run.turn_index, run.decided = self._turn_index, decided
+        self.reply_task, self._current = run.task, run
+        self.emit(ReplyStarted(self.call_id, self.clock(), run.reply_id, run.turn_index))
 
     async def interrupt(self) -> None:
         """Stop speaking now, cancel the reply, keep only what the caller heard."""
@@ -178,45 +207,49 @@ class CallSession:
 
     def drop_unheard_reply(self) -> ReplyRun | None:
         """Cancel the reply in progress if none of it has been sent yet; returns it."""
-        run = self.replies.get(self._reply_id)
+        run = self._current
         if (not self.replying or self.reply_task is None or run is None
                 or run.times.first_frame_at is not None):
             return None
         self.reply_task.cancel()
         return run
 
-    def _new_run(self, times: TurnTimes) -> ReplyRun:
+    def _new_run(self, times: TurnTimes, gate: ReleaseGate | None) -> ReplyRun:
         assert self.conversation is not None
         self._reply_id += 1
         run = ReplyRun(self._reply_id, self.conversation, self.deps.speech, self.player,
-                       lambda: self.language, self.clock, times)
+                       lambda: self.language, self.clock, times, gate)
         self.replies[run.reply_id] = run
+        if gate is not None:
+            self.player.hold(run.reply_id)
         self.player.start_reply()
         return run
 
-    async def _reply(self, text: str, language: str | None, times: TurnTimes,
-                     index: int) -> None:
-        run = self._new_run(times)
-        self.emit(ReplyStarted(self.call_id, self.clock(), run.reply_id, index))
+    async def _reply(self, run: ReplyRun, text: str, language: str | None) -> None:
         outcome: ReplyOutcome | None = None
         try:
             outcome = await run.run(text, language)
         finally:
-            if outcome is None:
+            if run.gate is not None and not run.gate.released:     # a cancelled speculation
+                self.player.drop(run.reply_id)
+                self.replies.pop(run.reply_id, None)
+            elif outcome is None:
                 heard_text = self._heard_on_interrupt
             else:
                 heard_text = self.player.heard().text
                 assert self.conversation is not None
                 await self.conversation.mark_heard(heard_text, interrupted=False)
-            await self._complete_turn(TurnCompleted(
-                self.call_id, self.clock(), index, run.reply_id, text, language, run.full_text,
-                heard_text, outcome is None, run.times))
+            if run.gate is None or run.gate.released:
+                await self._complete_turn(TurnCompleted(
+                    self.call_id, self.clock(), run.turn_index, run.reply_id, text, language,
+                    run.full_text, heard_text, outcome is None, run.times, run.decided))
         if outcome.action is not None:
             await self._act(outcome.action)
 
     async def _complete_turn(self, turn: TurnCompleted) -> None:
         await self.deps.store.apply(turn, self.start.stream_sid)
         self.emit(turn)
+        self.turns.bot_said(turn.reply_text)
         row = turn.timings.as_row()
         log.info("turn %d: turn_latency %s ms, heard_latency %s ms (endpoint_wait %s, stt %s, "
                  "llm_ttft %s, tts %s)%s", turn.turn_index, row["turn_latency_ms"],
@@ -266,6 +299,7 @@ class CallSession:
         assert self.conversation is not None
         await self.conversation.said(text)     # the model knows what the caller was told
         self.turns.greeting_done()
+        self.turns.bot_said(text)
         self.last_activity = self.clock()
 
     async def _on_dtmf(self, digit: str) -> None:

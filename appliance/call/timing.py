@@ -1,7 +1,9 @@
 """Per-turn timings, named as in shared/notes/latency.md, and their row in call_turns.
 
 All wall times are `time.monotonic()` seconds; end_of_speech is converted from the media clock
-with the offset the session keeps (`media_to_wall`).
+with the offset the session keeps (`media_to_wall`). A reply started speculatively in a pause
+and released at the commit did its work before the turn was decided, so its stage columns
+(stt_ms, llm_ttft_ms ...) can be negative; turn_latency stays end of speech -> first frame.
 """
 
 from __future__ import annotations
@@ -56,8 +58,8 @@ class TurnTimes:
 
 def insert_call_turn(conn: sqlite3.Connection, call_id: int, turn_index: int, transcript: str,
                      language: str | None, reply_text: str, heard_text: str, interrupted: bool,
-                     timings: TurnTimes) -> int:
-    row = timings.as_row()
+                     timings: TurnTimes, extra: dict[str, object] | None = None) -> int:
+    row: dict[str, object] = {**timings.as_row(), **(extra or {})}
     cols = ["call_id", "turn_index", "transcript", "language", "reply_text", "heard_text",
             "interrupted", "model", *row]
     values = [call_id, turn_index, transcript, language, reply_text, heard_text, int(interrupted),

@@ -37,6 +37,7 @@ from ..telephony.caller_id import classify
 from ..store.db import Database
 from .effects import effect_key, run_once
 from .events import ActionRequested, Filler, ReplyDone, ReplyEvent, TextDelta
+from .gate import ReleaseGate
 from .memory import LANGUAGE, Customer, Memory, Turn
 from .prompt import (apology, dynamic_prompt, filler, local_static_prompt, static_prompt,
                      turn_context)
@@ -45,6 +46,7 @@ from .tools import KB_SEARCH, ToolContext, ToolError, ToolRegistry, check_args
 log = logging.getLogger(__name__)
 
 _END = object()
+HELD_POLL_S = 0.05     # a held (speculative) reply checks this often whether it was released
 INTERRUPTED_MARK = " —"
 
 
@@ -208,6 +210,10 @@ class _Turn:
 
     started: float
     language: str | None
+    user_text: str = ""
+    gate: ReleaseGate | None = None   # a speculative reply: store and act only once released
+    user_stored: asyncio.Future[None] | None = None
+    user_message: ChatMessage | None = None      # the caller's words as put in the history
     text: str = ""                 # generated
     yielded: str = ""              # handed to the channel
     models: list[str] = field(default_factory=list)
@@ -279,41 +285,39 @@ class Conversation:
 
     # -- the reply ------------------------------------------------------------------------
 
-    async def reply(self, user_text: str, language: str | None = None
-                    ) -> AsyncIterator[ReplyEvent]:
+    async def reply(self, user_text: str, language: str | None = None,
+                    gate: ReleaseGate | None = None) -> AsyncIterator[ReplyEvent]:
+        """Stream the answer to `user_text`. With a `gate` (a speculative reply, see gate.py)
+        nothing is stored and no tool runs until the gate is released."""
         engine, ctx = self._engine, self.context
         loop = asyncio.get_running_loop()
-        turn = _Turn(started=loop.time(), language=language)
+        turn = _Turn(started=loop.time(), language=language, user_text=user_text, gate=gate)
         await self._settle()
-        await engine.memory.add_turn(self.customer.id, ctx.channel, ctx.call_id, "user",
-                                     user_text)
+        if gate is None:
+            await self._store_user(turn)
         ctx.language = language
-        if language and not self.customer.language and LANGUAGE.match(language):
-            ctx.customer = await engine.memory.update_customer(self.customer.id,
-                                                               language=language)
         passages = await self._passages(user_text)
         local_turn = self._prefer == "local" or engine.router.mode != "cloud"
         options = engine.options
-        if local_turn:   # [i17] the one or two passages that matter, each capped
-            context = turn_context(passages[:options.kb_passages_local], language,
-                                   options.kb_passage_chars_local,
-                                   options.kb_passage_each_local)
-        else:
-            context = turn_context(passages, language, options.kb_passage_chars)
-        user = ChatMessage("user", user_text, context=context)
-        self._history.append(ChatMessage("user", user_text))
+        user = self._user_message(user_text, passages, language, local_turn)
+        base = [m for m in self._history if m is not turn.user_message] + [user]
         queue: asyncio.Queue[Any] = asyncio.Queue()
-        producer = asyncio.create_task(self._produce(user, queue, turn), name="reply")
+        producer = asyncio.create_task(self._produce(base, queue, turn), name="reply")
         getter: asyncio.Future[Any] | None = None
         try:
             while True:
                 if getter is None:
                     getter = asyncio.ensure_future(queue.get())
                 timeout = None
-                if ctx.live_audio and not turn.spoken and turn.last_filler_at is None:
-                    timeout = max(0.0, turn.started + options.filler_after_ms / 1000
-                                  - loop.time())
+                holding = gate is not None and not gate.released
+                if holding:
+                    timeout = HELD_POLL_S      # no filler while the turn is not over
+                elif ctx.live_audio and not turn.spoken and turn.last_filler_at is None:
+                    since = max(turn.started, gate.released_at or 0.0) if gate else turn.started
+                    timeout = max(0.0, since + options.filler_after_ms / 1000 - loop.time())
                 done, _ = await asyncio.wait({getter}, timeout=timeout)
+                if not done and holding:
+                    continue
                 if not done:
                     turn.last_filler_at = loop.time()
                     turn.spoken = True
@@ -336,7 +340,7 @@ class Conversation:
             if not producer.done():
                 producer.cancel()
             await asyncio.wait({producer})
-            if not turn.stored:
+            if not turn.stored and (gate is None or gate.released):
                 self._pending = asyncio.ensure_future(self._store(turn, interrupted=True))
                 await asyncio.shield(self._pending)
 
@@ -353,9 +357,48 @@ class Conversation:
             log.exception("knowledge-base search failed; answering without passages")
             return []
 
-    async def _produce(self, user: ChatMessage, queue: asyncio.Queue[Any], turn: _Turn) -> None:
+    def _user_message(self, user_text: str, passages: list[Any], language: str | None,
+                      local_turn: bool) -> ChatMessage:
+        """The caller's words with the passages that may answer them (for a local turn the
+        one or two that matter, each capped: prefill is the local model's cost)."""
+        options = self._engine.options
+        if local_turn:
+            context = turn_context(passages[:options.kb_passages_local], language,
+                                   options.kb_passage_chars_local,
+                                   options.kb_passage_each_local)
+        else:
+            context = turn_context(passages, language, options.kb_passage_chars)
+        return ChatMessage("user", user_text, context=context)
+
+    async def _store_user(self, turn: _Turn) -> None:
+        """Store the caller's words once (at the start, or when a speculative reply is
+        released); shielded, so a reply cancelled meanwhile still keeps the turns in order."""
+        if turn.user_stored is None:
+            turn.user_stored = asyncio.ensure_future(self._add_user_turn(turn))
+        await asyncio.shield(turn.user_stored)
+
+    async def _add_user_turn(self, turn: _Turn) -> None:
+        engine, ctx = self._engine, self.context
+        await engine.memory.add_turn(self.customer.id, ctx.channel, ctx.call_id, "user",
+                                     turn.user_text)
+        language = turn.language
+        if language and not self.customer.language and LANGUAGE.match(language):
+            ctx.customer = await engine.memory.update_customer(self.customer.id,
+                                                               language=language)
+        turn.user_message = ChatMessage("user", turn.user_text)
+        self._history.append(turn.user_message)
+
+    async def _released(self, turn: _Turn) -> None:
+        """A speculative reply waits here before anything takes effect (a tool, a store)."""
+        if turn.gate is not None and not turn.gate.released:
+            log.info("speculative reply: held until the caller's turn is over")
+            await turn.gate.wait()
+        await self._store_user(turn)
+
+    async def _produce(self, base: list[ChatMessage], queue: asyncio.Queue[Any],
+                       turn: _Turn) -> None:
         try:
-            await self._rounds(user, queue, turn)
+            await self._rounds(base, queue, turn)
         except asyncio.CancelledError:
             raise
         except ModelError as exc:
@@ -380,9 +423,9 @@ class Conversation:
         turn.text += text
         queue.put_nowait(TextDelta(text))
 
-    async def _rounds(self, user: ChatMessage, queue: asyncio.Queue[Any], turn: _Turn) -> None:
+    async def _rounds(self, base: list[ChatMessage], queue: asyncio.Queue[Any],
+                      turn: _Turn) -> None:
         engine, ctx = self._engine, self.context
-        base = self._history[:-1] + [user]
         extra: list[ChatMessage] = []
         specs = engine.tools.specs(ctx.channel)
         rounds = engine.options.max_tool_rounds
@@ -392,7 +435,8 @@ class Conversation:
                 messages=tuple(base + extra), tools=specs,
                 tool_choice="auto" if number < rounds - 1 else "none", voice=ctx.voice,
                 system_local=engine.local_prompt, session=self.session)
-            if number == 0 and self._prefer == "auto" and engine.router.mode == "cloud":
+            if (number == 0 and self._prefer == "auto" and engine.router.mode == "cloud"
+                    and (turn.gate is None or turn.gate.released)):   # not for a speculation
                 engine.prefill(request, whole=True)  # so a failover starts at once
             calls: list[ToolCall] = []
             said = ""
@@ -435,6 +479,7 @@ class Conversation:
             args = check_args(tool, call.args)
         except ToolError as exc:
             return f"{call.name} was not run: {exc}."
+        await self._released(turn)       # a speculative reply acts only once the turn is over
         loop = asyncio.get_running_loop()
         before = len(ctx.actions)
         started = loop.time()
@@ -496,6 +541,7 @@ class Conversation:
 
     async def _store(self, turn: _Turn, interrupted: bool) -> ReplyDone:
         turn.stored = True
+        await self._released(turn)
         engine, ctx = self._engine, self.context
         full = turn.text.strip()
         heard = turn.yielded.strip() if interrupted else full

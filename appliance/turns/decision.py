@@ -62,6 +62,7 @@ class TurnParams:
     model_done: float = 0.7  # P(complete) at or above: the model says finished
     model_not_done: float = 0.3  # P(complete) below: the model says unfinished
     max_turn_ms: int = 30_000  # onset to forced end (Whisper's window is 30 s)
+    pending_wait_ms: int = 0  # least wait while the transcript has not come (0: base_wait_ms)
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.continue_threshold <= self.start_threshold <= 1.0:
@@ -98,7 +99,7 @@ class TurnParams:
         }
         wait, ended_by = table[(text, model)]
         if text_pending:
-            return max(wait, self.base_wait_ms), ended_by
+            return max(wait, self.pending_wait_ms or self.base_wait_ms), ended_by
         return wait, ended_by
 
 
