@@ -10,7 +10,7 @@ from .call import voice as voice_routes
 from .call.gather import GatherTurns
 from .call.stream import MediaStreamEndpoint
 from .call.voice import VoiceWebhooks
-from .compose import Services
+from .compose import Health, Services
 from .messaging import webhooks as messaging_routes
 from .actions.handover import record_dial_result
 from .actions.services import ActionServices
@@ -37,10 +37,29 @@ def build_app(services: Services) -> web.Application:
     return app
 
 
+# cloudflared connects from loopback too: a request it forwarded carries one of these
+FORWARDED_HEADERS = ("X-Forwarded-For", "Cf-Connecting-Ip", "Forwarded", "X-Real-Ip")
+LOOPBACK = frozenset({"127.0.0.1", "::1", "::ffff:127.0.0.1"})
+
+
+def is_local(request: web.Request) -> bool:
+    """True for a request made on this box (doctor, bench), not one the tunnel forwarded."""
+    return request.remote in LOOPBACK and \
+        not any(h in request.headers for h in FORWARDED_HEADERS)
+
+
+def health_details(services: Services) -> Health:
+    """Everything /healthz knows (paths, errors, models, live calls): for loopback callers
+    and for the dashboard behind its login."""
+    return services.health()
+
+
 async def healthz(request: web.Request) -> web.Response:
-    """JSON state of every component; HTTP 200 only when the appliance can take a call."""
-    health = request.app[SERVICES].health()
-    return web.json_response(health, status=200 if health["ready"] else 503)
+    """HTTP 200 only when the appliance can take a call. The public sees {"ready": bool};
+    the details go to local callers only."""
+    health = health_details(request.app[SERVICES])
+    body = health if is_local(request) else {"ready": health["ready"]}
+    return web.json_response(body, status=200 if health["ready"] else 503)
 
 
 def _dial_result(actions: ActionServices | None) -> DialResult | None:

@@ -96,6 +96,12 @@ class CallSettings:
     endpoint_short_wait_ms: int    # ... after a complete-sounding phrase
     endpoint_long_wait_ms: int     # ... while digits or a trailing "and" are heard
     barge_in_ms: int               # caller speech over the bot before it pauses
+    # admission (call/registry.py): beyond max_concurrent streamed calls, `overflow` decides
+    max_concurrent: int = 4        # [call] max_concurrent; 0 in config.ini = 2 per CPU core
+    overflow: str = "operator"     # "operator" | "gather" | "busy"
+    caller_max_calls: int = 6      # calls one From may start per caller_window_s ...
+    caller_window_s: int = 600     # ... beyond that it hears "all lines are busy"
+    receive_timeout_s: float = 10.0  # no frame from Twilio this long (it sends every 20 ms) = dead
 
 
 @dataclass(frozen=True)
