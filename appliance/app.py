@@ -19,6 +19,7 @@ from .telephony.guard import TwilioGuard
 from .ops import tunnel as tunnel_probe_routes
 
 SERVICES = web.AppKey("services", Services)
+GATHER = web.AppKey("gather", GatherTurns)
 
 
 def build_app(services: Services) -> web.Application:
@@ -26,8 +27,9 @@ def build_app(services: Services) -> web.Application:
     app[SERVICES] = services
     app.router.add_get("/healthz", healthz)
     s = services
+    app[GATHER] = gather = GatherTurns(s.engine)
     voice_routes.add_routes(app, VoiceWebhooks(
-        s.settings, s.call_store(), s.calls, GatherTurns(s.engine), s.problems,
+        s.settings, s.call_store(), s.calls, gather, s.problems,
         dial_result=_dial_result(s.actions)))
     media_stream_routes.add_routes(app, MediaStreamEndpoint(
         s.call_deps(), s.calls, TwilioGuard(s.settings), s.problems))
@@ -58,7 +60,8 @@ async def healthz(request: web.Request) -> web.Response:
     """HTTP 200 only when the appliance can take a call. The public sees {"ready": bool};
     the details go to local callers only."""
     health = health_details(request.app[SERVICES])
-    body = health if is_local(request) else {"ready": health["ready"]}
+    body = ({**health, "gather_pending": request.app[GATHER].pending_count()}
+            if is_local(request) else {"ready": health["ready"]})
     return web.json_response(body, status=200 if health["ready"] else 503)
 
 
