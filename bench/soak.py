@@ -195,6 +195,7 @@ async def soak(minutes: float, calls: int, message_every_s: float, sample_s: flo
         "rss_mb_first": samples[0].rss_mb, "rss_mb_after_warmup": warm[0].rss_mb,
         "rss_mb_last": samples[-1].rss_mb, "rss_mb_max": max(s.rss_mb for s in samples),
         "rss_slope_mb_per_min_after_warmup": round(slope_per_min(warm), 3),
+        "rss_slope_mb_per_min_second_half": round(slope_per_min(samples[len(samples) // 2:]), 3),
         "threads_first_last_max": [samples[0].threads, samples[-1].threads,
                                    max(s.threads for s in samples)],
         "tasks_first_last_max": [samples[0].tasks, samples[-1].tasks,
