@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import os
 import sqlite3
 import time
 
@@ -89,7 +90,7 @@ async def test_a_half_open_media_stream_is_ended_and_its_record_closed(make_sett
             await asyncio.sleep(0.1)
         assert srv.services.calls.active_count() == 0
         ((ended_at, outcome),) = rows(srv, "SELECT ended_at, outcome FROM calls")
-        assert ended_at is not None and outcome != "in_progress"
+        assert ended_at is not None and outcome == "caller_hung_up"
 
 
 async def test_a_gather_reply_nobody_asks_for_is_dropped(make_settings, gemini, monkeypatch
@@ -124,7 +125,11 @@ def test_an_http_public_url_is_refused_while_signatures_are_on(tmp_path, test_mo
     ini = write_ini(tmp_path / "config.ini", test_models,
                     "[server]\npublic_url = http://receptionist.example.com\n"
                     "[twilio]\nvalidate_signatures = false\n")
-    assert load_settings(ini, environ={}).server.public_url.startswith("http://")
+    settings = load_settings(ini, environ={})
+    assert settings.server.public_url.startswith("http://")
+    # and the admission default comes from the box: two streamed calls per core
+    assert settings.call.max_concurrent == 2 * (os.cpu_count() or 1)
+    assert settings.call.overflow == "operator"
 
 
 async def test_a_name_that_is_not_a_name_is_never_stored(make_settings, gemini) -> None:

@@ -17,7 +17,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from aiohttp import WSCloseCode, WSMsgType, web
+from aiohttp import WSCloseCode, WSMessage, WSMsgType, web
 
 from ..logs import log_context
 from ..telephony.guard import TwilioGuard
@@ -31,6 +31,18 @@ START_TIMEOUT_S = 5.0
 MAX_MESSAGE_BYTES = 64 * 1024
 HEARTBEAT_S = 15.0
 Problems = Callable[[], list[str]]   # why calls cannot be taken now ([] = ready)
+
+
+class MediaSocket(web.WebSocketResponse):
+    """A receive time-out (no frame from Twilio) reads as the line closing, so the session
+    ends as a hang-up and closes its record, instead of failing as a crashed stage."""
+
+    async def receive(self, timeout: float | None = None) -> WSMessage:
+        try:
+            return await super().receive(timeout)
+        except TimeoutError:
+            log.warning("no frame from Twilio within [call] receive_timeout_s: the line is dead")
+            return WSMessage(WSMsgType.CLOSED, None, None)
 
 
 class MediaStreamEndpoint:
@@ -52,8 +64,8 @@ class MediaStreamEndpoint:
     async def _stream(self, request: web.Request, admission: Admission
                       ) -> web.WebSocketResponse:
         timeout = self.deps.config.call.receive_timeout_s if self.deps else START_TIMEOUT_S
-        ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE_BYTES, autoping=True,
-                                   heartbeat=HEARTBEAT_S, receive_timeout=timeout)
+        ws = MediaSocket(max_msg_size=MAX_MESSAGE_BYTES, autoping=True, heartbeat=HEARTBEAT_S,
+                         receive_timeout=timeout)
         await ws.prepare(request)
         try:
             start = await asyncio.wait_for(self._wait_start(ws), START_TIMEOUT_S)
