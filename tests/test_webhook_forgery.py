@@ -5,7 +5,8 @@ with any X-Twilio-Signature header gave a 500 and a traceback per request. Now: 
 -> 403 before the body is read; not a small UTF-8 form -> 400/413; a signature that does not
 match (wrong token, wrong URL, changed field), or a webhook for another account -> 403. Nothing
 is written for any of them. (A replayed, correctly signed webhook is answered once: its
-MessageSid is stored once - see test_messaging_webhooks.py; a replay cache is not in here.)
+MessageSid is stored once - see test_messaging_webhooks.py; the voice webhooks' replay
+cache is in test_call_admission.py.)
 """
 
 from __future__ import annotations
