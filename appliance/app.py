@@ -11,7 +11,7 @@ from .call import voice as voice_routes
 from .call.gather import GatherTurns
 from .call.stream import MediaStreamEndpoint
 from .call.voice import VoiceWebhooks
-from .compose import Services
+from .compose import Health, Services
 from .messaging import webhooks as messaging_routes
 from .actions.handover import record_dial_result
 from .actions.services import ActionServices
@@ -20,6 +20,7 @@ from .telephony.guard import TwilioGuard
 from .ops import tunnel as tunnel_probe_routes
 
 SERVICES = web.AppKey("services", Services)
+GATHER = web.AppKey("gather", GatherTurns)
 
 
 def build_app(services: Services) -> web.Application:
@@ -27,8 +28,9 @@ def build_app(services: Services) -> web.Application:
     app[SERVICES] = services
     app.router.add_get("/healthz", healthz)
     s = services
+    app[GATHER] = gather = GatherTurns(s.engine)
     voice_routes.add_routes(app, VoiceWebhooks(
-        s.settings, s.call_store(), s.calls, GatherTurns(s.engine), s.problems,
+        s.settings, s.call_store(), s.calls, gather, s.problems,
         dial_result=_dial_result(s.actions)))
     media_stream_routes.add_routes(app, MediaStreamEndpoint(
         s.call_deps(), s.calls, TwilioGuard(s.settings), s.problems))
@@ -39,10 +41,30 @@ def build_app(services: Services) -> web.Application:
     return app
 
 
+# cloudflared connects from loopback too: a request it forwarded carries one of these
+FORWARDED_HEADERS = ("X-Forwarded-For", "Cf-Connecting-Ip", "Forwarded", "X-Real-Ip")
+LOOPBACK = frozenset({"127.0.0.1", "::1", "::ffff:127.0.0.1"})
+
+
+def is_local(request: web.Request) -> bool:
+    """True for a request made on this box (doctor, bench), not one the tunnel forwarded."""
+    return request.remote in LOOPBACK and \
+        not any(h in request.headers for h in FORWARDED_HEADERS)
+
+
+def health_details(services: Services) -> Health:
+    """Everything /healthz knows (paths, errors, models, live calls): for loopback callers
+    and for the dashboard behind its login."""
+    return services.health()
+
+
 async def healthz(request: web.Request) -> web.Response:
-    """JSON state of every component; HTTP 200 only when the appliance can take a call."""
-    health = request.app[SERVICES].health()
-    return web.json_response(health, status=200 if health["ready"] else 503)
+    """HTTP 200 only when the appliance can take a call. The public sees {"ready": bool};
+    the details go to local callers only."""
+    health = health_details(request.app[SERVICES])
+    body = ({**health, "gather_pending": request.app[GATHER].pending_count()}
+            if is_local(request) else {"ready": health["ready"]})
+    return web.json_response(body, status=200 if health["ready"] else 503)
 
 
 def _dial_result(actions: ActionServices | None) -> DialResult | None:

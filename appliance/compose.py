@@ -24,7 +24,7 @@ from .audio.vad import SileroVad
 from .call.deps import CallConfig, CallDeps
 from .call.events import CallEvent, CallEvents
 from .call.record import CallStore
-from .call.registry import CallRegistry
+from .call.registry import CallLimits, CallRegistry
 from .call.speech import PhoneSpeech
 from .config import Settings
 from .conversation.engine import Engine
@@ -176,4 +176,5 @@ async def compose(settings: Settings, *,
                     speech=speech.speech, turn_model=speech.turn_model, local_llm=knowledge.local_llm,
                     embedder=knowledge.embedder, kb=knowledge.kb, engine=engine,
                     actions=actions, outbox=outbox, messaging=channel,
-                    calls=CallRegistry(), call_events=events)
+                    calls=CallRegistry(CallLimits.from_settings(settings.call)),
+                    call_events=events)

@@ -160,6 +160,15 @@ def _check_public_url(server: ServerSettings, twilio: TwilioSettings,
             raise ConfigError("server", "public_url",
                               f"{server.public_url!r} must look like https://receptionist.example.com "
                               "(scheme and host only)")
+        # Twilio opens the Media Stream on wss:// and signs that URL: an http:// base made the
+        # signature check use ws:// and refuse every streamed call. Loopback (tests, probes on
+        # this box) is the one exception: Twilio never reaches it.
+        if (twilio.validate_signatures and parsed.scheme != "https"
+                and parsed.hostname not in ("127.0.0.1", "localhost", "::1")):
+            raise ConfigError("server", "public_url",
+                              f"{server.public_url!r} must start with https:// while [twilio] "
+                              "validate_signatures is true (Twilio signs the https/wss URL; "
+                              "your Cloudflare Tunnel hostname is https)")
 
 
 def _gemini(r: _Reader, api_key: str) -> GeminiSettings:
@@ -231,7 +240,17 @@ def _call(r: _Reader, models: _Models) -> CallSettings:
         transcript_wait_ms=r.int("call", "transcript_wait_ms", 1500, 200, 10000),
         turn_model=turn_model,
         speculative_replies=r.bool("call", "speculative_replies", True),
+        max_concurrent=r.int("call", "max_concurrent", 0, 0, 256) or _default_max_calls(),
+        overflow=r.choice("call", "overflow", "operator", ("operator", "gather", "busy")),
+        caller_max_calls=r.int("call", "caller_max_calls", 6, 1, 1000),
+        caller_window_s=r.int("call", "caller_window_s", 600, 10, 86400),
+        receive_timeout_s=r.float("call", "receive_timeout_s", 10.0, 1.0, 300.0),
     )
+
+
+def _default_max_calls() -> int:
+    """Two streamed calls per core (STT and TTS of a turn take about half a core each)."""
+    return max(1, 2 * (os.cpu_count() or 1))
 
 
 def _kb(r: _Reader, models: _Models) -> KbSettings:

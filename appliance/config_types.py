@@ -101,6 +101,12 @@ class CallSettings:
     transcript_wait_ms: int = 1500  # least wait while the pause's transcript has not come
     turn_model: ModelRef | None = None   # smart-turn ONNX (None: transcript + silence only)
     speculative_replies: bool = True     # start the reply in a pause, release it at the end
+    # admission (call/registry.py): beyond max_concurrent streamed calls, `overflow` decides
+    max_concurrent: int = 4        # [call] max_concurrent; 0 in config.ini = 2 per CPU core
+    overflow: str = "operator"     # "operator" | "gather" | "busy"
+    caller_max_calls: int = 6      # calls one From may start per caller_window_s ...
+    caller_window_s: int = 600     # ... beyond that it hears "all lines are busy"
+    receive_timeout_s: float = 10.0  # no frame from Twilio this long (it sends every 20 ms) = dead
 
 
 @dataclass(frozen=True)

@@ -142,7 +142,8 @@ async def simulate_call(server: str, public_url: str, auth_token: str, turns: li
                         caller: str = "+15550001111", to: str = "+15550002222",
                         greeting_timeout_s: float = 20.0, reply_timeout_s: float = 30.0,
                         sign: bool = True, tail_s: float = 1.0,
-                        reply_done: ReplyDone | None = None) -> SimResult:
+                        reply_done: ReplyDone | None = None,
+                        account_sid: str = "AC" + "0" * 32) -> SimResult:
     """Run one call against a running appliance. `server` is where to connect (the tunnel's
     target, e.g. http://127.0.0.1:1337); `public_url` is what Twilio would have called.
 
@@ -152,7 +153,7 @@ async def simulate_call(server: str, public_url: str, auth_token: str, turns: li
     is not talked over)."""
     validator = RequestValidator(auth_token or "unsigned")
     call_sid = "CA" + secrets.token_hex(16)
-    params = {"CallSid": call_sid, "AccountSid": "AC" + "0" * 32, "From": caller, "To": to,
+    params = {"CallSid": call_sid, "AccountSid": account_sid, "From": caller, "To": to,
               "CallStatus": "ringing", "Direction": "inbound"}
 
     def headers(url: str, data: dict) -> dict[str, str]:

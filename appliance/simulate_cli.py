@@ -31,7 +31,9 @@ def run(args: argparse.Namespace, settings) -> int:
         turns.append(CallerTurn(Path("-"), dtmf=args.dtmf))
     result = asyncio.run(simulate_call(server, public, settings.twilio.auth_token, turns,
                                        caller=args.caller,
-                                       sign=settings.twilio.validate_signatures))
+                                       sign=settings.twilio.validate_signatures,
+                                       **({"account_sid": settings.twilio.account_sid}
+                                          if settings.twilio.account_sid else {})))
     for turn in result.turns:
         print(f"{turn.wav}: turn_latency {turn.turn_latency_ms} ms, "
               f"heard_latency {turn.heard_latency_ms} ms (as the caller side saw it)")

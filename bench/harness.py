@@ -87,6 +87,8 @@ def write_config(path: Path, setup: Setup, models: BenchModels, gemini_url: str 
         ("kb", "embedding_model"): str(models.embedding),
         ("kb", "directory"): str(ROOT / "kb"),
         ("call", "silence_prompt_s"): "60",
+        ("call", "max_concurrent"): "64",      # the sweep measures beyond the admission limit
+        ("call", "caller_max_calls"): "1000",
         ("gemini", "base_url"): gemini_url or "",
     }
     if setup.max_tokens is not None:

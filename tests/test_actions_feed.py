@@ -3,6 +3,8 @@ CSV commands through the real command line."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import io
 import re
 from datetime import datetime
@@ -44,7 +46,11 @@ def unfold(body: str) -> list[str]:
 
 async def test_the_feed_lists_booked_appointments_in_rfc5545_form(h: Harness) -> None:
     dana = await h.context("+972501234567")
-    dana.customer = await h.memory.update_customer(dana.customer.id, name="Dana, \"the\" Levi")
+    # a name stored before names were checked (conversation/names.py refuses , and " now):
+    # the feed still escapes it
+    await h.db.execute("UPDATE customers SET name = ? WHERE id = ?",
+                       ('Dana, "the" Levi', dana.customer.id))
+    dana.customer = dataclasses.replace(dana.customer, name='Dana, "the" Levi')
     await h.run(dana, "book_appointment", {"start": "2025-03-17T09:00",
                                            "note": "fridge; door seal\nand a very long note " * 3})
     eve = await h.context("+972507654321", channel="whatsapp")
@@ -150,22 +156,26 @@ def test_strict_import_changes_nothing_and_formulas_are_defused(tmp_path: Path,
                                                                 capsys) -> None:
     settings = action_settings(tmp_path)
     csv_file = tmp_path / "c.csv"
-    csv_file.write_text("phone,name\n+972501234567,=cmd|' /C calc'!A0\nnot-a-phone,x\n",
-                        encoding="utf-8")
+    csv_file.write_text("phone,name,notes\n+972501234567,Dana,=cmd|' /C calc'!A0\n"
+                        "not-a-phone,x,\n", encoding="utf-8")
     assert cli.main(["--config", str(settings.path), "customers", "import", str(csv_file),
                      "--strict"]) == 1
     assert "nothing imported (--strict)" in capsys.readouterr().out
-    csv_file.write_text("phone,name\n+972501234567,=cmd|' /C calc'!A0\n", encoding="utf-8")
+    csv_file.write_text("phone,name,notes\n+972501234567,Dana,=cmd|' /C calc'!A0\n",
+                        encoding="utf-8")
     assert cli.main(["--config", str(settings.path), "customers", "import", str(csv_file)]) == 0
     capsys.readouterr()
     cli.main(["--config", str(settings.path), "customers", "export"])
     exported = capsys.readouterr().out.splitlines()[1]
-    assert exported.startswith("+972501234567,'=cmd|")
+    assert exported.startswith("+972501234567,Dana,,,'=cmd|")
     # ... and reading it back restores the stored text.
     from appliance.actions.customers import read_csv
 
-    report = read_csv(io.StringIO("phone,name\n+972501234567,'=cmd\n"))
-    assert report.rows[0].name == "=cmd"
+    report = read_csv(io.StringIO("phone,name,notes\n+972501234567,Dana,'=cmd\n"))
+    assert report.rows[0].notes == "=cmd"
+    # a formula is never a name: that row is refused
+    report = read_csv(io.StringIO("phone,name\n+972501234567,=cmd|' /C calc'!A0\n"))
+    assert report.rows == [] and "line 2" in report.errors[0]
 
 
 def test_calendar_url_command(tmp_path: Path, capsys) -> None:

@@ -69,7 +69,7 @@ async def test_a_call_greets_answers_after_end_of_speech_and_stores_everything(s
     result = await call(server, [turn("en_book.wav")])
     root = ET.fromstring(result.twiml)
     stream = root.find("./Connect/Stream")
-    assert stream.get("url") == "wss://receptionist.example.com/ws"
+    assert stream.get("url").startswith("wss://receptionist.example.com/ws/")
     params = {p.get("name"): p.get("value") for p in stream.findall("Parameter")}
     assert params["caller"] == "+15550001111" and len(params["token"]) >= 20
 
@@ -151,7 +151,7 @@ async def test_asking_for_a_person_ends_with_dial_to_the_operator(server, gemini
 
 async def test_forged_or_unsigned_requests_are_refused(server) -> None:
     async with aiohttp.ClientSession() as http:
-        ws_url = server.url.replace("http", "ws") + "/ws"
+        ws_url = server.url.replace("http", "ws") + "/ws/" + "n" * 24
         for headers in ({}, {"X-Twilio-Signature": "Zm9yZ2Vk"}):
             with pytest.raises(aiohttp.WSServerHandshakeError) as info:
                 await http.ws_connect(ws_url, headers=headers)
@@ -163,16 +163,15 @@ async def test_forged_or_unsigned_requests_are_refused(server) -> None:
 
 
 async def test_a_stream_without_a_valid_token_is_closed_before_any_work(server) -> None:
-    from twilio.request_validator import RequestValidator
+    from tests.test_call_admission import open_ticket
 
-    signature = RequestValidator(TOKEN).compute_signature("wss://receptionist.example.com/ws", {})
+    ticket = await open_ticket(server, "CA" + "1" * 32)     # a real one-time stream URL
     async with aiohttp.ClientSession() as http:
-        async with http.ws_connect(server.url.replace("http", "ws") + "/ws",
-                                   headers={"X-Twilio-Signature": signature}) as ws:
+        async with http.ws_connect(ticket.local_ws, headers=ticket.upgrade_headers) as ws:
             await ws.send_str(json.dumps({"event": "connected", "protocol": "Call"}))
             await ws.send_str(json.dumps({
                 "event": "start", "sequenceNumber": "1", "streamSid": "MZ1",
-                "start": {"streamSid": "MZ1", "callSid": "CA1", "accountSid": "AC1",
+                "start": {"streamSid": "MZ1", "callSid": "CA" + "1" * 32, "accountSid": "AC1",
                           "tracks": ["inbound"], "customParameters": {"token": "guess"},
                           "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000,
                                           "channels": 1}}}))

@@ -62,7 +62,8 @@ async def test_a_booking_by_phone_sends_its_confirmation_through_twilio(
         srv.services.call_events.subscribe(seen.append)
         turn = CallerTurn(AUDIO_DIR / "en_book.wav",
                           speech_end_s=MANIFEST["en_book.wav"]["speech_end_s"])
-        result = await simulate_call(srv.url, PUBLIC_URL, TOKEN, [turn], caller=CALLER)
+        result = await simulate_call(srv.url, PUBLIC_URL, TOKEN, [turn], caller=CALLER,
+                                     account_sid=ACCOUNT_SID)
         for _ in range(100):
             if twilio_rest.sent_to(CALLER):
                 break

@@ -236,3 +236,10 @@ def test_outbound_builders_validate():
         mark_message(SID, "")
     with pytest.raises(ValueError):
         clear_message("")
+
+
+def test_deeply_nested_json_is_a_wire_error_not_a_crash() -> None:
+    """Found by the Media Streams fuzzer: json.loads raised RecursionError, which ended the
+    call as a crashed stage."""
+    with pytest.raises(WireError):
+        parse_frame("[" * 20_000 + "]" * 20_000)

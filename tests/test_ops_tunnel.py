@@ -18,9 +18,9 @@ from tests.conftest import write_ini
 from tests.ops_support import free_port
 
 APP_ROUTES = ["/voice", "/voice-stream", "/voice-stream/action", "/respond", "/check_ai",
-              "/reprompt", "/dial-status", "/message", "/message-status", "/ws", "/admin",
+              "/reprompt", "/dial-status", "/message", "/message-status", "/ws/Ab3_-x9", "/admin",
               "/admin/calls", "/healthz", "/healthz/tunnel", "/calendar/abc.ics"]
-NOT_ROUTES = ["/", "/voicemail", "/voice/x", "/debug", "/healthz2", "/ws/other", "/.env",
+NOT_ROUTES = ["/", "/voicemail", "/voice/x", "/debug", "/healthz2", "/ws", "/ws/a/b", "/.env",
               "/administrator"]
 
 

@@ -5,7 +5,8 @@ with any X-Twilio-Signature header gave a 500 and a traceback per request. Now: 
 -> 403 before the body is read; not a small UTF-8 form -> 400/413; a signature that does not
 match (wrong token, wrong URL, changed field), or a webhook for another account -> 403. Nothing
 is written for any of them. (A replayed, correctly signed webhook is answered once: its
-MessageSid is stored once - see test_messaging_webhooks.py; a replay cache is not in here.)
+MessageSid is stored once - see test_messaging_webhooks.py; the voice webhooks' replay
+cache is in test_call_admission.py.)
 """
 
 from __future__ import annotations
@@ -116,7 +117,8 @@ async def test_the_voice_webhook_refuses_forgeries_and_records_no_call(make_sett
 
     settings = make_settings(extra="[twilio]\naccount_sid = AC" + "0" * 32 + "\n",
                              environ={"TWILIO_AUTH_TOKEN": TOKEN})
-    params = {"CallSid": "CA" + "1" * 32, "From": "+15550001111", "To": "+15550002222"}
+    params = {"CallSid": "CA" + "1" * 32, "AccountSid": "AC" + "0" * 32, "From": "+15550001111",
+              "To": "+15550002222"}
     good = RequestValidator(TOKEN).compute_signature(PUBLIC_URL + "/voice", params)
     other = RequestValidator("another-token").compute_signature(PUBLIC_URL + "/voice", params)
     wrong_url = RequestValidator(TOKEN).compute_signature(PUBLIC_URL + "/respond", params)
@@ -139,7 +141,10 @@ async def test_the_voice_webhook_refuses_forgeries_and_records_no_call(make_sett
                                                   "Content-Type": form}) == 413  # oversized
         assert await post({**params, "AccountSid": "AC" + "9" * 32}, {
             "X-Twilio-Signature": RequestValidator(TOKEN).compute_signature(
-                PUBLIC_URL + "/voice", {**params, "AccountSid": "AC" + "9" * 32})}) in (200, 403)
+                PUBLIC_URL + "/voice", {**params, "AccountSid": "AC" + "9" * 32})}) == 403
+        unaccounted = {k: v for k, v in params.items() if k != "AccountSid"}
+        assert await post(unaccounted, {"X-Twilio-Signature": RequestValidator(
+            TOKEN).compute_signature(PUBLIC_URL + "/voice", unaccounted)}) == 403
         calls = await srv.services.db.fetchall("SELECT call_sid FROM calls")
         assert calls == []
         async with http.post(srv.url + "/voice", data=params,

@@ -24,6 +24,7 @@ import aiohttp
 from ..conversation.memory import GENDERS, LANGUAGE
 from ..logs import mask_phone
 from .settings import CrmSettings
+from ..conversation.names import InvalidName, clean_name
 
 if TYPE_CHECKING:
     from ..conversation.memory import Customer, Memory
@@ -103,7 +104,7 @@ class CrmClient:
 def merge(customer: "Customer", record: CrmRecord) -> dict[str, str]:
     """The fields to update: only what the local record lacks; tags merged."""
     values: dict[str, str] = {}
-    if record.name and not customer.name:
+    if record.name and not customer.name and valid_name(record.name):
         values["name"] = record.name
     if record.language and not customer.language:
         values["language"] = record.language
@@ -136,3 +137,14 @@ async def lookup_customer(crm: CrmClient | None, memory: "Memory", phone: str) -
     """At the start of a call or conversation: the local record (created on first contact),
     completed from the CRM."""
     return await enrich(crm, memory, await memory.customer(phone))
+
+
+def valid_name(name: str) -> bool:
+    """A CRM name that memory.update_customer would refuse is left out, not fatal."""
+    try:
+        clean_name(name)
+    except InvalidName:
+        log.warning("the CRM's name for a customer is not a name; ignored")
+        return False
+    return True
+

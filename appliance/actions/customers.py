@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Iterable, TextIO
 
 from ..conversation.memory import GENDERS, LANGUAGE, normalize_phone
+from ..conversation.names import InvalidName, clean_name
 
 E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 IMPORT_COLUMNS = ("phone", "name", "language", "gender", "notes", "tags")
@@ -91,11 +92,16 @@ def read_csv(stream: TextIO, country_code: str = "") -> ImportReport:
             report.errors.append(f"line {line}: gender {values['gender']!r} must be f or m")
             continue
         tags = ",".join(t.strip() for t in values["tags"].split(",") if t.strip())
+        try:
+            name = clean_name(values["name"])
+        except InvalidName as exc:
+            report.errors.append(f"line {line}: name {values['name'][:80]!r}: {exc}")
+            continue
         if phone in seen:
             report.warnings.append(f"line {line}: {phone} repeats line {seen[phone]}; the later "
                                    "row wins")
         seen[phone] = line
-        report.rows.append(CustomerRow(line, phone, values["name"][:80], language, gender,
+        report.rows.append(CustomerRow(line, phone, name, language, gender,
                                        values["notes"], tags))
     return report
 

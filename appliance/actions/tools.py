@@ -48,6 +48,7 @@ from .notify import Delivery
 from .customers import to_e164
 from .services import ActionServices
 from .stepup import require_identity, stepup_tools
+from ..conversation.names import InvalidName, clean_name
 
 log = logging.getLogger(__name__)
 
@@ -331,7 +332,10 @@ def _list_tool(s: ActionServices) -> Tool:
 def _message_tool(s: ActionServices) -> Tool:
     async def handler(ctx: ToolContext, args: dict[str, Any]) -> str:
         text = args["message"][:1000]
-        name = args.get("name", "")[:80]
+        try:
+            name = clean_name(str(args.get("name", "")))
+        except InvalidName as exc:
+            raise ToolError(str(exc)) from None
         urgent = bool(args.get("urgent"))
         now = s.now()
         if name and not ctx.customer.name:

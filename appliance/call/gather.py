@@ -1,6 +1,9 @@
 """The <Gather> mode kept from the prototype (/respond, /check_ai): Twilio transcribes, the
 conversation engine answers, TwiML says it. A reply still being made when Twilio's webhook
-deadline nears is waited for on the next request (a redirect to /check_ai)."""
+deadline nears is waited for on the next request (a redirect to /check_ai).
+
+Nothing stays forever: a reply nobody came back for (the caller hung up) is dropped
+RESULT_TTL_S after it finished, and one still running after REPLY_LIMIT_S is cancelled."""
 
 from __future__ import annotations
 
@@ -13,6 +16,8 @@ from ..conversation.events import Action, ActionRequested, ReplyDone
 
 log = logging.getLogger(__name__)
 GATHER_DEADLINE_S = 9.0       # Twilio waits 15 s for a webhook; leave room for the network
+RESULT_TTL_S = 120.0          # a finished reply not asked for by then is dropped
+REPLY_LIMIT_S = 120.0         # a reply still being made by then is cancelled
 
 
 @dataclass(frozen=True)
@@ -29,7 +34,25 @@ class GatherTurns:
         self._pending: dict[str, asyncio.Task[GatherReply]] = {}
 
     def start(self, call_sid: str, caller: str, call_id: int, speech: str) -> None:
-        self._pending[call_sid] = asyncio.create_task(self._reply(caller, call_id, speech))
+        task = asyncio.create_task(self._reply(caller, call_id, speech))
+        self._pending[call_sid] = task
+        loop = asyncio.get_running_loop()
+        limit = loop.call_later(REPLY_LIMIT_S, task.cancel)
+
+        def finished(done: asyncio.Task[GatherReply]) -> None:
+            limit.cancel()
+            loop.call_later(RESULT_TTL_S, self._forget, call_sid, done)
+        task.add_done_callback(finished)
+
+    def _forget(self, call_sid: str, task: asyncio.Task[GatherReply]) -> None:
+        if self._pending.get(call_sid) is task:
+            del self._pending[call_sid]
+            log.info("a <Gather> reply nobody asked for was dropped")
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("dropped <Gather> reply had failed: %r", task.exception())
+
+    def pending_count(self) -> int:
+        return len(self._pending)
 
     def pending(self, call_sid: str) -> bool:
         return call_sid in self._pending
@@ -41,6 +64,8 @@ class GatherTurns:
         if not done:
             return None
         self._pending.pop(call_sid, None)
+        if task.cancelled():
+            raise RuntimeError(f"no reply within {REPLY_LIMIT_S:.0f} s")
         return task.result()
 
     async def _reply(self, caller: str, call_id: int, speech: str) -> GatherReply:

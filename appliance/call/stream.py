@@ -1,8 +1,14 @@
-"""/ws: the Media Streams WebSocket. Admission before any model does any work:
-1. the upgrade's X-Twilio-Signature (over the wss:// URL) is checked before accepting;
+"""/ws/<nonce>: the Media Streams WebSocket. Admission before any model does any work:
+1. the upgrade's X-Twilio-Signature (over the wss:// URL, nonce included) is checked, and the
+   nonce - issued once by /voice-stream for one call - is consumed, before accepting; no free
+   line (call/registry.py) refuses the upgrade too;
 2. the first frames must be `connected` then `start`, within a few seconds;
-3. `start` must carry a single-use token issued by /voice-stream for that very call SID.
+3. `start` must carry the token of that ticket, for that very call SID.
 Anything else is closed with a policy-violation code. Then the call's session runs.
+
+A half-open socket ends too: Twilio sends a media frame every 20 ms, so no frame for
+[call] receive_timeout_s means the line is dead (the session ends, its record is closed), and
+aiohttp's heartbeat pings the far end.
 """
 
 from __future__ import annotations
@@ -11,19 +17,32 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from aiohttp import WSCloseCode, WSMsgType, web
+from aiohttp import WSCloseCode, WSMessage, WSMsgType, web
 
 from ..logs import log_context
 from ..telephony.guard import TwilioGuard
 from ..telephony.media import Connected, Start, WireError, parse_frame
 from .deps import CallDeps
-from .registry import CallRegistry
+from .registry import Admission, CallRegistry
 from .session import CallSession
 
 log = logging.getLogger(__name__)
 START_TIMEOUT_S = 5.0
 MAX_MESSAGE_BYTES = 64 * 1024
+HEARTBEAT_S = 15.0
 Problems = Callable[[], list[str]]   # why calls cannot be taken now ([] = ready)
+
+
+class MediaSocket(web.WebSocketResponse):
+    """A receive time-out (no frame from Twilio) reads as the line closing, so the session
+    ends as a hang-up and closes its record, instead of failing as a crashed stage."""
+
+    async def receive(self, timeout: float | None = None) -> WSMessage:
+        try:
+            return await super().receive(timeout)
+        except TimeoutError:
+            log.warning("no frame from Twilio within [call] receive_timeout_s: the line is dead")
+            return WSMessage(WSMsgType.CLOSED, None, None)
 
 
 class MediaStreamEndpoint:
@@ -33,21 +52,33 @@ class MediaStreamEndpoint:
 
     async def handle(self, request: web.Request) -> web.WebSocketResponse:
         self.guard.websocket(request)
-        ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE_BYTES, autoping=True)
+        admission = self.calls.claim(request.match_info["nonce"])
+        if admission is None:
+            log.warning("stream upgrade with an unknown or used path, or no free line")
+            raise web.HTTPForbidden(text="forbidden\n")
+        try:
+            return await self._stream(request, admission)
+        finally:
+            self.calls.release(admission.call_sid)   # no-op once the session was added
+
+    async def _stream(self, request: web.Request, admission: Admission
+                      ) -> web.WebSocketResponse:
+        timeout = self.deps.config.call.receive_timeout_s if self.deps else START_TIMEOUT_S
+        ws = MediaSocket(max_msg_size=MAX_MESSAGE_BYTES, autoping=True, heartbeat=HEARTBEAT_S,
+                         receive_timeout=timeout)
         await ws.prepare(request)
         try:
             start = await asyncio.wait_for(self._wait_start(ws), START_TIMEOUT_S)
         except (TimeoutError, WireError) as exc:
-            log.warning("media stream closed before start: %s", exc)
+            log.warning("media stream closed before start: %r", exc)
             await ws.close(code=WSCloseCode.POLICY_VIOLATION)
             return ws
         if start is None:
             return ws
         with log_context(start.call_sid):
-            token = start.custom_parameters.get("token", "")
-            admission = self.calls.redeem(token, start.call_sid)
-            if admission is None:
-                log.warning("media stream with an unknown, used or foreign token: closed")
+            if not self.calls.redeem(admission, start.custom_parameters.get("token", ""),
+                                     start.call_sid):
+                log.warning("media stream with a wrong token or another call's SID: closed")
                 await ws.close(code=WSCloseCode.POLICY_VIOLATION)
                 return ws
             problems = self.problems()
@@ -75,4 +106,4 @@ class MediaStreamEndpoint:
 
 
 def add_routes(app: web.Application, endpoint: MediaStreamEndpoint) -> None:
-    app.router.add_get("/ws", endpoint.handle)
+    app.router.add_get("/ws/{nonce:[A-Za-z0-9_-]{16,64}}", endpoint.handle)

@@ -13,18 +13,23 @@ from collections.abc import Awaitable, Callable, Mapping
 
 from aiohttp import web
 
+import time
+
 from ..config import Settings
-from ..logs import log_context
+from ..logs import log_context, mask_phone
 from ..telephony import twiml
 from ..telephony.guard import TwilioGuard
+from ..telephony.replay import ReplayCache
 from ..telephony.signature import signed_url
+from .events import CallEnded
 from .gather import GatherTurns
 from .record import CallStore
-from .registry import CallRegistry
+from .registry import CallRegistry, Refused
 
 log = logging.getLogger(__name__)
 XML = "application/xml"
 SORRY = "I'm sorry, we can't take your call right now. Please try again a little later."
+BUSY = "All our lines are busy right now. Please call again in a few minutes. Goodbye."
 Problems = Callable[[], list[str]]          # why calls cannot be taken now ([] = ready)
 # (call_id, customer_id, DialCallStatus): the business actions note a failed transfer
 DialResult = Callable[[int | None, int | None, str], Awaitable[None]]
@@ -39,7 +44,7 @@ class VoiceWebhooks:
                  gather: GatherTurns, problems: Problems, dial_result: DialResult | None = None
                  ) -> None:
         self.settings = settings
-        self.guard = TwilioGuard(settings)
+        self.guard = TwilioGuard(settings, ReplayCache())
         self._store, self.calls, self.gather = store, calls, gather
         self.problems, self.dial_result = problems, dial_result
 
@@ -53,9 +58,10 @@ class VoiceWebhooks:
         base = self.settings.server.public_url or f"http://127.0.0.1:{self.settings.server.port}"
         return signed_url(base, path)
 
-    def ws_url(self) -> str:
+    def ws_url(self, nonce: str) -> str:
+        """The one-time <Stream url> (the URL the upgrade's signature is checked on)."""
         base = self.settings.server.public_url or f"https://127.0.0.1:{self.settings.server.port}"
-        return signed_url(base, "/ws", websocket=True).replace("ws://", "wss://", 1)
+        return signed_url(base, f"/ws/{nonce}", websocket=True)
 
     def _fallback(self) -> str:
         operator = self.settings.twilio.operator_number
@@ -65,13 +71,47 @@ class VoiceWebhooks:
 
     # -- entry points --------------------------------------------------------------------------
     async def voice(self, request: web.Request) -> web.Response:
-        params = await self.guard.form(request)
+        params = await self.guard.form(request, once=True, strict_account=True)
+        if (limited := await self._rate_limited(params)) is not None:
+            return limited
         if self.settings.server.default_voice_mode == "gather":
             return await self._gather_start(params)
         return await self._stream_start(params)
 
     async def voice_stream(self, request: web.Request) -> web.Response:
-        return await self._stream_start(await self.guard.form(request))
+        params = await self.guard.form(request, once=True, strict_account=True)
+        if (limited := await self._rate_limited(params)) is not None:
+            return limited
+        return await self._stream_start(params)
+
+    async def _rate_limited(self, params: Mapping[str, str]) -> web.Response | None:
+        """"All lines are busy" for a caller over [call] caller_max_calls per window."""
+        call_sid, caller = params.get("CallSid", ""), params.get("From", "")
+        if not call_sid:
+            raise web.HTTPBadRequest(text="CallSid missing\n")
+        if self.calls.caller_allowed(caller or "anonymous", call_sid):
+            return None
+        with log_context(call_sid):
+            log.warning("caller %s over the call rate limit: busy", mask_phone(caller))
+            call_id = await self.store.open_call(call_sid, caller, "stream")
+            await self._close(call_id, call_sid, "rate_limited")
+        return _xml(twiml.say_and_hangup(BUSY))
+
+    async def _close(self, call_id: int, call_sid: str, outcome: str) -> None:
+        await self.store.apply(CallEnded(call_id, time.monotonic(), call_sid, outcome, None,
+                                         None), "")
+
+    async def _overflow(self, params: Mapping[str, str], call_id: int) -> web.Response:
+        """Every line is taken: [call] overflow says where the call goes."""
+        overflow = self.settings.call.overflow
+        log.warning("all %d lines busy: overflow to %s", self.calls.limits.max_concurrent,
+                    overflow)
+        if overflow == "gather":
+            return await self._gather_start(params)
+        if overflow == "busy":
+            await self._close(call_id, params.get("CallSid", ""), "busy")
+            return _xml(twiml.say_and_hangup(BUSY))
+        return _xml(self._fallback())
 
     async def _stream_start(self, params: Mapping[str, str], mode: str = "greeting"
                             ) -> web.Response:
@@ -85,14 +125,20 @@ class VoiceWebhooks:
             if problems:
                 log.error("call refused, not ready: %s", "; ".join(problems))
                 return _xml(self._fallback())
-            token = self.calls.issue(call_sid, caller, call_id, mode)
-            log.info("incoming call from %s: streaming", caller)
-            return _xml(twiml.connect_stream(self.ws_url(), self.url("/voice-stream/action"),
-                                             {"token": token, "caller": caller}))
+            ticket = self.calls.admit(call_sid, caller, call_id, mode)
+            if isinstance(ticket, Refused) and ticket.reason == "busy":
+                return await self._overflow(params, call_id)
+            if isinstance(ticket, Refused):
+                log.warning("no stream for a call that is %s: refused", ticket.reason)
+                raise web.HTTPConflict(text="this call is streaming or has ended\n")
+            log.info("incoming call from %s: streaming", mask_phone(caller))
+            return _xml(twiml.connect_stream(self.ws_url(ticket.nonce),
+                                             self.url("/voice-stream/action"),
+                                             {"token": ticket.token, "caller": caller}))
 
     async def stream_action(self, request: web.Request) -> web.Response:
         """Twilio asks what next after the Media Stream closed."""
-        params = await self.guard.form(request)
+        params = await self.guard.form(request, strict_account=True)
         call_sid = params.get("CallSid", "")
         plan = await self.store.plan(call_sid)
         with log_context(call_sid):
@@ -109,7 +155,7 @@ class VoiceWebhooks:
             return _xml(self._fallback())
 
     async def dial_status(self, request: web.Request) -> web.Response:
-        params = await self.guard.form(request)
+        params = await self.guard.form(request, once=True, strict_account=True)
         status = params.get("DialCallStatus", "")
         call_sid = params.get("CallSid", "")
         with log_context(call_sid):
@@ -125,6 +171,7 @@ class VoiceWebhooks:
             await self.store.reopen(call_sid)
             if request.query.get("fallback") or self.problems():
                 return _xml(twiml.say_and_hangup(SORRY))
+            self.calls.reopen(call_sid)
             return await self._stream_start(params, mode="after_dial")
 
     # -- <Gather> mode ---------------------------------------------------------------------------
@@ -132,12 +179,16 @@ class VoiceWebhooks:
         call_sid, caller = params.get("CallSid", ""), params.get("From", "")
         with log_context(call_sid):
             await self.store.open_call(call_sid, caller, "gather", params.get("StirVerstat", ""))
+            problems = self.problems()       # e.g. the service is stopping (ops/service.py)
+            if problems:
+                log.error("call refused, not ready: %s", "; ".join(problems))
+                return _xml(self._fallback())
             return _xml(twiml.gather_speech(self.url("/respond"),
                                             self.settings.business.greeting,
                                             language=_locale(self.settings.business.language)))
 
     async def respond(self, request: web.Request) -> web.Response:
-        params = await self.guard.form(request)
+        params = await self.guard.form(request, strict_account=True)
         call_sid, caller = params.get("CallSid", ""), params.get("From", "")
         speech = (params.get("SpeechResult") or "").strip()
         with log_context(call_sid):
@@ -151,7 +202,7 @@ class VoiceWebhooks:
 
     async def check_ai(self, request: web.Request) -> web.Response:
         """The prototype polled here; now it waits (bounded) for the reply still being made."""
-        params = await self.guard.form(request)
+        params = await self.guard.form(request, strict_account=True)
         with log_context(params.get("CallSid", "")):
             return await self._answer_when_ready(params.get("CallSid", ""))
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from ..store.db import Database
+from .names import clean_name
 
 _NOW = "strftime('%Y-%m-%dT%H:%M:%fZ','now')"
 LANGUAGE = re.compile(r"^[a-z]{2,3}$")
@@ -130,6 +131,8 @@ class Memory:
         unknown = set(values) - allowed
         if unknown:
             raise ValueError(f"unknown customer fields: {sorted(unknown)}")
+        if values.get("name") is not None:
+            values["name"] = clean_name(values["name"])      # InvalidName (a ValueError)
 
         def update(conn: sqlite3.Connection) -> Customer:
             if values:

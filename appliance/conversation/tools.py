@@ -27,6 +27,7 @@ from ..hours import within_hours as within_hours   # re-exported: the one hours 
 from ..transfer import TransferDecision, decide_transfer
 from .events import Action
 from .memory import GENDERS, LANGUAGE, Customer, Memory
+from .names import InvalidName, clean_name
 
 log = logging.getLogger(__name__)
 
@@ -196,7 +197,10 @@ async def _end_call(ctx: ToolContext, args: dict[str, Any]) -> str:
 async def _update_customer(ctx: ToolContext, args: dict[str, Any]) -> str:
     values: dict[str, Any] = {}
     if args.get("name"):
-        values["name"] = args["name"][:80]
+        try:
+            values["name"] = clean_name(str(args["name"]))
+        except InvalidName as exc:
+            raise ToolError(str(exc)) from None
     if args.get("language"):
         language = args["language"].lower()[:3]
         if not LANGUAGE.match(language):

@@ -37,7 +37,7 @@ ROUTES: tuple[tuple[str, str], ...] = (
     (r"^/voice(-stream(/action)?)?$", "Twilio voice webhooks"),
     (r"^/(respond|check_ai|reprompt|dial-status)$", "Twilio call progress"),
     (r"^/message(-status)?$", "WhatsApp/SMS webhooks"),
-    (r"^/ws$", "the Media Stream WebSocket"),
+    (r"^/ws/[A-Za-z0-9_-]+$", "the Media Stream WebSocket (one-time path)"),
     (r"^/admin(/.*)?$", "the owner's dashboard"),
     (r"^/calendar/[^/]+\.ics$", "the appointment calendar feed (secret URL)"),
     (r"^/healthz(/tunnel)?$", "health and the tunnel probe"),

@@ -6,7 +6,8 @@ Fail closed: with validation on and no TWILIO_AUTH_TOKEN, every request is refus
 Nothing is parsed before it is needed: a request without a signature is refused before its body
 is read; the body must be application/x-www-form-urlencoded, at most MAX_BODY bytes, UTF-8
 (also inside the %-escapes), else 400 (413 when too large) - never a 500 and a traceback. A
-webhook naming another Twilio account (AccountSid) is refused too.
+webhook naming another Twilio account (AccountSid) is refused too, and (`once`) a replay of a
+signed webhook already answered (telephony/replay.py).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from aiohttp import web
 from multidict import MultiDict, MultiDictProxy
 
 from ..config import Settings
+from .replay import ReplayCache
 from .signature import SIGNATURE_HEADER, SignatureVerifier
 
 log = logging.getLogger(__name__)
@@ -45,10 +47,11 @@ async def read_form(request: web.Request) -> MultiDictProxy[str]:
 
 
 class TwilioGuard:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, replay: ReplayCache | None = None) -> None:
         t = settings.twilio
         self.enabled = t.validate_signatures
         self._account = t.account_sid
+        self._replay = replay
         self._verifier = (SignatureVerifier(t.auth_token, settings.server.public_url)
                           if self.enabled and t.auth_token else None)
 
@@ -56,8 +59,12 @@ class TwilioGuard:
         log.warning("refused %s %s: %s", request.method, request.path, why)
         return web.HTTPForbidden(text="forbidden\n")
 
-    async def form(self, request: web.Request) -> Mapping[str, str]:
-        """The POST parameters of a signed webhook, or HTTP 403."""
+    async def form(self, request: web.Request, *, once: bool = False,
+                   strict_account: bool = False) -> Mapping[str, str]:
+        """The POST parameters of a signed webhook, or HTTP 403. `once`: a byte-identical
+        replay within the replay window is refused too. `strict_account`: the AccountSid
+        must be present (Twilio sends it on every voice webhook) when [twilio] account_sid
+        is set."""
         if not self.enabled:
             return await read_form(request)
         if self._verifier is None:
@@ -69,8 +76,12 @@ class TwilioGuard:
         if not self._verifier.check_form(request.rel_url.raw_path_qs, params, signature):
             raise self._refuse(request, "bad X-Twilio-Signature")
         account = params.get("AccountSid")
-        if self._account and account is not None and account != self._account:
+        if self._account and (account is not None or strict_account) \
+                and account != self._account:
             raise self._refuse(request, "the webhook is for another Twilio account")
+        if once and self._replay is not None and not self._replay.first_time(
+                ReplayCache.key(request.rel_url.raw_path_qs, signature, params)):
+            raise self._refuse(request, "a replay of a webhook already answered")
         return params
 
     def websocket(self, request: web.Request) -> None:

@@ -166,6 +166,8 @@ def parse_frame(
         data = json.loads(text)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise WireError("bad_json", f"frame is not JSON: {exc}") from exc
+    except RecursionError:      # "[[[[..." nested deeper than the parser's stack
+        raise WireError("bad_json", "frame nests too deeply") from None
     if not isinstance(data, dict):
         raise WireError("not_object", "frame is not a JSON object")
     event = _str(data, "event")
