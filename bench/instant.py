@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from appliance.conversation.events import ReplyDone, TextDelta
+from appliance.conversation.gate import ReleaseGate
 from appliance.stt.whisper import Transcript
 from appliance.tts.piper import AudioPiece
 
@@ -62,8 +63,10 @@ class InstantConversation:
     def __setattr__(self, name: str, value: Any) -> None:
         setattr(self._inner, name, value)
 
-    async def reply(self, user_text: str, language: str | None = None
-                    ) -> AsyncIterator[Any]:
+    async def reply(self, user_text: str, language: str | None = None,
+                    gate: ReleaseGate | None = None) -> AsyncIterator[Any]:
+        """The fixed answer at once; it stores nothing and runs no tool, so a speculative
+        reply's gate has nothing to hold back."""
         yield TextDelta(REPLY)
         yield ReplyDone(REPLY, "instant", 0.0)
 
