@@ -20,6 +20,8 @@ from typing import Protocol, Sequence
 
 import numpy as np
 
+from ..llm.llama_load import without_amx
+
 log = logging.getLogger(__name__)
 
 
@@ -93,10 +95,11 @@ class Embedder:
         if not self.path.is_file():
             raise EmbeddingError("model_missing", f"embedding model {self.path} does not exist")
         try:
-            self._llm: Llama | None = Llama(
-                model_path=str(self.path), embedding=True, n_threads=threads,
-                n_threads_batch=threads, n_ctx=n_ctx, n_batch=n_ctx, n_ubatch=n_ctx,
-                verbose=False)
+            with without_amx():    # see llm/llama_load.py: AMX buffers die with SIGILL here
+                self._llm: Llama | None = Llama(
+                    model_path=str(self.path), embedding=True, n_threads=threads,
+                    n_threads_batch=threads, n_ctx=n_ctx, n_batch=n_ctx, n_ubatch=n_ctx,
+                    verbose=False)
         except (ValueError, RuntimeError) as exc:
             raise EmbeddingError("model_load", f"cannot load embedding model {self.path}: "
                                                f"{exc}") from exc
