@@ -67,3 +67,12 @@ def make_settings(tmp_path: Path, test_models: tm.TestModels) -> Callable[..., S
         env = {"TWILIO_AUTH_TOKEN": TOKEN} if environ is None else environ
         return load_settings(ini, environ=env)
     return make
+
+
+@pytest.fixture
+async def fake_twilio():
+    """The Twilio REST stand-in on loopback, shared by the messaging and webhook tests."""
+    from tests.test_messaging_harness import twilio_stand_in
+
+    async with twilio_stand_in() as fake:
+        yield fake

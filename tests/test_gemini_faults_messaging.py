@@ -21,7 +21,7 @@ from appliance.llm.gemini import MAX_OUTPUT_TOKENS, GeminiModel
 from appliance.store.db import Database
 from tests.fakes.gemini_server import FakeGemini, Reply
 from tests.fakes.twilio_rest import FakeTwilio
-from tests.test_messaging_harness import Harness, twilio_stand_in, write_settings
+from tests.test_messaging_harness import Harness, write_settings
 
 WA = "whatsapp:+972501234567"
 LONG = "The answer goes on. " * 40
@@ -35,12 +35,6 @@ FAULTS = {
     "broken_mid_stream": Reply(text=LONG, break_after=2),
     "slow_trickle": Reply(text=LONG * 3, words_per_chunk=1, tokens_per_s=20),
 }
-
-
-@pytest.fixture
-async def fake_twilio():
-    async with twilio_stand_in() as fake:
-        yield fake
 
 
 @pytest.fixture

@@ -20,17 +20,10 @@ from tests.fakes.gemini_server import FakeGemini, Reply
 from tests.fakes.twilio_rest import FakeTwilio
 from tests.test_messaging_harness import (
     Harness,
-    twilio_stand_in,
     write_settings,
 )
 
 PHONE = "+972501234567"
-
-
-@pytest.fixture
-async def fake_twilio():
-    async with twilio_stand_in() as fake:
-        yield fake
 
 
 @pytest.fixture

@@ -22,17 +22,10 @@ from tests.test_messaging_harness import (
     ScriptedEngine,
     new_sid,
     running,
-    twilio_stand_in,
 )
 
 WA = "whatsapp:+972501234567"
 SMS = "+972501234567"       # the same customer, by SMS
-
-
-@pytest.fixture
-async def fake_twilio():
-    async with twilio_stand_in() as fake:
-        yield fake
 
 
 @pytest.fixture

@@ -22,18 +22,11 @@ from tests.test_messaging_harness import (
     FAST,
     Harness,
     running,
-    twilio_stand_in,
 )
 
 AUDIO = Path(__file__).resolve().parent / "data" / "audio"  # a copy of shared/audio
 MODELS = Path(__file__).resolve().parent / ".cache" / "models"
 WA = "whatsapp:+972501234567"
-
-
-@pytest.fixture
-async def fake_twilio():
-    async with twilio_stand_in() as fake:
-        yield fake
 
 
 @pytest.fixture

@@ -14,19 +14,12 @@ from tests.test_messaging_harness import (
     FAST,
     Harness,
     running,
-    twilio_stand_in,
     write_settings,
 )
 
 WA = "whatsapp:+972501234567"
 SMS = "+972541234567"
 OTHER = "+972521234567"
-
-
-@pytest.fixture
-async def fake_twilio():
-    async with twilio_stand_in() as fake:
-        yield fake
 
 
 @pytest.fixture

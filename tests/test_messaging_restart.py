@@ -28,19 +28,12 @@ from tests.test_messaging_harness import (
     new_sid,
     running,
     sign,
-    twilio_stand_in,
     write_settings,
 )
 
 WA = "whatsapp:+972501234567"
 SMS = "+972541234567"
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture
-async def fake_twilio():
-    async with twilio_stand_in() as fake:
-        yield fake
 
 
 @pytest.fixture

@@ -17,19 +17,12 @@ from tests.test_messaging_harness import (
     new_sid,
     running,
     sign,
-    twilio_stand_in,
 )
 
 CUSTOMER_WA = "whatsapp:+972501234567"
 CUSTOMER_SMS = "+972541234567"
 TABLES = ("messages_in", "message_media", "messages_out", "message_status_events",
           "message_consent")
-
-
-@pytest.fixture
-async def fake_twilio():
-    async with twilio_stand_in() as fake:
-        yield fake
 
 
 @pytest.fixture

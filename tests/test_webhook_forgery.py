@@ -26,17 +26,10 @@ from tests.test_messaging_harness import (
     new_sid,
     running,
     sign,
-    twilio_stand_in,
 )
 from tests.test_messaging_webhooks import nothing_written
 
 CUSTOMER_WA = "whatsapp:+972501234567"
-
-
-@pytest.fixture
-async def fake_twilio():
-    async with twilio_stand_in() as fake:
-        yield fake
 
 
 @pytest.fixture
