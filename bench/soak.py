@@ -14,6 +14,7 @@ across calls).
 from __future__ import annotations
 
 import argparse
+import ctypes
 import asyncio
 import json
 import os
@@ -23,6 +24,7 @@ import statistics
 import tempfile
 import threading
 import time
+import tracemalloc
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -119,9 +121,13 @@ async def message_loop(srv_url: str, deadline: float, every_s: float, tally: Tal
             await asyncio.sleep(every_s)
 
 
-async def sampler(started: float, deadline: float, out: list[Sample], srv, every_s: float
-                  ) -> None:
+async def sampler(started: float, deadline: float, out: list[Sample], srv, every_s: float,
+                  stand_ins: tuple[FakeGemini, FakeTwilio], trim=None) -> None:
     while time.monotonic() < deadline:
+        for fake in stand_ins:          # the stand-ins log every request: not the product's memory
+            fake.requests.clear()
+        if trim is not None:            # diagnosis: is the growth freed heap glibc keeps?
+            trim(0)
         out.append(Sample(round(time.monotonic() - started, 1), round(rss_mb(), 1),
                           threading.active_count(), len(asyncio.all_tasks()),
                           srv.services.calls.active_count()))
@@ -160,7 +166,31 @@ def ledger(db: Path, posted: list[str], fake: FakeTwilio) -> dict[str, int]:
             "messages_doubled": max(0, len(fake.messages) - sent_out)}
 
 
-async def soak(minutes: float, calls: int, message_every_s: float, sample_s: float) -> dict:
+class HeapWatch:
+    """With --tracemalloc: Python heap snapshots after warm-up and at the end, and the source
+    lines whose allocations grew most in between (where a slope would come from)."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.growth: list[str] = []
+        self.traced_mb: list[float] = []
+
+    async def watch(self, started: float, deadline: float) -> None:
+        if not self.enabled:
+            return
+        tracemalloc.start(1)
+        await asyncio.sleep((deadline - started) / 5)
+        first = tracemalloc.take_snapshot()
+        self.traced_mb.append(round(tracemalloc.get_traced_memory()[0] / 2**20, 1))
+        await asyncio.sleep(max(0.0, deadline - time.monotonic() - 1))
+        last = tracemalloc.take_snapshot()
+        self.traced_mb.append(round(tracemalloc.get_traced_memory()[0] / 2**20, 1))
+        tracemalloc.stop()
+        self.growth = [str(s) for s in last.compare_to(first, "lineno")[:15]]
+
+
+async def soak(minutes: float, calls: int, message_every_s: float, sample_s: float,
+               heap: HeapWatch, malloc_trim: bool = False) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="soak-"))
     async with FakeGemini() as gemini, FakeTwilio(ACCOUNT, TOKEN) as twilio:
         gemini.default = Reply(text="Of course. Which day suits you best?", ttft_s=0.05)
@@ -171,7 +201,9 @@ async def soak(minutes: float, calls: int, message_every_s: float, sample_s: flo
             started = time.monotonic()
             deadline = started + minutes * 60
             await asyncio.gather(
-                sampler(started, deadline, samples, srv, sample_s),
+                sampler(started, deadline, samples, srv, sample_s, (gemini, twilio),
+                        ctypes.CDLL("libc.so.6").malloc_trim if malloc_trim else None),
+                heap.watch(started, deadline),
                 message_loop(srv.url, deadline, message_every_s, tally),
                 *(call_loop(srv.url, deadline, tally, n) for n in range(calls)))
             for _ in range(300):                  # let the last replies go out
@@ -201,6 +233,7 @@ async def soak(minutes: float, calls: int, message_every_s: float, sample_s: flo
         "tasks_first_last_max": [samples[0].tasks, samples[-1].tasks,
                                  max(s.tasks for s in samples)],
         "message_errors": tally.message_errors, **books,
+        "python_heap_mb_after_warmup_last": heap.traced_mb, "python_heap_growth": heap.growth,
         "samples": [s.__dict__ for s in samples],
     }
 
@@ -211,9 +244,14 @@ def main() -> None:
     ap.add_argument("--calls", type=int, default=4)
     ap.add_argument("--message-every", type=float, default=3.0)
     ap.add_argument("--sample-every", type=float, default=5.0)
+    ap.add_argument("--tracemalloc", action="store_true",
+                    help="trace the Python heap and report the lines that grew most")
+    ap.add_argument("--malloc-trim", action="store_true",
+                    help="return freed heap to the OS at every sample (diagnosis)")
     ap.add_argument("--out", type=Path, default=RESULTS / "soak.json")
     args = ap.parse_args()
-    report = asyncio.run(soak(args.minutes, args.calls, args.message_every, args.sample_every))
+    report = asyncio.run(soak(args.minutes, args.calls, args.message_every, args.sample_every,
+                                HeapWatch(args.tracemalloc), args.malloc_trim))
     args.out.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
     print(json.dumps({k: v for k, v in report.items() if k != "samples"}, indent=1))
 
