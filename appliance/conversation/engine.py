@@ -39,6 +39,7 @@ from .effects import effect_key, run_once
 from .events import ActionRequested, Filler, ReplyDone, ReplyEvent, TextDelta
 from .gate import ReleaseGate
 from .memory import LANGUAGE, Customer, Memory, Turn
+from .privacy import Withheld, confirmed, unconfirmed_about
 from .prompt import (apology, dynamic_prompt, filler, local_static_prompt, static_prompt,
                      turn_context)
 from .tools import KB_SEARCH, ToolContext, ToolError, ToolRegistry, check_args
@@ -127,9 +128,16 @@ class Engine:
                               message_sid=message_sid)
         log.info("conversation with %s on %s (customer %d, %d earlier messages, llm mode %s)",
                  mask_phone(customer.phone), channel, customer.id, len(turns), self.router.mode)
-        conversation = Conversation(self, context, history_messages(turns), model)
+        history = history_messages(turns)
+        withheld = None
+        if not customer.anonymous and not confirmed(context, self.trust_attested()):
+            withheld, history = Withheld(history, bool(turns)), []   # conversation/privacy.py
+        conversation = Conversation(self, context, history, model, withheld)
         self.prefill(conversation.request_so_far())
         return conversation
+
+    def trust_attested(self) -> bool:
+        return self.settings.security.trust_attested_callers
 
     def prefill(self, request: ChatRequest, whole: bool = False) -> None:
         """In the background, put this conversation in the local model's KV cache, so a turn
@@ -232,12 +240,13 @@ class Conversation:
     """One conversation with one customer on one channel. Create with `Engine.open()`."""
 
     def __init__(self, engine: Engine, context: ToolContext, history: list[ChatMessage],
-                 prefer: Prefer = "auto") -> None:
+                 prefer: Prefer = "auto", withheld: Withheld | None = None) -> None:
         self._engine = engine
         self.context = context
         self._history = history
         self._prefer = prefer
-        self._dynamic_key: Customer | None = None
+        self._withheld = withheld       # held back until the caller is confirmed (privacy.py)
+        self._dynamic_key: tuple[Customer, bool] | None = None
         self._dynamic = ""
         self._last_reply: tuple[int, ChatMessage] | None = None
         self._pending: asyncio.Future[Any] | None = None
@@ -252,11 +261,24 @@ class Conversation:
         return tuple(self._history)
 
     def _system_dynamic(self) -> str:
-        if self._dynamic_key != self.customer:  # rebuilt only when the record changes
-            self._dynamic_key = self.customer
-            self._dynamic = dynamic_prompt(self.context.channel, self.customer,
-                                           self._engine.settings.business.timezone)
+        self._release_if_confirmed()
+        key = (self.customer, self._withheld is None)
+        if self._dynamic_key != key:  # rebuilt only when the record or the confirmation changes
+            self._dynamic_key = key
+            held = self._withheld
+            self._dynamic = dynamic_prompt(
+                self.context.channel, self.customer, self._engine.settings.business.timezone,
+                unconfirmed=(unconfirmed_about(self.customer.name, held.returning)
+                             if held is not None else None))
         return self._dynamic
+
+    def _release_if_confirmed(self) -> None:
+        """After the step-up, the earlier conversation goes back before this call's turns."""
+        held = self._withheld
+        if held is not None and confirmed(self.context, self._engine.trust_attested()):
+            self._withheld = None
+            self._history[:0] = held.history
+            log.info("caller confirmed: %d earlier messages loaded", len(held.history))
 
     def request_so_far(self) -> ChatRequest:
         """The conversation as the next turn's prompt will start (no new message yet)."""
@@ -293,6 +315,7 @@ class Conversation:
         loop = asyncio.get_running_loop()
         turn = _Turn(started=loop.time(), language=language, user_text=user_text, gate=gate)
         await self._settle()
+        self._release_if_confirmed()
         if gate is None:
             await self._store_user(turn)
         ctx.language = language
