@@ -31,6 +31,17 @@ def test_pick_keeps_notes_to_their_limit() -> None:
     assert pick(queue + [Waiting(3, Lane.LIVE)], {Lane.NOTE: 1}, LIMITS) == 2
 
 
+def test_a_yielding_lane_waits_while_better_work_runs_or_waits() -> None:
+    notes = frozenset({Lane.NOTE})
+    queue = [Waiting(1, Lane.NOTE)]
+    assert pick(queue, {}, LIMITS, notes) == 0
+    assert pick(queue, {Lane.LIVE: 1}, LIMITS, notes) is None            # a turn is running
+    assert pick(queue, {Lane.SPECULATIVE: 1}, LIMITS, notes) is None
+    assert pick(queue + [Waiting(2, Lane.LIVE)], {Lane.LIVE: 1}, {Lane.LIVE: 1}, notes) is None
+    assert pick(queue, {Lane.LIVE: 1}, LIMITS) == 0                     # not yielding: shares
+    assert pick(queue, {}, LIMITS, notes, quiet=False) is None          # within the hold-off
+
+
 def _log(cpu: CpuScheduler) -> list[JobEvent]:
     seen: list[JobEvent] = []
     cpu.subscribe(seen.append)

@@ -6,9 +6,11 @@ nobody waiting on a line. So every model job goes through this scheduler:
 
 * ``Lane.LIVE`` (a caller is waiting: the turn's transcript, the reply's audio) runs first,
 * ``Lane.SPECULATIVE`` (may be thrown away: the turn model's score at a pause) next,
-* ``Lane.NOTE`` (voice notes, cut into 30 s windows by sched/lanes.py) last, and at most
-  ``lane_limits[NOTE]`` note jobs run at once, so with two workers one is always free for a
-  call.
+* ``Lane.NOTE`` (voice notes, cut into 30 s windows by sched/lanes.py) last: at most
+  ``lane_limits[NOTE]`` note jobs run at once (so with two workers one is always free for a
+  call), and a note job starts only once no live or speculative job has run or waited for
+  ``holdoff_s`` (``yielding``): notes fill the gaps in the calls (while callers speak) instead
+  of sharing the cores with a turn, or with the reply audio that follows the model's answer.
 
 Within a lane jobs run in submission order. A job is never pre-empted; a queued job whose
 future was cancelled (a pause the caller spoke through) is dropped without running.
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -65,14 +68,20 @@ class Waiting:
     lane: Lane
 
 
-def pick(queue: Sequence[Waiting], running: Mapping[Lane, int],
-         limits: Mapping[Lane, int]) -> int | None:
+def pick(queue: Sequence[Waiting], running: Mapping[Lane, int], limits: Mapping[Lane, int],
+         yielding: frozenset[Lane] = frozenset(), quiet: bool = True) -> int | None:
     """Index in ``queue`` of the job to run next: the best lane, then the oldest, among lanes
-    under their limit of jobs running at once; None when nothing may start."""
+    under their limit of jobs running at once; a ``yielding`` lane only while no job of a
+    better lane runs or waits and the better lanes have been ``quiet`` (for the hold-off).
+    None when nothing may start."""
     best: int | None = None
     for i, job in enumerate(queue):
         limit = limits.get(job.lane)
         if limit is not None and running.get(job.lane, 0) >= limit:
+            continue
+        if job.lane in yielding and (
+                not quiet or any(running.get(lane, 0) for lane in Lane if lane < job.lane)
+                or any(other.lane < job.lane for other in queue)):
             continue
         if best is None or (job.lane, job.seq) < (queue[best].lane, queue[best].seq):
             best = i
@@ -92,11 +101,16 @@ Observer = Callable[[JobEvent], None]
 class CpuScheduler:
     """``workers`` threads shared by every CPU-bound model; see the module docstring."""
 
-    def __init__(self, workers: int, lane_limits: Mapping[Lane, int] | None = None) -> None:
+    def __init__(self, workers: int, lane_limits: Mapping[Lane, int] | None = None,
+                 yielding: frozenset[Lane] = frozenset({Lane.NOTE}),
+                 holdoff_s: float = 1.0) -> None:
         if workers < 1:
             raise ValueError("workers must be at least 1")
         self.workers = workers
         self.limits = dict({Lane.NOTE: 1} if lane_limits is None else lane_limits)
+        self.yielding = yielding
+        self.holdoff_s = holdoff_s
+        self._busy_at = -math.inf       # when a job of a lane that is not yielding last ran
         self._cond = threading.Condition()
         self._queue: list[_Job] = []
         self._running: dict[Lane, int] = {lane: 0 for lane in Lane}
@@ -126,6 +140,8 @@ class CpuScheduler:
             job = _Job(next(self._seq), lane, lambda: fn(*args, **kwargs),
                        future, time.perf_counter())  # type: ignore[arg-type]
             self._queue.append(job)
+            if lane not in self.yielding:
+                self._busy_at = job.queued_at
             self._cond.notify()
         self._emit(job, "queued")
         return future
@@ -160,7 +176,8 @@ class CpuScheduler:
         """Under the lock: the job to start now (drops cancelled ones), or None."""
         while True:
             waiting = [Waiting(j.seq, j.lane) for j in self._queue]
-            i = pick(waiting, self._running, self.limits)
+            i = pick(waiting, self._running, self.limits, self.yielding,
+                     quiet=self._holdoff_left() == 0)
             if i is None:
                 return None
             job = self._queue.pop(i)
@@ -178,7 +195,7 @@ class CpuScheduler:
             with self._cond:
                 job = self._next()
                 while job is None and not self._closed:
-                    self._cond.wait()
+                    self._cond.wait(self._holdoff_left() or None)
                     job = self._next()
                 if job is None:
                     return
@@ -190,8 +207,14 @@ class CpuScheduler:
             with self._cond:
                 self._running[job.lane] -= 1
                 self._stats[job.lane].done += 1
+                if job.lane not in self.yielding:
+                    self._busy_at = time.perf_counter()
                 self._cond.notify_all()
             self._emit(job, "done")
+
+    def _holdoff_left(self) -> float:
+        """Under the lock: seconds until yielding lanes may start (0: now)."""
+        return max(0.0, self.holdoff_s - (time.perf_counter() - self._busy_at))
 
     def _emit(self, job: _Job, kind: str) -> None:
         event = JobEvent(job.seq, job.lane, kind, time.perf_counter())
