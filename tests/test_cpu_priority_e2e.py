@@ -26,6 +26,7 @@ from appliance.simulate import CallerTurn, simulate_call
 from tests.conftest import AUDIO_DIR, PUBLIC_URL
 from tests.fakes.gemini_server import FakeGemini, Reply
 from tests.fakes.twilio_rest import FakeTwilio
+from tests.test_messaging_restart import wait_until
 from tests.test_messaging_harness import (ACCOUNT_SID, AUTH_TOKEN, WA_FROM, inbound_params,
                                           new_sid, sign)
 from tests.test_messaging_media import ogg_opus
@@ -55,14 +56,6 @@ async def post_note(url: str, sender: str, media_url: str) -> None:
             url + "/message", data=params,
             headers={"X-Twilio-Signature": sign("/message", params)}) as resp:
         assert resp.status == 200, await resp.text()
-
-
-async def until(check, timeout_s: float = 60.0) -> None:
-    for _ in range(int(timeout_s * 20)):
-        if check():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("timed out waiting")
 
 
 def overtaken(jobs: list[JobEvent]) -> list[tuple[int, int]]:
@@ -96,19 +89,19 @@ async def test_a_call_turn_is_transcribed_before_queued_voice_notes(
             busy = cpu.submit(Lane.LIVE, gate.wait, 60)        # another turn holds the worker
             for sender in SENDERS:
                 await post_note(srv.url, sender, fake_twilio.add_media("audio/ogg", note))
-            await until(lambda: cpu.queued()["note"] == len(SENDERS))
+            await wait_until(lambda: cpu.queued()["note"] == len(SENDERS), timeout=60)
 
             turn = CallerTurn(AUDIO_DIR / "en_book.wav",
                               speech_end_s=MANIFEST["en_book.wav"]["speech_end_s"])
             call = asyncio.create_task(simulate_call(
                 srv.url, PUBLIC_URL, AUTH_TOKEN, [turn], caller="+15550001111",
                 account_sid=ACCOUNT_SID, reply_timeout_s=120))
-            await until(lambda: cpu.queued()["live"] >= 1)     # the call's turn is waiting
+            await wait_until(lambda: cpu.queued()["live"] >= 1, timeout=60)   # the turn waits
             assert cpu.queued()["note"] == len(SENDERS)
             gate.set()
             busy.result(timeout=10)
             result = await call
-            await until(lambda: all(fake_twilio.sent_to(s) for s in SENDERS), 240)
+            await wait_until(lambda: all(fake_twilio.sent_to(s) for s in SENDERS), timeout=240)
 
     transcribed = [e for e in heard if isinstance(e, TurnTranscribed)]
     assert transcribed and "appointment" in transcribed[0].text, transcribed

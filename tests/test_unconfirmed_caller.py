@@ -6,15 +6,14 @@ one-time code sent to that number, the next requests carry the whole history and
 
 from __future__ import annotations
 
-import asyncio
 import re
 
 import aiohttp
 
 from appliance.server import running
-from tests.conftest import PUBLIC_URL
 from tests.fakes.gemini_server import Call, FakeGemini, Recorded, Reply
 from tests.fakes.twilio_rest import FakeTwilio
+from tests.test_messaging_restart import wait_until
 from tests.test_messaging_harness import (ACCOUNT_SID, AUTH_TOKEN, WA_FROM, inbound_params,
                                           new_sid, sign)
 
@@ -27,14 +26,6 @@ async def post(srv, path: str, data: dict[str, str]) -> str:
             srv.url + path, data=data, headers={"X-Twilio-Signature": sign(path, data)}) as resp:
         assert resp.status == 200, await resp.text()
         return await resp.text()
-
-
-async def until(check, timeout_s: float = 30.0) -> None:
-    for _ in range(int(timeout_s * 20)):
-        if check():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("timed out waiting")
 
 
 def seen(request: Recorded) -> str:
@@ -58,7 +49,7 @@ async def test_an_unconfirmed_caller_hears_no_history_until_the_step_up(
                           Reply(text="Thanks Dana, noted."))
             await post(srv, "/message", inbound_params(
                 new_sid(), "whatsapp:" + PHONE, f"Hi, I'm Dana Levi and {SECRET}"))
-            await until(lambda: fake_twilio.sent_to("whatsapp:" + PHONE))
+            await wait_until(lambda: fake_twilio.sent_to("whatsapp:" + PHONE))
 
             # 2. a call from the same number, caller ID only
             await post(srv, "/voice", call)
@@ -70,7 +61,7 @@ async def test_an_unconfirmed_caller_hears_no_history_until_the_step_up(
                           Reply(text="I sent you a code."))
             await post(srv, "/respond", {**call, "SpeechResult": "Can you check who I am?"})
             after_send = seen(gemini.turn_requests[-1])
-            await until(lambda: any("code is" in m.body for m in fake_twilio.messages))
+            await wait_until(lambda: any("code is" in m.body for m in fake_twilio.messages))
             code = re.search(r"code is (\d{6})", " ".join(
                 m.body for m in fake_twilio.messages)).group(1)
             gemini.script(Reply(calls=(Call("check_verification_code", {"code": code}),)),
