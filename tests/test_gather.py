@@ -77,6 +77,14 @@ def ulaw_of(wav: bytes) -> bytes:
     return wav[at + 8:at + 8 + size]
 
 
+async def last_reply(srv, call_sid: str) -> str:
+    """The bot's last stored reply on this call (what its <Play> clips say)."""
+    (row,) = rows(srv, "SELECT t.text FROM turns t JOIN calls c ON c.id = t.call_id WHERE "
+                       "c.call_sid = ? AND t.role = 'assistant' ORDER BY t.id DESC LIMIT 1",
+                  call_sid)
+    return row["text"]
+
+
 def plays(body: str) -> list[str]:
     return [p.text for p in ET.fromstring(body).iter("Play")]
 
@@ -199,8 +207,9 @@ async def test_partial_results_start_the_reply_but_nothing_happens_before_the_fi
         await asyncio.sleep(0.5)
         # the reply started on the partial result; its tool call waits for the final one
         assert len(gemini.turn_requests) == 1
-        assert rows(srv, "SELECT name FROM customers WHERE phone = '+15550005555'") in (
-            [], [(None,)]), "no tool runs before the final result"
+        assert [tuple(r) for r in rows(srv, "SELECT name FROM customers WHERE phone = "
+                                            "'+15550005555'")] in ([], [(None,)]), \
+            "no tool runs before the final result"
         assert rows(srv, "SELECT * FROM turns") == []
         bodies = await whole_reply(srv, params, "My name is Dana Levi.")
         # released, not redone: the one request, then the round with the tool's result
@@ -210,7 +219,7 @@ async def test_partial_results_start_the_reply_but_nothing_happens_before_the_fi
                                             "'+15550005555'")] == [("Dana Levi",)]
         texts = [r["text"] for r in rows(srv, "SELECT text FROM turns WHERE role != 'tool' "
                                               "ORDER BY id")]
-        assert texts == ["My name is Dana Levi.", "Nice to meet you, Dana."]
+        assert [t.rstrip(".") for t in texts] == ["My name is Dana Levi", "Nice to meet you, Dana"]
         assert bodies
         stats = (await gather_health(srv))["speculative"]
         assert (stats["starts"], stats["released"], stats["cancelled"]) == (1, 1, 0)
@@ -262,8 +271,6 @@ async def test_empty_results_reprompt_then_end_the_call_politely(make_settings, 
 async def test_check_ai_answers_a_reply_that_took_long(make_settings, gemini, monkeypatch
                                                       ) -> None:
     monkeypatch.setattr(gather_module, "GATHER_DEADLINE_S", 0.2)
-    from appliance.call import gather_hooks
-    monkeypatch.setattr(gather_hooks, "GATHER_DEADLINE_S", 0.2)
     gemini.default = Reply(text="Yes, we deliver on Sunday.", ttft_s=0.8)
     async with running(settings_for(make_settings, gemini, GATHER_MODE)) as srv:
         params = call_params(sid(8))
@@ -340,3 +347,27 @@ async def test_a_forged_status_callback_is_refused(make_settings, gemini) -> Non
                 headers={"X-Twilio-Signature": "bm90IGEgc2lnbmF0dXJl"}) as resp:
             assert resp.status == 403
         assert dump(srv) == before
+
+
+def test_the_clip_wav_is_a_standard_mulaw_wave_file(tmp_path) -> None:
+    """Read back by a reader that is not ours (sox), when it is installed."""
+    import shutil
+    import subprocess
+
+    from appliance.call.clips import ClipSigner, mulaw_wav
+
+    ulaw = bytes(range(256)) * 31 + b"\x7f"          # an odd length: the data chunk is padded
+    wav = mulaw_wav(ulaw)
+    assert ulaw_of(wav) == ulaw and len(wav) % 2 == 0
+    signer = ClipSigner(b"k" * 32)
+    good = signer.sign("CA1", "clip", 100)
+    assert signer.valid("CA1", "clip", 100, good)
+    assert not signer.valid("CA2", "clip", 100, good) and not signer.valid("CA1", "clip", 101,
+                                                                             good)
+    if shutil.which("sox") is None:
+        pytest.skip("sox is not installed")
+    path = tmp_path / "clip.wav"
+    path.write_bytes(wav)
+    info = subprocess.run(["sox", "--i", str(path)], capture_output=True, text=True, check=True)
+    assert "u-law" in info.stdout and "8000" in info.stdout
+    assert f"{len(ulaw)} samples" in info.stdout

@@ -75,10 +75,11 @@ class ReplyRun:
         self.finished, self.error = True, error
         self._changed.set()
 
-    async def next(self, timeout_s: float) -> list[Piece] | None:
+    async def next(self, timeout_s: float | None = None) -> list[Piece] | None:
         """The pieces not handed out yet (at least one, unless the reply is over); None when
-        nothing new came within `timeout_s`."""
-        deadline = asyncio.get_running_loop().time() + timeout_s
+        nothing new came within `timeout_s` (GATHER_DEADLINE_S)."""
+        wait = GATHER_DEADLINE_S if timeout_s is None else timeout_s
+        deadline = asyncio.get_running_loop().time() + wait
         while self.handed == len(self.pieces) and not self.finished:
             self._changed.clear()
             remaining = deadline - asyncio.get_running_loop().time()

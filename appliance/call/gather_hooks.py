@@ -25,7 +25,7 @@ from ..telephony import twiml
 from ..telephony.guard import TwilioGuard
 from ..tts.clauses import speakable
 from .clips import Clip, ClipStore
-from .gather import GATHER_DEADLINE_S, GatherTurns, Piece, ReplyRun
+from .gather import GatherTurns, Piece, ReplyRun
 from .gather_voice import GatherVoice, locale
 from .phrases import PHRASES
 from .record import CallStore
@@ -123,6 +123,9 @@ class GatherWebhooks:
         call_sid, caller = params.get("CallSid", ""), params.get("From", "")
         speech = (params.get("SpeechResult") or "").strip()
         with log_context(call_sid):
+            if self.turns.engine is None:
+                log.error("no conversation engine: fallback")
+                return _xml(self.deps.fallback())
             call_id = (await self.store.call_id(call_sid)
                        or await self.store.open_call(call_sid, caller, "gather"))
             language = await self._language(call_sid, caller, call_id)
@@ -137,7 +140,7 @@ class GatherWebhooks:
         call_sid, caller = params.get("CallSid", ""), params.get("From", "")
         text = (params.get("UnstableSpeechResult") or params.get("StableSpeechResult") or "")
         call_id = await self.store.call_id(call_sid)
-        if call_id is not None and text.strip():
+        if call_id is not None and text.strip() and self.turns.engine is not None:
             with log_context(call_sid):
                 language = await self._language(call_sid, caller, call_id)
                 self.turns.partial(call_sid, caller, call_id, text.strip(), language)
@@ -169,7 +172,7 @@ class GatherWebhooks:
                                   empties)
 
     async def _answer(self, call_sid: str, call_id: int, run: ReplyRun) -> web.Response:
-        pieces = await run.next(GATHER_DEADLINE_S)
+        pieces = await run.next()
         if pieces is None:              # nothing yet: "one moment", then ask again
             hold = self._say(call_sid, speakable(filler(run.language)), run.language)
             return _xml(twiml.speak_then_redirect([hold], self.deps.url("/check_ai")))
