@@ -24,28 +24,13 @@ import pytest
 from appliance.call import gather as gather_module
 from appliance.server import running
 from tests.conftest import PUBLIC_URL
-from tests.fakes.gemini_server import Call, FakeGemini, Reply
-from tests.test_call_admission import call_params, post, settings_for, sid
+from tests.fakes.gemini_server import Call, Reply
+from tests.test_call import db_rows as rows
+from tests.test_call_admission import call_params, gemini, post, settings_for, sid  # noqa: F401
 
 LONG = ("We are open from nine to six, Sunday to Thursday. On Friday we close at one. "
         "Is there anything else I can do for you?")
 GATHER_MODE = "[server]\ndefault_voice_mode = gather\n"
-
-
-@pytest.fixture
-async def gemini():
-    async with FakeGemini() as fake:
-        fake.default = Reply(text="Sure.", ttft_s=0.02)
-        yield fake
-
-
-def rows(srv, sql: str, *args) -> list[sqlite3.Row]:
-    conn = sqlite3.connect(srv.services.settings.storage.database)
-    conn.row_factory = sqlite3.Row
-    try:
-        return conn.execute(sql, args).fetchall()
-    finally:
-        conn.close()
 
 
 def dump(srv) -> dict[str, list[tuple]]:
