@@ -24,13 +24,20 @@ import pytest
 from appliance.call import gather as gather_module
 from appliance.server import running
 from tests.conftest import PUBLIC_URL
-from tests.fakes.gemini_server import Call, Reply
+from tests.fakes.gemini_server import Call, FakeGemini, Reply
 from tests.test_call import db_rows as rows
-from tests.test_call_admission import call_params, gemini, post, settings_for, sid  # noqa: F401
+from tests.test_call_admission import call_params, post, settings_for, sid
 
 LONG = ("We are open from nine to six, Sunday to Thursday. On Friday we close at one. "
         "Is there anything else I can do for you?")
 GATHER_MODE = "[server]\ndefault_voice_mode = gather\n"
+
+
+@pytest.fixture
+async def gemini():
+    async with FakeGemini() as fake:
+        fake.default = Reply(text="Sure.", ttft_s=0.02)
+        yield fake
 
 
 def dump(srv) -> dict[str, list[tuple]]:

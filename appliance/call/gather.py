@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ..conversation.engine import Conversation
+from ..conversation.conversation import Conversation
 from ..conversation.events import Action, ActionRequested, ReplyDone, TextDelta
 from ..conversation.gate import ReleaseGate
 from ..tts.clauses import ClauseSplitter
