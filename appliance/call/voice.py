@@ -2,8 +2,8 @@
 <Gather> mode (the default mode "gather", or the overflow) go on in call/gather_hooks.py.
 
 Every handler checks the Twilio signature first (TwilioGuard). A call is recorded in `calls`
-(call/record.py) when Twilio first asks for it; the streamed call's own record is closed by its
-session. telephony/ supplies only the wire format: signatures and TwiML.
+(call/record.py) when Twilio first asks for it; a streamed call's record is closed by its
+session, and every record by Twilio's status callback (call/status.py). telephony/ supplies only the wire format: signatures and TwiML.
 """
 
 from __future__ import annotations
