@@ -127,6 +127,10 @@ class Services:
             return None
         return CustomerEnricher(self.actions, self.engine)
 
+    def after_gather_call(self, call_id: int) -> None:
+        """A <Gather> call is over (its status callback): the owner's summary."""
+        self._after_call(call_id)
+
     def _after_call(self, call_id: int) -> None:
         if self.actions is not None:
             self.runtime.spawn(after_call(self.actions, call_id), "call-summary")

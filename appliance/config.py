@@ -246,6 +246,7 @@ def _call(r: _Reader, models: _Models) -> CallSettings:
         caller_max_calls=r.int("call", "caller_max_calls", 6, 1, 1000),
         caller_window_s=r.int("call", "caller_window_s", 600, 10, 86400),
         receive_timeout_s=r.float("call", "receive_timeout_s", 10.0, 1.0, 300.0),
+        gather_empty_max=r.int("call", "gather_empty_max", 3, 1, 10),
     )
 
 

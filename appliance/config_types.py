@@ -108,6 +108,7 @@ class CallSettings:
     caller_max_calls: int = 6      # calls one From may start per caller_window_s ...
     caller_window_s: int = 600     # ... beyond that it hears "all lines are busy"
     receive_timeout_s: float = 10.0  # no frame from Twilio this long (it sends every 20 ms) = dead
+    gather_empty_max: int = 3      # <Gather>: empty results in a row before a polite goodbye
 
 
 @dataclass(frozen=True)
