@@ -112,6 +112,12 @@ else
   "$VPY" -m pip install --quiet -e .
 fi
 
+# A llama-cpp-python wheel built elsewhere links GNU OpenMP; a box without gcc lacks it.
+if ! "$VPY" -c 'import llama_cpp' 2>/dev/null && ! ldconfig -p | grep -q 'libgomp\.so\.1'; then
+  say "Installing libgomp1 (OpenMP, needed by llama.cpp)"
+  apt_install libgomp1 || warn "no libgomp1 (sudo apt-get install libgomp1): the local model and the knowledge base's embeddings will not load"
+fi
+
 # --- 3. Configuration and secrets ---------------------------------------------------------------
 if [ -n "$PUBLIC_URL" ]; then
   if grep -Eq '^public_url[[:space:]]*=[[:space:]]*$' config.ini; then
