@@ -7,7 +7,8 @@
 #   inside.sh install     git clone + ./install.sh --service --skip-models --public-url ...
 #   inside.sh models      put the real weights in /var/lib/appliance/models, point the config at
 #                         them, restart; prints the time to READY
-#   inside.sh verify      is-active, user, read-only code, db mode, exposure, /healthz, a signed call
+#   inside.sh verify      is-active, user, read-only code, db mode, exposure, /healthz
+#   inside.sh backup-restore | failed-upgrade | tarball-upgrade    (see each function)
 set -euo pipefail
 PAYLOAD=${PAYLOAD:-/root/payload}
 CODE=/opt/appliance ETC=/etc/appliance STATE=/var/lib/appliance
@@ -83,7 +84,67 @@ verify() {
   curl -s http://127.0.0.1:1337/healthz; echo
 }
 
+app() { "$CODE/.venv/bin/appliance" --config "$ETC/config.ini" "$@"; }
+
+backup_restore() {
+  # A backup of the box with its calls, a fresh install (user, config, data wiped; the code and
+  # .venv kept to save the pip install), the backup restored into it, the dashboard asked.
+  say "calls before: $(sqlite3 "$STATE/appliance.db" 'select count(*) from calls')"
+  local saved; saved=$(runuser -u appliance -- "$CODE/.venv/bin/appliance" --config "$ETC/config.ini" backup)
+  cp "$saved" /root/box-backup.db && say "backup $saved"
+  systemctl disable --now appliance.service
+  rm -rf "$STATE" "$ETC" /etc/systemd/system/appliance.service /root/.config/appliance
+  userdel appliance && systemctl daemon-reload
+  (cd "$CODE" && TWILIO_AUTH_TOKEN="$TOKEN" PIP_NO_INDEX=1 PIP_FIND_LINKS="$PAYLOAD/wheels" \
+     ./install.sh --service --skip-models --public-url "$PUBLIC_URL" | grep '^==>')
+  models >/dev/null
+  say "calls in the fresh install: $(sqlite3 "$STATE/appliance.db" 'select count(*) from calls')"
+  systemctl stop appliance.service
+  app restore /root/box-backup.db
+  stat -c '%a %U:%G %n' "$STATE/appliance.db"
+  systemctl start appliance.service
+  echo "vm-dashboard-pw" | app admin set-password --stdin
+  stat -c '%a %U:%G %n' "$STATE/appliance.db"
+  "$CODE/.venv/bin/python" /root/dash.py vm-dashboard-pw
+}
+
+failed_upgrade() {
+  # A new version whose migration fails, through the real service: it must come back on the
+  # old version, healthy, answering a signed call.
+  rm -rf /root/next && git clone --quiet "$CODE" /root/next
+  printf 'CREATE TABLE half (x INTEGER);\nINSERT INTO no_such_table VALUES (1);\n' \
+    > /root/next/appliance/store/migrations/099_broken.sql
+  git -C /root/next add -A
+  git -C /root/next -c user.name=t -c user.email=t@x commit -qm "broken migration"
+  local before; before=$(git -C "$CODE" rev-parse HEAD)
+  local t0=$SECONDS
+  app upgrade /root/next || say "upgrade exited $? after $((SECONDS - t0)) s"
+  say "HEAD $(git -C "$CODE" rev-parse HEAD) (before: $before)"
+  systemctl show appliance.service -p ActiveState,StatusText,NRestarts
+  curl -s -o /dev/null -w 'healthz %{http_code}\n' http://127.0.0.1:1337/healthz
+  sqlite3 "$STATE/appliance.db" "select name from sqlite_master where name='half'" | sed 's/^/table left: /'
+  (cd /tmp && TWILIO_AUTH_TOKEN="$TOKEN" app simulate "$CODE/tests/data/audio/en_hours.wav" | tail -1)
+}
+
+tarball_upgrade() {
+  # A release tarball of the same code plus a good migration, through the real service.
+  rm -rf /root/next && git clone --quiet "$CODE" /root/next
+  printf 'CREATE TABLE upgraded_ok (x INTEGER);\n' > /root/next/appliance/store/migrations/098_upgraded.sql
+  git -C /root/next add -A
+  git -C /root/next -c user.name=t -c user.email=t@x commit -qm "next release"
+  git -C /root/next archive --format=tar.gz --prefix=appliance-next/ -o /root/appliance-next.tar.gz HEAD
+  local sum; sum=$(sha256sum /root/appliance-next.tar.gz | cut -d' ' -f1)
+  local t0=$SECONDS
+  app upgrade /root/appliance-next.tar.gz --sha256 "$sum"
+  say "tarball upgrade took $((SECONDS - t0)) s; HEAD $(git -C "$CODE" log --oneline -1)"
+  sqlite3 "$STATE/appliance.db" "select name from sqlite_master where name='upgraded_ok'" | sed 's/^/table: /'
+  curl -s -o /dev/null -w 'healthz %{http_code}\n' http://127.0.0.1:1337/healthz
+}
+
 case "${1:-}" in
+  backup-restore) backup_restore ;;
+  failed-upgrade) failed_upgrade ;;
+  tarball-upgrade) tarball_upgrade ;;
   install) install_box ;;
   models) models ;;
   verify) verify ;;
