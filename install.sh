@@ -119,21 +119,25 @@ if ! "$VPY" -c 'import llama_cpp' 2>/dev/null && ! ldconfig -p | grep -q 'libgom
 fi
 
 # --- 3. Configuration and secrets ---------------------------------------------------------------
-if [ -n "$PUBLIC_URL" ]; then
-  if grep -Eq '^public_url[[:space:]]*=[[:space:]]*$' config.ini; then
-    "$VPY" - "$PUBLIC_URL" <<'EOF'
+# --public-url goes into the config the appliance reads: ./config.ini, or with --service
+# /etc/appliance/config.ini (the checkout stays clean, so `appliance upgrade` can run).
+set_public_url() {
+  [ -n "$PUBLIC_URL" ] || return 0
+  if grep -Eq '^public_url[[:space:]]*=[[:space:]]*$' "$1"; then
+    "$VPY" - "$1" "$PUBLIC_URL" <<'EOF'
 import re, sys
 from pathlib import Path
-path, url = Path("config.ini"), sys.argv[1].rstrip("/")
+path, url = Path(sys.argv[1]), sys.argv[2].rstrip("/")
 text = path.read_text(encoding="utf-8")
 path.write_text(re.sub(r"(?m)^public_url[ \t]*=[ \t]*$", f"public_url = {url}", text, count=1),
                 encoding="utf-8")
 EOF
-    say "config.ini: public_url = $PUBLIC_URL"
+    say "$1: public_url = $PUBLIC_URL"
   else
-    say "config.ini already has a public_url; left as it is"
+    say "$1 already has a public_url; left as it is"
   fi
-fi
+}
+[ "$SERVICE" = 1 ] || set_public_url config.ini
 SECRETS=$("$VPY" - <<'EOF'
 import configparser, os
 p = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=(";",))
@@ -184,6 +188,7 @@ if [ "$SERVICE" = 1 ]; then
     chown root:appliance "$ETC/config.ini" && chmod 0640 "$ETC/config.ini"
     say "Wrote $ETC/config.ini (data in $STATE); edit it there from now on"
   fi
+  set_public_url "$ETC/config.ini"
   if [ ! -d "$STATE/kb" ]; then
     cp -r "$ROOT/kb" "$STATE/kb" && chown -R appliance:appliance "$STATE/kb"
   fi
