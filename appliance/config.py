@@ -39,6 +39,7 @@ from .config_types import (
     ModelRef,
     OwnerSettings,
     ServerSettings,
+    ServiceSettings,
     Settings,
     SmtpSettings,
     StorageSettings,
@@ -106,7 +107,8 @@ def load_settings(path: str | os.PathLike[str],
              if parser.has_section(name)},
             environ={"CRM_TOKEN": secret("CRM_TOKEN")}, root=root),
         security=SecuritySettings.from_section(
-            dict(parser.items("security")) if parser.has_section("security") else {}))
+            dict(parser.items("security")) if parser.has_section("security") else {}),
+        service=_service(r))
     r.check_unknown_keys((*_ACTION_SECTIONS, "security"))
     return settings
 
@@ -266,6 +268,15 @@ def _kb(r: _Reader, models: _Models) -> KbSettings:
 
 def _storage(r: _Reader) -> StorageSettings:
     return StorageSettings(database=r.path("storage", "database", "data/appliance.db"))
+
+
+def _service(r: _Reader) -> ServiceSettings:
+    return ServiceSettings(
+        drain_s=r.float("service", "drain_s", 45.0, 0.0, 3600.0),
+        flush_s=r.float("service", "flush_s", 10.0, 0.0, 600.0),
+        backup_keep=r.int("service", "backup_keep", 7, 1, 365),
+        backup_hour=r.int("service", "backup_hour", 3, 0, 23),
+    )
 
 
 def _business(r: _Reader, languages: tuple[str, ...]) -> BusinessSettings:

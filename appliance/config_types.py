@@ -125,6 +125,15 @@ class StorageSettings:
 
 
 @dataclass(frozen=True)
+class ServiceSettings:
+    """[service]: how the running box stops and keeps its backups."""
+    drain_s: float = 45.0       # after SIGTERM, live calls may finish this long
+    flush_s: float = 10.0       # then the outboxes get this long to send what is due
+    backup_keep: int = 7        # nightly backups kept
+    backup_hour: int = 3        # local hour of the nightly backup
+
+
+@dataclass(frozen=True)
 class BusinessSettings:
     name: str
     timezone: str
@@ -181,6 +190,7 @@ class Settings:
     smtp: SmtpSettings
     actions: ActionSettings   # [appointments] [notify] [crm] [google_calendar]
     security: SecuritySettings = field(default_factory=SecuritySettings)   # [security]
+    service: ServiceSettings = field(default_factory=ServiceSettings)      # [service]
 
     def model_refs(self) -> list[ModelRef]:
         refs = [self.stt.model, self.local_llm.model, self.kb.embedding_model]
