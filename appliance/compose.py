@@ -107,7 +107,7 @@ class Services:
                         self.engine, store, self.call_events, self.runtime.audio_executor,
                         decide_transfer=self._decide_transfer, enrich=self._enricher(),
                         after_call=self._after_call if self.actions is not None else None,
-                        turn_model=self.turn_model)
+                        turn_model=self.turn_model, stt_executor=self.runtime.stt_executor)
 
     def _decide_transfer(self) -> TransferDecision:
         return decide_transfer(self.settings, datetime.now(timezone.utc))

@@ -92,10 +92,6 @@ class CallSettings:
     silence_hangup_after: int      # prompts without an answer before a polite hang-up
     max_call_s: int
     lookahead_ms: int              # bot audio sent ahead of real time to Twilio
-    endpoint_wait_ms: int          # legacy text-only endpointer (audio/endpoint.py); calls use
-                                   # turn_wait_ms and appliance.turns since issue 12
-    endpoint_short_wait_ms: int    # ... after a complete-sounding phrase
-    endpoint_long_wait_ms: int     # ... while digits or a trailing "and" are heard
     barge_in_ms: int               # caller speech over the bot before it pauses
     turn_wait_ms: int = 700        # end of turn when neither transcript nor model is decisive
     transcript_wait_ms: int = 1500  # least wait while the pause's transcript has not come

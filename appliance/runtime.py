@@ -43,6 +43,10 @@ class Runtime:
     # so it never queues behind a transcription in the default executor.
     audio_executor: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="audio-in"))
+    # Calls' transcriptions, one at a time (Whisper uses every core it is given): a job whose
+    # caller went on before it started is cancelled in the queue and never runs.
+    stt_executor: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="stt-call"))
     _closers: list[Closer] = field(default_factory=list)
     _background: set[asyncio.Task[None]] = field(default_factory=set)
 
@@ -100,6 +104,7 @@ class Runtime:
                 task.cancel()
             await asyncio.gather(*self._background, return_exceptions=True)
         self.audio_executor.shutdown(wait=False, cancel_futures=True)
+        self.stt_executor.shutdown(wait=False, cancel_futures=True)
         for closer in reversed(self._closers):
             result = closer()
             if asyncio.iscoroutine(result):

@@ -33,8 +33,8 @@ class Clock(Protocol):
 
 
 class Recognizer(Protocol):
-    async def transcribe_async(self, pcm: np.ndarray, language_hint: str | None = None
-                               ) -> Transcript: ...
+    async def transcribe_async(self, pcm: np.ndarray, language_hint: str | None = None, *,
+                               executor: Executor | None = None) -> Transcript: ...
 
 
 class TurnScorer(Protocol):
@@ -76,3 +76,4 @@ class CallDeps:
     after_call: Callable[[int], None] | None = None        # summary to the owner (call_id)
     clock: Clock = time.monotonic
     turn_model: TurnScorer | None = None                   # smart-turn (None: text + silence)
+    stt_executor: Executor | None = None   # the calls' Whisper worker (None: asyncio's default)
