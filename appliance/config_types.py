@@ -75,6 +75,7 @@ class SttSettings:
     threads: int
     beam_size: int
     compute_type: str
+    short_window: bool = True   # encoder on the speech (>= 10 s), not a padded 30 s window
 
 
 @dataclass(frozen=True)
