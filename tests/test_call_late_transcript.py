@@ -17,18 +17,11 @@ from appliance.server import running
 from appliance.simulate import simulate_call
 from appliance.stt.whisper import SpeechRecognizer
 from tests.conftest import PUBLIC_URL, TOKEN
-from tests.fakes.gemini_server import FakeGemini, Reply
 from tests.test_call_speculation import paused_turn, rows
 
-ANSWER = "Sure, I can help with that. What time suits you?"
+from tests.test_call import REPLY as ANSWER, gemini  # noqa: F401 - the Gemini stand-in fixture
+
 STT_DELAY_S = 1.6
-
-
-@pytest.fixture
-async def gemini():
-    async with FakeGemini() as fake:
-        fake.default = Reply(text=ANSWER, ttft_s=0.05)
-        yield fake
 
 
 @pytest.fixture
@@ -44,7 +37,7 @@ def slow_whisper(monkeypatch):
 
 
 async def test_a_late_transcript_never_answers_over_the_caller(
-        make_settings, gemini, slow_whisper, tmp_path) -> None:
+        make_settings, gemini, slow_whisper, tmp_path) -> None:  # noqa: F811
     # commit after 500 ms of silence even without the words (transcript_wait_ms is low), so
     # the commit comes inside the 1.2 s pause and its words come after the caller went on
     settings = make_settings(
