@@ -240,7 +240,7 @@ def rescore(results: dict[str, Any]) -> dict[str, Any]:
                 entry = manifest[files[len(turns)]]
                 turns.append(turn_metrics(entry, events, start, end))
         system["turns"] = [t.as_dict() for t in turns]
-        system["summary"] = summarize(turns)
+        system["summary"] = {**system["summary"], **summarize(turns)}   # keeps cost, barge-ins
     return results
 
 
