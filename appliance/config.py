@@ -16,6 +16,7 @@ says how to fetch it. An explicit path that does not exist is an error.
 from __future__ import annotations
 
 import configparser
+import logging
 import os
 import re
 from pathlib import Path
@@ -56,6 +57,7 @@ __all__ = ["E164", "SECRET_NAMES", "ConfigError", "load_settings", "BusinessSett
            "CallSettings", "GeminiSettings", "KbSettings", "LocalLlmSettings",
            "MessagingSettings", "ModelRef", "OwnerSettings", "ServerSettings", "Settings",
            "SmtpSettings", "StorageSettings", "SttSettings", "TtsSettings", "TwilioSettings"]
+log = logging.getLogger(__name__)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -209,6 +211,7 @@ def _stt(r: _Reader, models: _Models) -> SttSettings:
         beam_size=r.int("stt", "beam_size", 1, 1, 10),
         compute_type=r.choice("stt", "compute_type", "int8", ("int8", "int8_float32", "float32")),
         workers=r.int("stt", "workers", 2, 1, 64),
+        short_window=r.bool("stt", "short_window", True),
     )
 
 
@@ -220,7 +223,15 @@ def _tts(r: _Reader, models: _Models) -> TtsSettings:
     return TtsSettings(voices=voices)
 
 
+# [call] keys of the silence-only endpointer that issue 12 replaced (turn_wait_ms and the turn
+# model now): an older config.ini that still sets them keeps working; they are ignored.
+RETIRED_CALL_KEYS = ("endpoint_wait_ms", "endpoint_short_wait_ms", "endpoint_long_wait_ms")
+
+
 def _call(r: _Reader, models: _Models) -> CallSettings:
+    for key in RETIRED_CALL_KEYS:
+        if r.str("call", key):
+            log.warning("[call] %s is no longer used (see turn_wait_ms); ignored", key)
     value = r.raw("call", "turn_model", "")
     if value.lower() in ("off", "none"):
         turn_model = None
@@ -235,9 +246,6 @@ def _call(r: _Reader, models: _Models) -> CallSettings:
         silence_hangup_after=r.int("call", "silence_hangup_after", 2, 1, 10),
         max_call_s=r.int("call", "max_call_s", 900, 30, 14400),
         lookahead_ms=r.int("call", "lookahead_ms", 200, 40, 2000),
-        endpoint_wait_ms=r.int("call", "endpoint_wait_ms", 500, 100, 5000),
-        endpoint_short_wait_ms=r.int("call", "endpoint_short_wait_ms", 250, 60, 5000),
-        endpoint_long_wait_ms=r.int("call", "endpoint_long_wait_ms", 1200, 100, 10000),
         barge_in_ms=r.int("call", "barge_in_ms", 140, 40, 2000),
         turn_wait_ms=r.int("call", "turn_wait_ms", 700, 200, 5000),
         transcript_wait_ms=r.int("call", "transcript_wait_ms", 1500, 200, 10000),

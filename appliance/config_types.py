@@ -76,6 +76,7 @@ class SttSettings:
     beam_size: int
     compute_type: str
     workers: int = 2       # model jobs at once (sched/cpu.py); voice notes use one at most
+    short_window: bool = True   # encoder on the speech (>= 10 s), not a padded 30 s window
 
 
 @dataclass(frozen=True)
@@ -93,10 +94,6 @@ class CallSettings:
     silence_hangup_after: int      # prompts without an answer before a polite hang-up
     max_call_s: int
     lookahead_ms: int              # bot audio sent ahead of real time to Twilio
-    endpoint_wait_ms: int          # legacy text-only endpointer (audio/endpoint.py); calls use
-                                   # turn_wait_ms and appliance.turns since issue 12
-    endpoint_short_wait_ms: int    # ... after a complete-sounding phrase
-    endpoint_long_wait_ms: int     # ... while digits or a trailing "and" are heard
     barge_in_ms: int               # caller speech over the bot before it pauses
     turn_wait_ms: int = 700        # end of turn when neither transcript nor model is decisive
     transcript_wait_ms: int = 1500  # least wait while the pause's transcript has not come

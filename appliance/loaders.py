@@ -42,7 +42,8 @@ async def load_speech(rt: Runtime, s: Settings, tts_executor: Executor | None = 
         "stt", lambda: SpeechRecognizer.load(s.stt.model.path, threads=s.stt.threads,
                                              compute_type=s.stt.compute_type,
                                              beam_size=s.stt.beam_size,
-                                             languages=s.stt.languages),
+                                             languages=s.stt.languages,
+                                             short_window=s.stt.short_window),
         needed_for_calls=True, ref=s.stt.model)
     missing_voice = next((ref for ref in s.tts.voices.values() if not ref.present), None)
     tts = await rt.load(

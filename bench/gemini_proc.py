@@ -2,7 +2,8 @@
 stand-ins' work does not delay its clock: ``python -m bench.gemini_proc --ttft 0.3 --rate 200``.
 
 Prints ``{"url": ...}`` when it listens and serves until stdin closes; a line such as
-``ttft 0.8``, ``rate 150`` or ``long 1`` on stdin changes what the next requests get. Every
+``ttft 0.8``, ``rate 150`` or ``long 1`` on stdin changes what the next requests get (any line,
+e.g. ``stats``, is answered with the state and the number of turn requests so far). Every
 request gets the next of REPLIES (or LONG_REPLY with ``--long``) after ``--ttft`` seconds,
 streamed at ``--rate`` tokens per second (Gemini 2.5 Flash streams a few hundred tokens per
 second).
@@ -53,7 +54,7 @@ async def _serve(ttft: float, rate: float, long: bool) -> None:
             key, _, value = line.strip().partition(" ")   # "ttft 0.8", "rate 200", "long 1"
             if key in state:
                 state[key] = bool(int(value)) if key == "long" else float(value)
-            print(json.dumps(state), flush=True)
+            print(json.dumps({**state, "requests": len(fake.turn_requests)}), flush=True)
 
 
 def main() -> int:

@@ -58,8 +58,10 @@ async def test_a_phone_number_read_in_groups_is_one_turn(make_settings, tmp_path
         (row,) = conn.execute("SELECT * FROM call_turns").fetchall()
     finally:
         conn.close()
+    # the words run to the last group ("3344"; Whisper tiny.en on the short window often writes
+    # it "334", and on the 30 s window sometimes drops it: bench/results/turn_stt.md)
     digits = "".join(ch for ch in row["transcript"] if ch.isdigit())
-    assert "3344" in digits or "44" in digits, row["transcript"]
+    assert digits.startswith("052881") and len(digits) >= 9, row["transcript"]
     assert row["model_p"] is not None and row["ended_by"], dict(row)
     assert row["reply_text"] == REPLY
 

@@ -198,7 +198,7 @@ def test_short_window_gives_the_encoder_only_the_speech(recognizer: SpeechRecogn
     rec, model = recording(recognizer, short_window=True)
     t = rec.transcribe(en_book)
     assert t.accepted and t.text == PHRASE and t.language == "en"
-    assert model.encoder_frames == [700]  # 589 frames of speech + 1 s, in whole seconds
+    assert model.encoder_frames == [1000]  # 589 frames of speech + 1 s, at least 10 s
     assert rec.short_window and not recognizer.short_window
 
 
@@ -387,7 +387,9 @@ def test_choose_language() -> None:
 
 
 def test_short_window_frames() -> None:
-    assert short_window_frames(30) == 200
-    assert short_window_frames(589) == 700
+    assert short_window_frames(30) == 1000           # never under 10 s
+    assert short_window_frames(30, min_frames=0) == 200
+    assert short_window_frames(589, min_frames=0) == 700
+    assert short_window_frames(1589) == 1700
     assert short_window_frames(2900) == 3000
     assert short_window_frames(3000) == 3000

@@ -277,6 +277,9 @@ class Conversation:
         full = turn.text.strip()
         heard = turn.yielded.strip() if interrupted else full
         model = "+".join(turn.models) or "none"
+        if interrupted and not heard:       # cut short before a word: no empty answer kept
+            self._last_reply = None
+            return ReplyDone(full, model, None)
         turn_id = await engine.memory.add_turn(self.customer.id, ctx.channel, ctx.call_id,
                                                "assistant", heard, full_text=full,
                                                interrupted=interrupted, model=model)
