@@ -16,14 +16,10 @@ from aiosmtpd.controller import Controller
 
 from appliance.actions.mailer import RetryPolicy
 from appliance.actions.services import ActionServices
-from appliance.actions.settings import (
-    ActionSettings,
-    AppointmentSettings,
-    CrmSettings,
-    GoogleCalendarSettings,
-    NotifySettings,
-)
+from appliance.actions.settings import ActionSettings, CrmSettings, GoogleCalendarSettings
 from appliance.config import Settings
+from appliance.config_actions import read_appointments, read_notify
+from appliance.config_reader import Reader
 from appliance.conversation.memory import Memory
 from appliance.conversation.tools import ToolContext, ToolRegistry
 from appliance.store.db import Database
@@ -185,12 +181,13 @@ async def make_harness(tmp_path: Path, now: datetime, *, smtp_port: int = 0,
     db = await Database.open(settings.storage.database)
     clock = Clock(now)
     notifier = RecordingNotifier()
+    reader = Reader.of({"appointments": {"hours": "sun-thu 09:00-18:00; fri 09:00-13:00",
+                                         "min_notice_minutes": "30", **(appointments or {})},
+                        "notify": dict(notify or {})})
     config = ActionSettings(
-        appointments=AppointmentSettings.from_parser(
-            {"hours": "sun-thu 09:00-18:00; fri 09:00-13:00", "min_notice_minutes": "30",
-             **(appointments or {})}),
-        notify=NotifySettings.from_parser(dict(notify or {})),
+        appointments=read_appointments(reader), notify=read_notify(reader),
         google=google or GoogleCalendarSettings(), crm=crm or CrmSettings())
+    reader.check_unknown_keys()
     services = ActionServices.build(settings, db, notifier, config=config, clock=clock,
                                     mail_policy=policy)
     registry = ToolRegistry.default()

@@ -25,6 +25,8 @@ from appliance.actions.calendar import (
 from appliance.actions.nlwindow import parse_window
 from appliance.actions.settings import AppointmentSettings
 from appliance.config import ConfigError
+from appliance.config_actions import read_appointments
+from appliance.config_reader import Reader
 
 UTC = timezone.utc
 JLM = ZoneInfo("Asia/Jerusalem")
@@ -64,20 +66,28 @@ def test_bad_hours_are_refused(spec: str) -> None:
         OpeningHours.parse(spec)
 
 
+def appointments(values: dict[str, str]) -> AppointmentSettings:
+    """[appointments] alone, through the one config reader (unknown keys refused too)."""
+    reader = Reader.of({"appointments": values})
+    settings = read_appointments(reader)
+    reader.check_unknown_keys()
+    return settings
+
+
 def test_settings_validate_and_name_section_and_key() -> None:
-    s = AppointmentSettings.from_parser({"slot_minutes": "45", "holidays":
-                                         "2025-04-13, 2025-04-20..2025-04-22"})
+    s = appointments({"slot_minutes": "45", "holidays": "2025-04-13, 2025-04-20..2025-04-22"})
     assert s.slot_minutes == 45
     assert s.holidays == (date(2025, 4, 13), date(2025, 4, 20), date(2025, 4, 21),
                           date(2025, 4, 22))
+    assert appointments({"slot_minutes": "", "hours": ""}) == AppointmentSettings()
     with pytest.raises(ConfigError, match=r"\[appointments\] hours"):
-        AppointmentSettings.from_parser({"hours": "weekdays 9 to 5"})
+        appointments({"hours": "weekdays 9 to 5"})
     with pytest.raises(ConfigError, match=r"\[appointments\] slot_minutes"):
-        AppointmentSettings.from_parser({"slot_minutes": "0"})
+        appointments({"slot_minutes": "0"})
     with pytest.raises(ConfigError, match=r"\[appointments\] holidays"):
-        AppointmentSettings.from_parser({"holidays": "13/04/2025"})
+        appointments({"holidays": "13/04/2025"})
     with pytest.raises(ConfigError, match=r"\[appointments\] colour"):
-        AppointmentSettings.from_parser({"colour": "red"})
+        appointments({"colour": "red"})
     assert parse_holidays("") == ()
 
 
