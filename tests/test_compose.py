@@ -18,9 +18,9 @@ from appliance.call.events import (CallEnded, CallEvent, CallStarted, ReplyStart
                                    SpeechEnded, TurnCompleted, TurnTranscribed)
 from appliance.server import running
 from appliance.simulate import CallerTurn, simulate_call
-from tests.conftest import AUDIO_DIR, PUBLIC_URL, TOKEN
-from tests.fakes.gemini_server import Call, FakeGemini, Reply
-from tests.fakes.twilio_rest import FakeTwilio
+from tests.support.fixtures import AUDIO_DIR, PUBLIC_URL, TOKEN
+from tests.support.fakes.gemini_server import Call, FakeGemini, Reply
+from tests.support.fakes.twilio_rest import FakeTwilio
 
 ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
 SMS_FROM = "+15550003333"

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from appliance.config import ConfigError, load_settings
-from tests.conftest import write_ini
+from tests.support.fixtures import write_ini
 
 REPO = Path(__file__).resolve().parent.parent
 
