@@ -28,11 +28,10 @@ from tests.support.admin import (
     seed,
     set_password,
 )
-from tests.support.fixtures import HERE, TOKEN
+from tests.support.fixtures import ACCOUNT_SID, HERE, TOKEN
 from tests.support.fakes.twilio_rest import FakeTwilio
 from tests.test_call import db_rows as rows
 
-ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
 SMS_FROM = "+15550002222"
 DIGITS = CUSTOMER_PHONE.lstrip("+")
 NOTICE = re.compile(r'<p class="(?:notice|problem)">[^<]*</p>')
@@ -46,12 +45,6 @@ POSTS = ["/admin/logout", "/admin/customers/1", "/admin/customers/1/delete",
          "/admin/appointments/1/move", "/admin/appointments/1/cancel",
          "/admin/appointments/block", "/admin/kb/upload", "/admin/kb/delete",
          "/admin/kb/reindex"]
-
-
-@pytest.fixture
-async def fake_twilio():
-    async with FakeTwilio(ACCOUNT_SID, TOKEN) as fake:
-        yield fake
 
 
 def dashboard_settings(make_settings, tmp_path: Path, fake: FakeTwilio, extra: str = ""):

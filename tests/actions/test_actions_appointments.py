@@ -36,13 +36,6 @@ def make_rules(**kw) -> CalendarRules:
     return CalendarRules(**base)
 
 
-@pytest.fixture
-async def db(tmp_path: Path):
-    database = await Database.open(tmp_path / "a.db")
-    yield database
-    database.close()
-
-
 async def customer(db: Database, phone: str) -> int:
     return await db.execute("INSERT INTO customers(phone) VALUES (?)", (phone,))
 

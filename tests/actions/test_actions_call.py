@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -16,6 +15,8 @@ from appliance.conversation.events import ActionRequested, ReplyDone, TextDelta
 from appliance.llm.failover import ChatModels
 from appliance.llm.gemini import GeminiModel
 from tests.support.actions import (
+    JLM,
+    NOW,
     OWNER_EMAIL,
     OWNER_WHATSAPP,
     FakeSmtp,
@@ -24,28 +25,13 @@ from tests.support.actions import (
 )
 from tests.support.fakes.gemini_server import Call, FakeGemini, Recorded, Reply
 
-JLM = ZoneInfo("Asia/Jerusalem")
-NOW = datetime(2025, 3, 16, 10, 0, tzinfo=JLM)
 CALLER = "+972501234567"
 PLANTED = "+15558675309"
 
 
 @pytest.fixture
-async def gemini():
-    async with FakeGemini() as server:
-        yield server
-
-
-@pytest.fixture
-def smtp():
-    server = FakeSmtp().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-async def h(tmp_path: Path, gemini: FakeGemini, smtp: FakeSmtp):
-    harness = await make_harness(tmp_path, NOW, smtp_port=smtp.port,
+async def h(tmp_path: Path, gemini: FakeGemini, smtp_server: FakeSmtp):
+    harness = await make_harness(tmp_path, NOW, smtp_port=smtp_server.port,
                                  gemini_url=gemini.base_url)
     yield harness
     harness.close()
@@ -68,7 +54,7 @@ def last_tool_result(recorded: Recorded) -> str:
 
 
 async def test_a_call_books_an_appointment_and_the_owner_gets_the_summary(
-        h: Harness, gemini: FakeGemini, smtp: FakeSmtp) -> None:
+        h: Harness, gemini: FakeGemini, smtp_server: FakeSmtp) -> None:
     engine = Engine(h.settings, h.db, ChatModels(gemini=GeminiModel(h.settings.gemini)),
                     h.registry)
     call_id = await h.db.execute(
@@ -137,7 +123,7 @@ Needs a human:
 
     # E-mail through the outbox to the fake SMTP server, WhatsApp through the notifier.
     assert await h.services.email.send_due() == 1
-    [mail] = smtp.messages
+    [mail] = smtp_server.messages
     assert mail["To"] == OWNER_EMAIL and mail["Subject"] == "Call from Dana Levi: booked"
     assert mail.get_content().replace("\r\n", "\n").strip() == expected
     owner = [s for s in h.notifier.sent if s.to == OWNER_WHATSAPP]

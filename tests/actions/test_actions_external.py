@@ -19,10 +19,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from appliance.actions.crm import CrmClient, enrich, lookup_customer
 from appliance.actions.gcal import SCOPE, GoogleError
 from appliance.actions.settings import CrmSettings, GoogleCalendarSettings
-from tests.support.actions import Harness, make_harness
+from tests.support.actions import NOW, Harness, make_harness
 
-JLM = ZoneInfo("Asia/Jerusalem")
-NOW = datetime(2025, 3, 16, 10, 0, tzinfo=JLM)
 CALLER = "+972501234567"
 CALENDAR = "shop@group.calendar.google.com"
 

@@ -7,29 +7,17 @@ import dataclasses
 
 import io
 import re
-from datetime import datetime
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
-import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from appliance import cli
 from appliance.actions.ics import escape_text, fold
 from appliance.actions.routes import add_routes, feed_token
-from tests.support.actions import Harness, action_settings, make_harness
+from tests.support.actions import Harness, action_settings
 
-JLM = ZoneInfo("Asia/Jerusalem")
-NOW = datetime(2025, 3, 16, 10, 0, tzinfo=JLM)
 TOKEN = "feed-token-0123456789abcdef"
-
-
-@pytest.fixture
-async def h(tmp_path: Path):
-    harness = await make_harness(tmp_path, NOW)
-    yield harness
-    harness.close()
 
 
 async def client_for(h: Harness, environ: dict[str, str]) -> TestClient:

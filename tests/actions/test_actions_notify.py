@@ -7,7 +7,6 @@ import asyncio
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-import pytest
 
 from appliance.actions.mailer import EmailOutbox, RetryPolicy
 from appliance.actions.notify import choose_channel
@@ -24,28 +23,14 @@ def smtp(port: int) -> SmtpSettings:
                         sender="receptionist@sunrise.example", starttls=False)
 
 
-@pytest.fixture
-async def db(tmp_path: Path):
-    database = await Database.open(tmp_path / "a.db")
-    yield database
-    database.close()
-
-
-@pytest.fixture
-def server():
-    fake = FakeSmtp().start()
-    yield fake
-    fake.stop()
-
-
-async def test_a_queued_mail_is_delivered(db: Database, server: FakeSmtp) -> None:
-    outbox = EmailOutbox(db, smtp(server.port), Clock(NOW), POLICY)
+async def test_a_queued_mail_is_delivered(db: Database, smtp_server: FakeSmtp) -> None:
+    outbox = EmailOutbox(db, smtp(smtp_server.port), Clock(NOW), POLICY)
     mail_id = await outbox.enqueue("owner@sunrise.example", "Call from Dana", "Body\nline 2",
                                    "summary", dedupe_key="summary:call:1")
     assert await outbox.enqueue("owner@sunrise.example", "again", "x", "summary",
                                 dedupe_key="summary:call:1") is None
     assert await outbox.send_due() == 1
-    [message] = server.messages
+    [message] = smtp_server.messages
     assert message["Subject"] == "Call from Dana"
     assert message["To"] == "owner@sunrise.example"
     assert message["From"] == "receptionist@sunrise.example"
@@ -100,22 +85,22 @@ async def test_pending_mail_survives_a_restart(tmp_path: Path) -> None:
         server.stop()
 
 
-async def test_temporary_and_permanent_refusals(db: Database, server: FakeSmtp) -> None:
+async def test_temporary_and_permanent_refusals(db: Database, smtp_server: FakeSmtp) -> None:
     clock = Clock(NOW)
-    outbox = EmailOutbox(db, smtp(server.port), clock, POLICY)
-    server.reject = "451 4.3.0 try again later"
+    outbox = EmailOutbox(db, smtp(smtp_server.port), clock, POLICY)
+    smtp_server.reject = "451 4.3.0 try again later"
     await outbox.enqueue("owner@sunrise.example", "Temporary", "x")
     assert await outbox.send_due() == 0
     assert (await db.fetchone("SELECT status FROM email_outbox"))["status"] == "pending"
-    server.reject = "550 5.1.1 no such user"
+    smtp_server.reject = "550 5.1.1 no such user"
     clock.advance(minutes=1)
     assert await outbox.send_due() == 0
     row = await db.fetchone("SELECT status, last_error FROM email_outbox")
     assert row["status"] == "failed" and "550" in row["last_error"]
-    server.reject = None
+    smtp_server.reject = None
     clock.advance(hours=2)
     assert await outbox.send_due() == 0       # a permanent failure is not retried
-    assert server.messages == []
+    assert smtp_server.messages == []
 
 
 async def test_the_background_sender_delivers_when_the_server_comes_back(db: Database) -> None:

@@ -7,25 +7,15 @@ import dataclasses
 import re
 from datetime import datetime
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import pytest
 
 from appliance.actions.handover import decide_transfer, operator_answered
-from tests.support.actions import OPERATOR, OWNER_WHATSAPP, Harness, make_harness
+from tests.support.actions import JLM, NOW, OPERATOR, OWNER_WHATSAPP, Harness, make_harness
 
-JLM = ZoneInfo("Asia/Jerusalem")
-NOW = datetime(2025, 3, 16, 10, 0, tzinfo=JLM)          # Sunday, within transfer hours
 CALLER = "+972501234567"
 OTHER = "+972507654321"
 ATTACKER_TARGET = "+15558675309"
-
-
-@pytest.fixture
-async def h(tmp_path: Path):
-    harness = await make_harness(tmp_path, NOW)
-    yield harness
-    harness.close()
 
 
 def recipients(h: Harness) -> set[str]:

@@ -19,7 +19,7 @@ from appliance.actions.mailer import (
 from appliance.config import SmtpSettings
 from appliance.store.db import Database
 from tests.support.actions import Clock, FakeSmtp
-from tests.actions.test_actions_notify import NOW, db, server, smtp  # noqa: F401, F811 - fixtures
+from tests.actions.test_actions_notify import NOW, smtp
 
 POLICY = RetryPolicy(first_s=30, factor=2, max_s=3600, poll_s=0.1, timeout_s=3, max_attempts=3)
 BREAKS = ["\n", "\r", "\v", "\f", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029"]
@@ -33,8 +33,8 @@ def test_every_line_break_splitlines_knows_is_taken_out_of_headers() -> None:
 
 
 async def test_a_poisoned_row_in_the_database_is_sent_and_does_not_block_the_rest(
-        db: Database, server: FakeSmtp) -> None:
-    outbox = EmailOutbox(db, smtp(server.port), Clock(NOW), POLICY)
+        db: Database, smtp_server: FakeSmtp) -> None:
+    outbox = EmailOutbox(db, smtp(smtp_server.port), Clock(NOW), POLICY)
     # rows as an older version stored them: the subject not cleaned
     for ch in BREAKS:
         await db.execute("INSERT INTO email_outbox(to_addr, subject, body, next_attempt_at, "
@@ -43,12 +43,12 @@ async def test_a_poisoned_row_in_the_database_is_sent_and_does_not_block_the_res
                           "2025-03-16T08:00:00.000Z", "2025-03-16T08:00:00.000Z"))
     await outbox.enqueue("owner@sunrise.example", "After the bad ones", "b", "summary")
     assert await outbox.send_due() == len(BREAKS) + 1
-    subjects = [m["Subject"] for m in server.messages]
+    subjects = [m["Subject"] for m in smtp_server.messages]
     assert subjects == ["Message from Dana Levi"] * len(BREAKS) + ["After the bad ones"]
 
 
 async def test_a_row_that_always_fails_is_given_up_and_the_next_one_goes_out(
-        db: Database, server: FakeSmtp) -> None:
+        db: Database, smtp_server: FakeSmtp) -> None:
     clock = Clock(NOW)
 
     def send(settings: SmtpSettings, mail: OutgoingMail, timeout_s: float) -> None:
@@ -56,11 +56,11 @@ async def test_a_row_that_always_fails_is_given_up_and_the_next_one_goes_out(
             raise ValueError("something no one foresaw")
         smtp_send(settings, mail, timeout_s)
 
-    outbox = EmailOutbox(db, smtp(server.port), clock, POLICY, send=send)
+    outbox = EmailOutbox(db, smtp(smtp_server.port), clock, POLICY, send=send)
     await outbox.enqueue("owner@sunrise.example", "cursed", "b")
     await outbox.enqueue("owner@sunrise.example", "fine", "b")
     assert await outbox.send_due() == 1                 # the second is not held up
-    assert [m["Subject"] for m in server.messages] == ["fine"]
+    assert [m["Subject"] for m in smtp_server.messages] == ["fine"]
     for _ in range(POLICY.max_attempts):
         clock.now += timedelta(hours=2)
         await outbox.send_due()

@@ -12,29 +12,19 @@ server and the real business tools:
 from __future__ import annotations
 
 import re
-from datetime import datetime
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import pytest
 
 from appliance.conversation.engine import Engine
 from appliance.llm.failover import ChatModels
 from appliance.llm.gemini import GeminiModel
-from tests.support.actions import Harness, make_harness
+from tests.support.actions import NOW, Harness, make_harness
 from tests.support.fakes.gemini_server import Call, FakeGemini, Recorded, Reply
 from tests.actions.test_actions_call import say
 
-JLM = ZoneInfo("Asia/Jerusalem")
-NOW = datetime(2025, 3, 16, 10, 0, tzinfo=JLM)
 VICTIM = "+972501234567"
 WITHHELD = "+266696687"
-
-
-@pytest.fixture
-async def gemini():
-    async with FakeGemini() as server:
-        yield server
 
 
 async def harness_for(tmp_path: Path, gemini: FakeGemini, **security: str) -> Harness:

@@ -21,7 +21,7 @@ from appliance.llm.gemini import GeminiModel
 from appliance.llm.local import LocalModel
 from appliance.store.db import Database
 from tests.support.fakes import chat_model_path, listen, make_settings
-from tests.support.fakes.gemini_server import Call, FakeGemini, Recorded, Reply
+from tests.support.fakes.gemini_server import Call, Recorded, Reply
 
 PHONE = "+972501234567"
 OPERATOR = "+972501112233"   # [twilio] operator_number in make_settings
@@ -34,12 +34,6 @@ def local_model() -> LocalModel:
         threads=2, max_tokens=16))
     yield model
     model.close()
-
-
-@pytest.fixture
-async def fake():
-    async with FakeGemini() as server:
-        yield server
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from appliance.llm.gemini import GeminiModel
 from appliance.llm.local import LocalModel
 from appliance.store.db import Database
 from tests.support.fakes import chat_model_path, listen, make_settings
-from tests.support.fakes.gemini_server import Call, FakeGemini, Reply
+from tests.support.fakes.gemini_server import Call, Reply
 
 GEMINI = "gemini:gemini-2.5-flash"
 LOCAL = "local:chat-test.gguf"
@@ -58,12 +58,6 @@ class RecordingLocal:
 
     async def prefill(self, request: ChatRequest, whole: bool = False) -> Any:
         return await self.model.prefill(request, whole)
-
-
-@pytest.fixture
-async def fake():
-    async with FakeGemini() as server:
-        yield server
 
 
 @dataclass

@@ -12,7 +12,7 @@ from appliance.config import GeminiSettings
 from appliance.llm.base import (ChatMessage, ChatRequest, ModelError, StreamDone, TextChunk,
                                 ToolCall, ToolCallChunk, ToolSpec)
 from appliance.llm.gemini import GeminiModel
-from tests.support.fakes.gemini_server import Call, FakeGemini, Reply
+from tests.support.fakes.gemini_server import Call, Reply
 
 TOOLS = (ToolSpec("end_call", "End the call.",
                   {"type": "object", "properties": {"reason": {"type": "string"}}}),)
@@ -35,12 +35,6 @@ def request(text: str = "When do you open?", **kw: object) -> ChatRequest:
 
 async def collect(model: GeminiModel, req: ChatRequest) -> list[object]:
     return [event async for event in model.stream(req)]
-
-
-@pytest.fixture
-async def fake():
-    async with FakeGemini() as server:
-        yield server
 
 
 @pytest.fixture

@@ -37,12 +37,6 @@ FAULTS = {
 }
 
 
-@pytest.fixture
-async def gemini():
-    async with FakeGemini() as server:
-        yield server
-
-
 async def start(tmp_path: Path, twilio: FakeTwilio, gemini: FakeGemini,
                 extra: str = "") -> Harness:
     settings = write_settings(

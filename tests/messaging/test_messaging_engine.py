@@ -27,12 +27,6 @@ PHONE = "+972501234567"
 
 
 @pytest.fixture
-async def gemini():
-    async with FakeGemini() as server:
-        yield server
-
-
-@pytest.fixture
 async def real(tmp_path: Path, fake_twilio: FakeTwilio, gemini: FakeGemini):
     settings = write_settings(
         tmp_path, fake_twilio.base_url,

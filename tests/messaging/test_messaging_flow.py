@@ -10,7 +10,6 @@ from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
-import pytest
 
 from appliance.messaging.store import iso, utcnow
 from tests.support.fakes.twilio_rest import Fail, FakeTwilio
@@ -21,17 +20,10 @@ from tests.support.messaging import (
     Harness,
     ScriptedEngine,
     new_sid,
-    running,
 )
 
 WA = "whatsapp:+972501234567"
 SMS = "+972501234567"       # the same customer, by SMS
-
-
-@pytest.fixture
-async def harness(tmp_path: Path, fake_twilio: FakeTwilio):
-    async with running(tmp_path, fake_twilio) as h:
-        yield h
 
 
 async def test_a_burst_from_several_customers_gets_exactly_one_reply_each_in_order(

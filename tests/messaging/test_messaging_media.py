@@ -21,18 +21,11 @@ from tests.support.fakes.twilio_rest import FakeTwilio
 from tests.support.messaging import (
     FAST,
     Harness,
-    running,
 )
 
 AUDIO = Path(__file__).resolve().parents[1] / "data" / "audio"  # a copy of shared/audio
 MODELS = Path(__file__).resolve().parents[1] / ".cache" / "models"
 WA = "whatsapp:+972501234567"
-
-
-@pytest.fixture
-async def harness(tmp_path: Path, fake_twilio: FakeTwilio):
-    async with running(tmp_path, fake_twilio) as h:
-        yield h
 
 
 def ogg_opus(wav_path: Path, rate: int = 16000) -> bytes:

@@ -13,19 +13,12 @@ from tests.support.fakes.twilio_rest import Drop, Fail, FakeTwilio, Hang
 from tests.support.messaging import (
     FAST,
     Harness,
-    running,
     write_settings,
 )
 
 WA = "whatsapp:+972501234567"
 SMS = "+972541234567"
 OTHER = "+972521234567"
-
-
-@pytest.fixture
-async def harness(tmp_path: Path, fake_twilio: FakeTwilio):
-    async with running(tmp_path, fake_twilio) as h:
-        yield h
 
 
 async def test_rate_limits_are_retried_with_backoff(harness: Harness) -> None:

@@ -26,7 +26,6 @@ from tests.support.messaging import (
     Harness,
     inbound_params,
     new_sid,
-    running,
     sign,
     write_settings,
 )
@@ -34,12 +33,6 @@ from tests.support.messaging import (
 WA = "whatsapp:+972501234567"
 SMS = "+972541234567"
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-async def harness(tmp_path: Path, fake_twilio: FakeTwilio):
-    async with running(tmp_path, fake_twilio) as h:
-        yield h
 
 
 async def test_killed_while_the_engine_answers(harness: Harness) -> None:

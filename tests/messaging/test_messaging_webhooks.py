@@ -4,18 +4,15 @@ clear answer (or a 403) and leaves nothing written."""
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 
-from tests.support.fakes.twilio_rest import FakeTwilio
 from tests.support.messaging import (
     AUTH_TOKEN,
     PUBLIC_URL,
     Harness,
     inbound_params,
     new_sid,
-    running,
     sign,
 )
 
@@ -23,12 +20,6 @@ CUSTOMER_WA = "whatsapp:+972501234567"
 CUSTOMER_SMS = "+972541234567"
 TABLES = ("messages_in", "message_media", "messages_out", "message_status_events",
           "message_consent")
-
-
-@pytest.fixture
-async def harness(tmp_path: Path, fake_twilio: FakeTwilio):
-    async with running(tmp_path, fake_twilio) as h:
-        yield h
 
 
 def nothing_written(h: Harness) -> bool:

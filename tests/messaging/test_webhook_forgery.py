@@ -12,30 +12,20 @@ cache is in test_call_admission.py.)
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from pathlib import Path
 
 import aiohttp
-import pytest
 
 from appliance.server import running as running_server
 from tests.support.fixtures import PUBLIC_URL, TOKEN
-from tests.support.fakes.twilio_rest import FakeTwilio
 from tests.support.messaging import (
     Harness,
     inbound_params,
     new_sid,
-    running,
     sign,
 )
 from tests.messaging.test_messaging_webhooks import nothing_written
 
 CUSTOMER_WA = "whatsapp:+972501234567"
-
-
-@pytest.fixture
-async def harness(tmp_path: Path, fake_twilio: FakeTwilio):
-    async with running(tmp_path, fake_twilio) as h:
-        yield h
 
 
 def _multipart(params: dict[str, str]) -> aiohttp.FormData:

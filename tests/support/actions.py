@@ -8,6 +8,7 @@ import email.policy
 import socket
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any, Mapping
@@ -28,6 +29,9 @@ from tests.support.fakes import make_settings
 OWNER_EMAIL = "owner@sunrise.example"
 OWNER_WHATSAPP = "+972509990000"
 OPERATOR = "+972501112233"
+
+JLM = ZoneInfo("Asia/Jerusalem")
+NOW = datetime(2025, 3, 16, 10, 0, tzinfo=JLM)    # the harness's clock: Sunday, within hours
 
 
 def free_port() -> int:

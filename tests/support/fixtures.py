@@ -9,6 +9,8 @@ from typing import Callable
 import pytest
 
 from appliance.config import Settings, load_settings
+from tests.support.fakes.gemini_server import FakeGemini
+from tests.support.fakes.twilio_rest import FakeTwilio
 from tests.support import models as tm
 
 HERE = Path(__file__).resolve().parents[1]      # tests/
@@ -16,6 +18,7 @@ MODELS_CACHE = HERE / ".cache" / "models"
 AUDIO_DIR = HERE / "data" / "audio"
 TOKEN = "test-auth-token-0123456789"
 PUBLIC_URL = "https://receptionist.example.com"
+ACCOUNT_SID = "AC" + "0123456789abcdef" * 2          # the Twilio account the stand-in serves
 
 
 @pytest.fixture(scope="session")
@@ -67,9 +70,14 @@ def make_settings(tmp_path: Path, test_models: tm.TestModels) -> Callable[..., S
 
 
 @pytest.fixture
+async def gemini():
+    """The Gemini stand-in on loopback, no reply scripted (a module may define its own)."""
+    async with FakeGemini() as server:
+        yield server
+
+
+@pytest.fixture
 async def fake_twilio():
     """The Twilio REST stand-in on loopback, shared by the messaging and webhook tests."""
-    from tests.support.messaging import twilio_stand_in  # it imports this module
-
-    async with twilio_stand_in() as fake:
+    async with FakeTwilio(ACCOUNT_SID, TOKEN) as fake:
         yield fake

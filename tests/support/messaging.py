@@ -33,10 +33,9 @@ from appliance.messaging.webhooks import (MessagingChannel, MessagingOptions, ad
 from appliance.runtime import Component
 from appliance.store.db import Database
 from tests.support.fakes.twilio_rest import FakeTwilio
+from tests.support.fixtures import ACCOUNT_SID, PUBLIC_URL, TOKEN
 
-ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
-AUTH_TOKEN = "test-auth-token-0123456789"
-PUBLIC_URL = "https://receptionist.example.com"
+AUTH_TOKEN = TOKEN
 WA_FROM = "whatsapp:+14155238886"
 SMS_FROM = "+14155550100"
 TEMPLATE_SID = "HX" + "ab" * 16
