@@ -25,8 +25,7 @@ from urllib.parse import urlparse
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .ops.credentials import credentials   # systemd LoadCredential= (the service)
-from .actions.security import SecuritySettings
-from .actions.settings import ActionSettings
+from .config_actions import read_actions, read_security
 from .config_error import ConfigError
 from .config_types import (
     E164,
@@ -63,7 +62,6 @@ log = logging.getLogger(__name__)
 # ----------------------------------------------------------------------------------------------
 # Reading
 
-_ACTION_SECTIONS = ("appointments", "notify", "crm", "google_calendar")  # checked by actions
 _SECRET_KEYS = {"auth_token", "api_key", "password", "token"}
 
 
@@ -104,14 +102,9 @@ def load_settings(path: str | os.PathLike[str],
         tts=_tts(r, models), call=_call(r, models), kb=_kb(r, models), storage=_storage(r),
         business=_business(r, stt.languages), messaging=_messaging(r), owner=_owner(r),
         smtp=_smtp(r, secret("SMTP_PASSWORD")),
-        actions=ActionSettings.from_sections(   # raises ConfigError naming section and key
-            {name: dict(parser.items(name)) for name in _ACTION_SECTIONS
-             if parser.has_section(name)},
-            environ={"CRM_TOKEN": secret("CRM_TOKEN")}, root=root),
-        security=SecuritySettings.from_section(
-            dict(parser.items("security")) if parser.has_section("security") else {}),
+        actions=read_actions(r, secret("CRM_TOKEN")), security=read_security(r),
         service=_service(r))
-    r.check_unknown_keys((*_ACTION_SECTIONS, "security"))
+    r.check_unknown_keys()
     return settings
 
 

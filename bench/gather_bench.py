@@ -32,8 +32,8 @@ from twilio.request_validator import RequestValidator
 
 from appliance.config import load_settings
 from appliance.server import running
-from tests import models as tm
-from tests.conftest import MODELS_CACHE, write_ini
+from tests.support import models as tm
+from tests.support.fixtures import MODELS_CACHE, write_ini
 
 from .harness import _Proc
 from .realmodels import RealModelUnavailable, ensure

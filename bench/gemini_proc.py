@@ -1,4 +1,4 @@
-"""The Gemini stand-in (tests/fakes/gemini_server.py) in a process of its own, so the caller
+"""The Gemini stand-in (tests/support/fakes/gemini_server.py) in a process of its own, so the caller
 stand-ins' work does not delay its clock: ``python -m bench.gemini_proc --ttft 0.3 --rate 200``.
 
 Prints ``{"url": ...}`` when it listens and serves until stdin closes; a line such as
@@ -17,7 +17,7 @@ import itertools
 import json
 import sys
 
-from tests.fakes.gemini_server import FakeGemini, Reply
+from tests.support.fakes.gemini_server import FakeGemini, Reply
 
 # What a receptionist says: one or two short sentences, the first clause early.
 REPLIES = [

@@ -44,7 +44,7 @@ from appliance.llm.local import LocalModel, without_amx
 from appliance.store.db import Database
 from appliance.tts.clauses import ClauseSplitter
 from bench import llm_shapes
-from tests.fakes import make_settings
+from tests.support.fakes import make_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "local_llm.md"

@@ -114,7 +114,7 @@ class GeminiStandIn:
 
 def write_appliance_config(path: Path, port: int, gemini_url: str) -> None:
     """The shipped config.ini with the benchmark's models, port, database and Gemini URL."""
-    from tests import models as tm
+    from tests.support import models as tm
 
     models = ROOT / "bench" / ".cache" / "turnbench-models"
     parser = configparser.ConfigParser(interpolation=None)

@@ -19,8 +19,8 @@ import pytest
 
 from appliance.simulate import CallerTurn, simulate_call
 from appliance.server import running
-from tests.conftest import AUDIO_DIR, PUBLIC_URL, TOKEN
-from tests.fakes.gemini_server import Call, FakeGemini, Reply
+from tests.support.fixtures import AUDIO_DIR, PUBLIC_URL, TOKEN
+from tests.support.fakes.gemini_server import Call, FakeGemini, Reply
 
 MANIFEST = {e["file"]: e for e in json.loads((AUDIO_DIR / "manifest.json").read_text())}
 REPLY = "Of course, I can book that for you. Which time suits you best, nine or eleven?"
@@ -227,8 +227,8 @@ async def test_server_shutdown_closes_the_call_record(make_settings, gemini) -> 
 @pytest.fixture
 async def backchannel_server(tmp_path, test_models, gemini):
     """The same appliance, but its (deterministic) Whisper hears every utterance as "mhm"."""
-    from tests import models as tm
-    from tests.conftest import write_ini
+    from tests.support import models as tm
+    from tests.support.fixtures import write_ini
     from appliance.config import load_settings
 
     whisper = tm.make_whisper(tmp_path / "mhm", phrase="mhm")

@@ -16,7 +16,7 @@ from appliance.call.turns import turn_params
 from appliance.server import running
 from appliance.simulate import simulate_call
 from appliance.stt.whisper import SpeechRecognizer
-from tests.conftest import PUBLIC_URL, TOKEN
+from tests.support.fixtures import PUBLIC_URL, TOKEN
 from tests.test_call_speculation import paused_turn, rows
 
 from tests.test_call import REPLY as ANSWER, gemini  # noqa: F401 - the Gemini stand-in fixture

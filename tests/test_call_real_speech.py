@@ -11,10 +11,10 @@ import sqlite3
 from appliance.call.events import AudioSent, CallEvent, TurnDecided
 from appliance.server import running
 from appliance.simulate import CallerTurn, simulate_call
-from tests.conftest import PUBLIC_URL, TOKEN
-from tests.fakes.gemini_server import FakeGemini, Reply
+from tests.support.fixtures import PUBLIC_URL, TOKEN
+from tests.support.fakes.gemini_server import FakeGemini, Reply
 from tests.test_turns_real_speech import CLIPS, _clip
-from tests.turn_replay import real_model, write_wav
+from tests.support.turn_replay import real_model, write_wav
 
 REPLY = "Thank you, I have your number."
 

@@ -24,9 +24,9 @@ from appliance.call.events import (AudioSent, CallEvent, ReplyStarted, SpeechSta
                                    TurnCompleted, TurnDecided)
 from appliance.server import running
 from appliance.simulate import CallerTurn, simulate_call
-from tests.conftest import AUDIO_DIR, PUBLIC_URL, TOKEN
-from tests.fakes.gemini_server import Call, FakeGemini, Recorded, Reply
-from tests.turn_replay import read_wav, write_wav
+from tests.support.fixtures import AUDIO_DIR, PUBLIC_URL, TOKEN
+from tests.support.fakes.gemini_server import Call, FakeGemini, Recorded, Reply
+from tests.support.turn_replay import read_wav, write_wav
 
 MANIFEST = {e["file"]: e for e in json.loads((AUDIO_DIR / "manifest.json").read_text())}
 BOOKED = "You are booked for tomorrow at ten. Anything else?"

@@ -23,11 +23,11 @@ from appliance.call.events import CallEvent, TurnTranscribed
 from appliance.sched.cpu import JobEvent, Lane
 from appliance.server import running
 from appliance.simulate import CallerTurn, simulate_call
-from tests.conftest import AUDIO_DIR, PUBLIC_URL
-from tests.fakes.gemini_server import FakeGemini, Reply
-from tests.fakes.twilio_rest import FakeTwilio
+from tests.support.fixtures import AUDIO_DIR, PUBLIC_URL
+from tests.support.fakes.gemini_server import FakeGemini, Reply
+from tests.support.fakes.twilio_rest import FakeTwilio
 from tests.test_messaging_restart import wait_until
-from tests.test_messaging_harness import (ACCOUNT_SID, AUTH_TOKEN, WA_FROM, inbound_params,
+from tests.support.messaging import (ACCOUNT_SID, AUTH_TOKEN, WA_FROM, inbound_params,
                                           new_sid, sign)
 from tests.test_messaging_media import ogg_opus
 

@@ -23,8 +23,8 @@ import pytest
 
 from appliance.call import gather as gather_module
 from appliance.server import running
-from tests.conftest import PUBLIC_URL
-from tests.fakes.gemini_server import Call, FakeGemini, Reply
+from tests.support.fixtures import PUBLIC_URL
+from tests.support.fakes.gemini_server import Call, FakeGemini, Reply
 from tests.test_call import db_rows as rows
 from tests.test_call_admission import call_params, post, settings_for, sid
 

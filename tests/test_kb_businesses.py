@@ -61,7 +61,7 @@ def run_business(name: str, model: Path | None, workdir: Path,
 
 
 def embedding_model_path() -> Path:
-    from tests.models import make_embedding_gguf
+    from tests.support.models import make_embedding_gguf
 
     return make_embedding_gguf(ROOT / "tests" / ".cache" / "models")
 

@@ -16,7 +16,7 @@ from appliance.config import LocalLlmSettings, ModelRef
 from appliance.llm.base import (ChatMessage, ChatRequest, StreamDone, TextChunk, ToolCall,
                                 ToolCallChunk, ToolSpec)
 from appliance.llm.local import LocalModel, Splitter, tool_call_schema
-from tests.fakes import chat_model_path
+from tests.support.fakes import chat_model_path
 
 STATIC = ("You are the receptionist of Sunrise Appliances, a repair shop in Tel Aviv. "
           "Answer briefly. ") * 8

@@ -10,9 +10,9 @@ import aiohttp
 
 from appliance.config import load_settings
 from appliance.server import running
-from tests.actions_fakes import free_port
-from tests.conftest import TOKEN, write_ini
-from tests.test_messaging_harness import (ACCOUNT_SID, WA_FROM, inbound_params, new_sid, sign,
+from tests.support.actions import free_port
+from tests.support.fixtures import TOKEN, write_ini
+from tests.support.messaging import (ACCOUNT_SID, WA_FROM, inbound_params, new_sid, sign,
                                           twilio_stand_in)
 
 CUSTOMER = "whatsapp:+972501234567"

@@ -22,9 +22,9 @@ import pytest
 from twilio.request_validator import RequestValidator
 
 from appliance.simulate import CallerTurn, simulate_call
-from tests.conftest import AUDIO_DIR, PUBLIC_URL, TOKEN, write_ini
-from tests.fakes.gemini_server import FakeGemini, Reply
-from tests.ops_support import datagram_listener, free_port
+from tests.support.fixtures import AUDIO_DIR, PUBLIC_URL, TOKEN, write_ini
+from tests.support.fakes.gemini_server import FakeGemini, Reply
+from tests.support.ops import datagram_listener, free_port
 
 REPO = Path(__file__).resolve().parent.parent
 MANIFEST = {e["file"]: e for e in json.loads((AUDIO_DIR / "manifest.json").read_text())}
@@ -162,8 +162,8 @@ async def test_the_drain_waits_for_the_outbox_to_send_what_is_due(make_settings)
     before the server goes, not left "in flight" for the next start to untangle."""
     from appliance.ops.service import StopPolicy, drain
     from appliance.server import running
-    from tests.fakes.twilio_rest import Hang
-    from tests.test_messaging_harness import ACCOUNT_SID, SMS_FROM, twilio_stand_in
+    from tests.support.fakes.twilio_rest import Hang
+    from tests.support.messaging import ACCOUNT_SID, SMS_FROM, twilio_stand_in
 
     async with twilio_stand_in() as fake:
         settings = make_settings(extra=f"[twilio]\naccount_sid = {ACCOUNT_SID}\n"

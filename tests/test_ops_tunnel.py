@@ -14,8 +14,8 @@ from appliance.cli import main
 from appliance.config import load_settings
 from appliance.ops import tunnel
 from appliance.server import running
-from tests.conftest import write_ini
-from tests.ops_support import free_port
+from tests.support.fixtures import write_ini
+from tests.support.ops import free_port
 
 APP_ROUTES = ["/voice", "/voice-stream", "/voice-stream/action", "/respond", "/check_ai",
               "/reprompt", "/dial-status", "/continue", "/gather-partial", "/call-status",

@@ -24,7 +24,7 @@ import pytest
 from appliance.ops import release, upgrade
 from appliance.store import backup as backups
 from appliance.store.db import Database
-from tests.conftest import write_ini
+from tests.support.fixtures import write_ini
 
 REPO = Path(__file__).resolve().parent.parent
 GIT = ["git", "-c", "user.name=test", "-c", "user.email=test@example.com"]

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.fakes.gemini_server import FakeGemini
-from tests.fakes.twilio_rest import Hang
+from tests.support.fakes.gemini_server import FakeGemini
+from tests.support.fakes.twilio_rest import Hang
 from tests.test_messaging_exactly_once import CUSTOMER, OWNER, REPLY, Server, model, settings_for
-from tests.test_messaging_harness import inbound_params, new_sid, twilio_stand_in
+from tests.support.messaging import inbound_params, new_sid, twilio_stand_in
 from tests.test_messaging_restart import query, wait_until
 
 FAILPOINTS = ["outbox_queued", "outbox_claimed", "twilio_accepted", "outbox_recorded"]

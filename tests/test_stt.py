@@ -1,6 +1,6 @@
 """SpeechRecognizer with the generated Whisper test model, and the hallucination guard.
 
-The test Whisper (tests/models.py) has a random encoder and a crafted decoder: whatever the
+The test Whisper (tests/support/models.py) has a random encoder and a crafted decoder: whatever the
 audio, it transcribes a fixed phrase in a fixed language with no_speech_prob ~0 and
 avg_logprob ~0. Variants with another phrase or language are built once under
 tests/.cache/models/stt-variants.
@@ -32,7 +32,7 @@ from appliance.stt.whisper import (
     rejection_reason,
     short_window_frames,
 )
-from tests import models as tm
+from tests.support import models as tm
 
 CACHE_DIR = Path(__file__).parent / ".cache" / "models"
 AUDIO_DIR = Path(__file__).resolve().parent / "data" / "audio"  # a copy of shared/audio

@@ -11,10 +11,10 @@ import re
 import aiohttp
 
 from appliance.server import running
-from tests.fakes.gemini_server import Call, FakeGemini, Recorded, Reply
-from tests.fakes.twilio_rest import FakeTwilio
+from tests.support.fakes.gemini_server import Call, FakeGemini, Recorded, Reply
+from tests.support.fakes.twilio_rest import FakeTwilio
 from tests.test_messaging_restart import wait_until
-from tests.test_messaging_harness import (ACCOUNT_SID, AUTH_TOKEN, WA_FROM, inbound_params,
+from tests.support.messaging import (ACCOUNT_SID, AUTH_TOKEN, WA_FROM, inbound_params,
                                           new_sid, sign)
 
 PHONE = "+15550001111"
