@@ -26,10 +26,10 @@ from appliance.simulate import CallerTurn, simulate_call
 from tests.support.fixtures import AUDIO_DIR, PUBLIC_URL
 from tests.support.fakes.gemini_server import FakeGemini, Reply
 from tests.support.fakes.twilio_rest import FakeTwilio
-from tests.test_messaging_restart import wait_until
+from tests.support.messaging import wait_until
 from tests.support.messaging import (ACCOUNT_SID, AUTH_TOKEN, WA_FROM, inbound_params,
                                           new_sid, sign)
-from tests.test_messaging_media import ogg_opus
+from tests.messaging.test_messaging_media import ogg_opus
 
 MANIFEST = {e["file"]: e for e in json.loads((AUDIO_DIR / "manifest.json").read_text())}
 SENDERS = [f"whatsapp:+97250123456{i}" for i in range(4)]

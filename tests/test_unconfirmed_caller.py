@@ -13,7 +13,7 @@ import aiohttp
 from appliance.server import running
 from tests.support.fakes.gemini_server import Call, FakeGemini, Recorded, Reply
 from tests.support.fakes.twilio_rest import FakeTwilio
-from tests.test_messaging_restart import wait_until
+from tests.support.messaging import wait_until
 from tests.support.messaging import (ACCOUNT_SID, AUTH_TOKEN, WA_FROM, inbound_params,
                                           new_sid, sign)
 

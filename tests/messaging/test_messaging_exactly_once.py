@@ -33,7 +33,7 @@ from tests.support.messaging import (
     twilio_stand_in,
     write_settings,
 )
-from tests.messaging.test_messaging_restart import query, wait_until
+from tests.support.messaging import query, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 CUSTOMER = "whatsapp:+972501234567"

@@ -11,17 +11,14 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import sqlite3
 import sys
-import time
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
 
 from tests.support.fakes.twilio_rest import FakeTwilio, Hang
-from tests.support.messaging import (
+from tests.support.messaging import (query, wait_until,
     AUTH_TOKEN,
     Harness,
     inbound_params,
@@ -151,22 +148,6 @@ class ServerProcess:
                 f"http://127.0.0.1:{self.port}/message", data=params,
                 headers={"X-Twilio-Signature": sign("/message", params)}) as resp:
             return resp.status
-
-
-def query(db: Path, sql: str) -> list[dict[str, Any]]:
-    conn = sqlite3.connect(db)
-    conn.row_factory = sqlite3.Row
-    try:
-        return [dict(r) for r in conn.execute(sql)]
-    finally:
-        conn.close()
-
-
-async def wait_until(check, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.05)
 
 
 @pytest.mark.parametrize("moment", ["mid_answer", "reply_queued"])

@@ -326,3 +326,19 @@ async def running(tmp_path: Path, fake: FakeTwilio, **kwargs: Any) -> AsyncItera
         yield h
     finally:
         await h.stop()
+
+
+def query(db: Path, sql: str) -> list[dict[str, Any]]:
+    conn = sqlite3.connect(db)
+    conn.row_factory = sqlite3.Row
+    try:
+        return [dict(r) for r in conn.execute(sql)]
+    finally:
+        conn.close()
+
+
+async def wait_until(check, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.05)

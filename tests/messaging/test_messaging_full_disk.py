@@ -26,10 +26,10 @@ from appliance.app import build_app
 from appliance.compose import Services, compose
 from tests.support.fakes.gemini_server import FakeGemini, Recorded, Reply
 from tests.support.fakes.twilio_rest import FakeTwilio, Hang
-from tests.test_messaging_exactly_once import CUSTOMER, OWNER, REPLY, model
+from tests.messaging.test_messaging_exactly_once import CUSTOMER, OWNER, REPLY, model
 from tests.support.messaging import (FAST, inbound_params, new_sid, sign, twilio_stand_in,
                                           write_settings)
-from tests.test_messaging_restart import query, wait_until
+from tests.support.messaging import query, wait_until
 from tests.test_store_full_disk import _fill, tiny_fs  # noqa: F401 - the fixture
 
 MOMENTS = ["inbound", "answer", "send"]

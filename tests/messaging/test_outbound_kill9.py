@@ -19,9 +19,9 @@ import pytest
 
 from tests.support.fakes.gemini_server import FakeGemini
 from tests.support.fakes.twilio_rest import Hang
-from tests.test_messaging_exactly_once import CUSTOMER, OWNER, REPLY, Server, model, settings_for
+from tests.messaging.test_messaging_exactly_once import CUSTOMER, OWNER, REPLY, Server, model, settings_for
 from tests.support.messaging import inbound_params, new_sid, twilio_stand_in
-from tests.test_messaging_restart import query, wait_until
+from tests.support.messaging import query, wait_until
 
 FAILPOINTS = ["outbox_queued", "outbox_claimed", "twilio_accepted", "outbox_recorded"]
 IN_FLIGHT = ["in_flight_created", "in_flight_not_created"]
