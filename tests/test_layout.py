@@ -15,7 +15,7 @@ MAX_FUNCTION_LINES = 60
 # Still too big; owned by other work in flight. Remove an entry once it is fixed.
 BIG_MODULES = {
     "appliance/messaging/store.py", "appliance/stt/whisper.py",
-    "appliance/actions/tools.py", "appliance/conversation/engine.py", "appliance/llm/local.py",
+    "appliance/actions/tools.py", "appliance/conversation/engine.py",
     # grew past 400 lines in the reliability and knowledge-base work; to be split next
     "appliance/messaging/outbox.py",
 }

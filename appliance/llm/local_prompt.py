@@ -62,6 +62,12 @@ def _cap(text: str, limit: int) -> str:
     return text[:limit].rsplit(" ", 1)[0] + " ..."
 
 
+def static_part(system_static: str, tools: Sequence[ToolSpec]) -> str:
+    """The persona and rules, then the tool list: the start every prompt shares."""
+    block = compact_tools(tools)
+    return f"{system_static}\n\n{block}" if block else system_static
+
+
 # -- fitting ---------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
