@@ -39,8 +39,8 @@ from .effects import effect_key, run_once
 from .events import ActionRequested, Filler, ReplyDone, ReplyEvent, TextDelta
 from .gate import ReleaseGate
 from .memory import LANGUAGE, Customer, Memory, Turn
-from .prompt import (apology, dynamic_prompt, filler, local_static_prompt, static_prompt,
-                     turn_context)
+from .prompt import (apology, dynamic_prompt, filler, local_static_prompt,
+                     local_turn_context, static_prompt, turn_context)
 from .tools import KB_SEARCH, ToolContext, ToolError, ToolRegistry, check_args
 
 log = logging.getLogger(__name__)
@@ -59,11 +59,11 @@ class EngineOptions:
     filler_gap_ms: int = 3000      # never two fillers closer than this
     kb_passages: bool = True       # attach knowledge-base passages to every user turn ...
     kb_passage_chars: int = 1200   # ... at most this much text (~300 tokens) for Gemini,
-    kb_passage_chars_local: int = 520  # ... and less when the local model answers (each
-                                       # token of it is prefilled on every turn, ~4 ms/token
-                                       # on 2 cores for 0.5B, ~12 ms/token for 1.5B):
+    kb_passage_chars_local: int = 360  # ... and less when the local model answers (each
+                                       # token of it is prefilled on every turn, ~6 ms/token
+                                       # on 2 cores for 0.5B, ~9 ms/token for 1.5B):
     kb_passages_local: int = 2         # [i17] the best two passages, the first cut at
-    kb_passage_each_local: int = 300   # [i17] this many characters, the second at the rest
+    kb_passage_each_local: int = 240   # [i17] this many characters, the second at the rest
     prefill_local: bool = True     # keep the local model's KV cache on the latest conversation
 
 
@@ -297,9 +297,8 @@ class Conversation:
             await self._store_user(turn)
         ctx.language = language
         passages = await self._passages(user_text)
-        local_turn = self._prefer == "local" or engine.router.mode != "cloud"
         options = engine.options
-        user = self._user_message(user_text, passages, language, local_turn)
+        user = self._user_message(user_text, passages, language)
         base = [m for m in self._history if m is not turn.user_message] + [user]
         queue: asyncio.Queue[Any] = asyncio.Queue()
         producer = asyncio.create_task(self._produce(base, queue, turn), name="reply")
@@ -357,18 +356,18 @@ class Conversation:
             log.exception("knowledge-base search failed; answering without passages")
             return []
 
-    def _user_message(self, user_text: str, passages: list[Any], language: str | None,
-                      local_turn: bool) -> ChatMessage:
-        """The caller's words with the passages that may answer them (for a local turn the
-        one or two that matter, each capped: prefill is the local model's cost)."""
+    def _user_message(self, user_text: str, passages: list[Any],
+                      language: str | None) -> ChatMessage:
+        """The caller's words with the passages that may answer them; [i17] for the local
+        model (offline, or a failover in this very round) the one or two that matter, capped:
+        prefill is its cost."""
         options = self._engine.options
-        if local_turn:
-            context = turn_context(passages[:options.kb_passages_local], language,
-                                   options.kb_passage_chars_local,
-                                   options.kb_passage_each_local)
-        else:
-            context = turn_context(passages, language, options.kb_passage_chars)
-        return ChatMessage("user", user_text, context=context)
+        local = local_turn_context(passages[:options.kb_passages_local], language,
+                                   self._engine.settings.business.language,
+                                   options.kb_passage_chars_local, options.kb_passage_each_local)
+        return ChatMessage("user", user_text,
+                           context=turn_context(passages, language, options.kb_passage_chars),
+                           context_local=local)
 
     async def _store_user(self, turn: _Turn) -> None:
         """Store the caller's words once (at the start, or when a speculative reply is

@@ -32,7 +32,8 @@ from .base import (ChatMessage, ChatRequest, ModelError, StreamDone, StreamEvent
 from .kvcache import SessionStates, common_prefix
 from .llama_load import open_llama, without_amx
 from .local_phases import Job, prefill_phase, text_phase, tool_phase
-from .local_prompt import PromptTooLong, fit_messages, static_part, static_prompt_check
+from .local_prompt import (PromptTooLong, fit_messages, local_messages, static_part,
+                           static_prompt_check)
 from .local_stats import LocalCounters, LocalStats, Sampling, status_dict
 from .local_text import (TOOL_CLOSE, TOOL_OPEN, Splitter, as_template_message, chat_template,
                          render_call, tool_call_schema)
@@ -122,7 +123,7 @@ class LocalModel:
         if request.system_dynamic:
             system = f"{system}\n\n{request.system_dynamic}"
         chat: list[dict[str, str]] = [{"role": "system", "content": system.strip()}]
-        for m in (request.messages if messages is None else messages):
+        for m in local_messages(request.messages if messages is None else messages):
             role, content = as_template_message(m)
             if chat[-1]["role"] == role == "user" and m.role == "tool":
                 chat[-1]["content"] += "\n" + content  # several results in one message
@@ -150,7 +151,7 @@ class LocalModel:
 
         budget = self.budget(request)
         try:
-            fitted = fit_messages(request.messages, budget, count)
+            fitted = fit_messages(local_messages(request.messages), budget, count)
         except PromptTooLong as exc:
             raise ModelError("prompt_too_long", str(exc), outage=False) from None
         if fitted.dropped_messages or fitted.cut_passages or fitted.cut_text:
