@@ -30,7 +30,7 @@ from typing import Any, AsyncIterator, Sequence
 from ..config import LocalLlmSettings
 from .base import (ChatMessage, ChatRequest, ModelError, StreamDone, StreamEvent, ToolCall, ToolCallChunk, ToolSpec)
 from .kvcache import SessionStates, common_prefix
-from .llama_load import open_llama, without_amx
+from .llama_load import decode_threads, open_llama, without_amx
 from .local_phases import Job, prefill_phase, text_phase, tool_phase
 from .local_prompt import (PromptTooLong, fit_messages, local_messages, static_part,
                            static_prompt_check)
@@ -358,16 +358,16 @@ class LocalModel:
         uses one thread, so speech recognition and synthesis keep a core on a 2-core box."""
         with self._lock:
             self.sessions.activate(session)
-            self._set_threads(threads)
+            self._set_threads(min(threads, decode_threads(threads)), threads)
             try:
                 return self._evaluate_locked(prompt, chunk)
             finally:
-                self._set_threads(self.settings.threads)
+                self._set_threads(decode_threads(self.settings.threads), self.settings.threads)
 
-    def _set_threads(self, count: int) -> None:
+    def _set_threads(self, decode: int, batch: int) -> None:
         import llama_cpp
 
-        llama_cpp.llama_set_n_threads(self._llm._ctx.ctx, count, count)
+        llama_cpp.llama_set_n_threads(self._llm._ctx.ctx, decode, batch)
 
     def _evaluate_locked(self, prompt: str, chunk: int) -> LocalStats | None:
         started = time.perf_counter()
