@@ -125,6 +125,10 @@ async def level(rig: Rig, n: int, turns: int, base_rss: float) -> dict[str, Any]
             "load_before": load, "load_after": os.getloadavg()[0]}
 
 
+def fmt(v: float | None) -> str:
+    return "-" if v is None else f"{v:.0f}"
+
+
 def render(levels: list[dict[str, Any]], info: dict[str, Any]) -> str:
     summary = report.concurrency_summary(levels)
     out = ["# Simultaneous calls on one box (bench/capacity_bench.py)", "",
@@ -139,7 +143,6 @@ def render(levels: list[dict[str, Any]], info: dict[str, Any]) -> str:
            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for lv, row in zip(levels, summary["rows"]):
         lat = row["latency"]
-        fmt = (lambda v: "-" if v is None else f"{v:.0f}")
         out.append(
             f"| {row['calls']} | {lat['n']} | {fmt(lat['median'])} / {fmt(lat['p95'])} | "
             f"{fmt(lat['max'])} | {row['gaps']} ({fmt(row['longest_gap'])}) | "
@@ -163,8 +166,10 @@ async def main_async(levels: list[int], turns: int) -> str:
         kb_dir.mkdir()
         for name in KB_SUBSET:
             (kb_dir / name).write_bytes((ROOT / "kb" / name).read_bytes())
-        harness.write_config = (lambda path, setup, models, url:
-                                english_config(path, setup, models, url, kb_dir))
+        def write(path: Path, setup: Setup, models: BenchModels, url: str | None) -> None:
+            english_config(path, setup, models, url, kb_dir)
+
+        harness.write_config = write
         async with Rig(setup, models, Path(tmp), TEMPLATE_DB) as rig:
             say(f"server up in {rig.start_info['startup_s']} s, load {os.getloadavg()[0]:.1f}")
             await rig.call([turn("en_yes.wav")], "warm-up")

@@ -11,7 +11,7 @@ from appliance.config import load_settings
 from appliance.server import running
 from tests.conftest import TOKEN, write_ini
 from tests.fakes.gemini_server import FakeGemini, Reply
-from tests.test_local_offline_e2e import CUSTOMER, llm_status, message, replies
+from tests.test_local_offline_e2e import llm_status, message, replies
 from tests.test_messaging_harness import ACCOUNT_SID, WA_FROM, twilio_stand_in
 
 CLOUD_HEADING = "Knowledge-base passages that may answer this (use only if relevant):"
