@@ -30,7 +30,7 @@ import json
 import os
 import random
 import sys
-import tempfile
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -161,29 +161,38 @@ async def main_async(levels: list[int], turns: int) -> str:
     started, date = time.monotonic(), time.strftime("%Y-%m-%d %H:%M", time.gmtime())
     setup = Setup(whisper="tiny", llm="cloud", chat="qwen0.5b", ttft_s=0.3)
     out: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory() as tmp:
-        kb_dir = Path(tmp) / "kb"
-        kb_dir.mkdir()
-        for name in KB_SUBSET:
-            (kb_dir / name).write_bytes((ROOT / "kb" / name).read_bytes())
-        def write(path: Path, setup: Setup, models: BenchModels, url: str | None) -> None:
-            english_config(path, setup, models, url, kb_dir)
+    tmp = CACHE.parent / "capacity-run"      # kept after the run: the server's log is there
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    kb_dir = Path(tmp) / "kb"
+    kb_dir.mkdir()
+    for name in KB_SUBSET:
+        (kb_dir / name).write_bytes((ROOT / "kb" / name).read_bytes())
 
-        harness.write_config = write
-        async with Rig(setup, models, Path(tmp), TEMPLATE_DB) as rig:
-            say(f"server up in {rig.start_info['startup_s']} s, load {os.getloadavg()[0]:.1f}")
-            await rig.call([turn("en_yes.wav")], "warm-up")
-            base = rig.rss_mb()
-            info = {"cores": os.cpu_count(), "turns": turns, "date": date,
-                    "startup_s": rig.start_info["startup_s"], "base_rss_mb": base,
-                    "setup": "real Whisper tiny.en (int8), real Piper en_US-joe-medium, "
-                             "Gemini stand-in 300 ms to first token"}
-            for n in levels:
-                out.append(await level(rig, n, turns, base))
-                row = report.concurrency_summary(out)["rows"][-1]
-                say(f"{n} calls: p50 {row['latency']['median']} p95 {row['latency']['p95']} "
-                    f"ms, underruns {row['gaps']}, cpu/turn {out[-1]['cpu_s_per_turn']:.2f} s, "
-                    f"load {out[-1]['load_before']:.1f}")
+    def write(path: Path, setup: Setup, models: BenchModels, url: str | None) -> None:
+        english_config(path, setup, models, url, kb_dir)
+
+    harness.write_config = write
+    async with Rig(setup, models, Path(tmp), TEMPLATE_DB) as rig:
+        say(f"server up in {rig.start_info['startup_s']} s, load {os.getloadavg()[0]:.1f}")
+        await rig.call([turn("en_yes.wav")], "warm-up")
+        base = rig.rss_mb()
+        info = {"cores": os.cpu_count(), "turns": turns, "date": date,
+                "startup_s": rig.start_info["startup_s"], "base_rss_mb": base,
+                "setup": "real Whisper tiny.en (int8), real Piper en_US-joe-medium, "
+                         "Gemini stand-in 300 ms to first token"}
+        for n in levels:
+            out.append(await level(rig, n, turns, base))
+            save(out, info, started)
+            row = report.concurrency_summary(out)["rows"][-1]
+            say(f"{n} calls: p50 {row['latency']['median']} p95 {row['latency']['p95']} "
+                f"ms, underruns {row['gaps']}, cpu/turn {out[-1]['cpu_s_per_turn']:.2f} s, "
+                f"load {out[-1]['load_before']:.1f}")
+    return save(out, info, started)
+
+
+def save(out: list[dict[str, Any]], info: dict[str, Any], started: float) -> str:
+    """Write the report so far (after every level: a later one may not finish)."""
     info["minutes"] = (time.monotonic() - started) / 60
     text = render(out, info)
     RESULTS.mkdir(parents=True, exist_ok=True)
