@@ -7,12 +7,10 @@ from __future__ import annotations
 
 import aiohttp
 
-from appliance.config import load_settings
 from appliance.server import running
-from tests.conftest import TOKEN, write_ini
 from tests.fakes.gemini_server import FakeGemini, Reply
-from tests.test_local_offline_e2e import llm_status, message, replies
-from tests.test_messaging_harness import ACCOUNT_SID, WA_FROM, twilio_stand_in
+from tests.test_local_offline_e2e import llm_status, message, replies, whatsapp_settings
+from tests.test_messaging_harness import twilio_stand_in
 
 CLOUD_HEADING = "Knowledge-base passages that may answer this (use only if relevant):"
 LOCAL_HEADING = "Passages (use only if relevant):\n"
@@ -24,14 +22,7 @@ async def test_after_a_failover_the_local_model_gets_short_passages_and_only_new
         tmp_path, test_models):
     async with twilio_stand_in() as fake, FakeGemini() as gemini:
         gemini.script(Reply(text="We repair fridges of every brand."), Reply(status=503))
-        extra = (f"[twilio]\naccount_sid = {ACCOUNT_SID}\napi_base_url = {fake.base_url}\n"
-                 f"[messaging]\nwhatsapp_from = {WA_FROM}\n"
-                 f"[gemini]\nbase_url = {gemini.base_url}\n"
-                 f"first_token_timeout_ms = 1500\nretry_after_failure_s = 600\n"
-                 f"[local_llm]\ncontext_tokens = 4096\nmax_tokens = 24\n")
-        ini = write_ini(tmp_path / "config.ini", test_models, extra)
-        settings = load_settings(ini, environ={"TWILIO_AUTH_TOKEN": TOKEN,
-                                               "GEMINI_API_KEY": "fake-key"})
+        settings = whatsapp_settings(tmp_path, test_models, fake.base_url, gemini.base_url)
         async with running(settings) as srv, aiohttp.ClientSession() as http:
             srv.services.local_llm._llm.set_seed(1234)
             await srv.services.engine.idle()
