@@ -39,6 +39,7 @@ from .config_types import (
     ModelRef,
     OwnerSettings,
     ServerSettings,
+    ServiceSettings,
     Settings,
     SmtpSettings,
     StorageSettings,
@@ -106,7 +107,8 @@ def load_settings(path: str | os.PathLike[str],
              if parser.has_section(name)},
             environ={"CRM_TOKEN": secret("CRM_TOKEN")}, root=root),
         security=SecuritySettings.from_section(
-            dict(parser.items("security")) if parser.has_section("security") else {}))
+            dict(parser.items("security")) if parser.has_section("security") else {}),
+        service=_service(r))
     r.check_unknown_keys((*_ACTION_SECTIONS, "security"))
     return settings
 
@@ -206,6 +208,7 @@ def _stt(r: _Reader, models: _Models) -> SttSettings:
         threads=r.int("stt", "threads", 2, 1, 256),
         beam_size=r.int("stt", "beam_size", 1, 1, 10),
         compute_type=r.choice("stt", "compute_type", "int8", ("int8", "int8_float32", "float32")),
+        workers=r.int("stt", "workers", 2, 1, 64),
     )
 
 
@@ -245,6 +248,7 @@ def _call(r: _Reader, models: _Models) -> CallSettings:
         caller_max_calls=r.int("call", "caller_max_calls", 6, 1, 1000),
         caller_window_s=r.int("call", "caller_window_s", 600, 10, 86400),
         receive_timeout_s=r.float("call", "receive_timeout_s", 10.0, 1.0, 300.0),
+        gather_empty_max=r.int("call", "gather_empty_max", 3, 1, 10),
     )
 
 
@@ -264,6 +268,15 @@ def _kb(r: _Reader, models: _Models) -> KbSettings:
 
 def _storage(r: _Reader) -> StorageSettings:
     return StorageSettings(database=r.path("storage", "database", "data/appliance.db"))
+
+
+def _service(r: _Reader) -> ServiceSettings:
+    return ServiceSettings(
+        drain_s=r.float("service", "drain_s", 45.0, 0.0, 3600.0),
+        flush_s=r.float("service", "flush_s", 10.0, 0.0, 600.0),
+        backup_keep=r.int("service", "backup_keep", 7, 1, 365),
+        backup_hour=r.int("service", "backup_hour", 3, 0, 23),
+    )
 
 
 def _business(r: _Reader, languages: tuple[str, ...]) -> BusinessSettings:

@@ -75,6 +75,7 @@ class SttSettings:
     threads: int
     beam_size: int
     compute_type: str
+    workers: int = 2       # model jobs at once (sched/cpu.py); voice notes use one at most
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,7 @@ class CallSettings:
     caller_max_calls: int = 6      # calls one From may start per caller_window_s ...
     caller_window_s: int = 600     # ... beyond that it hears "all lines are busy"
     receive_timeout_s: float = 10.0  # no frame from Twilio this long (it sends every 20 ms) = dead
+    gather_empty_max: int = 3      # <Gather>: empty results in a row before a polite goodbye
 
 
 @dataclass(frozen=True)
@@ -120,6 +122,15 @@ class KbSettings:
 @dataclass(frozen=True)
 class StorageSettings:
     database: Path
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    """[service]: how the running box stops and keeps its backups."""
+    drain_s: float = 45.0       # after SIGTERM, live calls may finish this long
+    flush_s: float = 10.0       # then the outboxes get this long to send what is due
+    backup_keep: int = 7        # nightly backups kept
+    backup_hour: int = 3        # local hour of the nightly backup
 
 
 @dataclass(frozen=True)
@@ -179,6 +190,7 @@ class Settings:
     smtp: SmtpSettings
     actions: ActionSettings   # [appointments] [notify] [crm] [google_calendar]
     security: SecuritySettings = field(default_factory=SecuritySettings)   # [security]
+    service: ServiceSettings = field(default_factory=ServiceSettings)      # [service]
 
     def model_refs(self) -> list[ModelRef]:
         refs = [self.stt.model, self.local_llm.model, self.kb.embedding_model]
