@@ -23,7 +23,7 @@ from .gate import ReleaseGate
 from .history import as_heard
 from .memory import LANGUAGE, Customer
 from .privacy import Withheld, confirmed, unconfirmed_about
-from .prompt import apology, dynamic_prompt, filler, turn_context
+from .prompt import apology, dynamic_prompt, filler, local_turn_context, turn_context
 from .reply_turn import End, ReplyTurn
 from .tool_calls import call_tool
 from .tools import ToolContext
@@ -122,9 +122,8 @@ class Conversation:
             await self._store_user(turn)
         ctx.language = language
         passages = await self._passages(user_text)
-        local_turn = self._prefer == "local" or engine.router.mode != "cloud"
         options = engine.options
-        user = self._user_message(user_text, passages, language, local_turn)
+        user = self._user_message(user_text, passages, language)
         base = [m for m in self._history if m is not turn.user_message] + [user]
         producer = asyncio.create_task(self._produce(base, turn), name="reply")
         getter: asyncio.Future[ReplyEvent | End] | None = None
@@ -181,18 +180,18 @@ class Conversation:
             log.exception("knowledge-base search failed; answering without passages")
             return []
 
-    def _user_message(self, user_text: str, passages: list[Any], language: str | None,
-                      local_turn: bool) -> ChatMessage:
-        """The caller's words with the passages that may answer them (for a local turn the
-        one or two that matter, each capped: prefill is the local model's cost)."""
+    def _user_message(self, user_text: str, passages: list[Any],
+                      language: str | None) -> ChatMessage:
+        """The caller's words with the passages that may answer them; [i17] for the local
+        model (offline, or a failover in this very round) the one or two that matter, capped:
+        prefill is its cost."""
         options = self.engine.options
-        if local_turn:
-            context = turn_context(passages[:options.kb_passages_local], language,
-                                   options.kb_passage_chars_local,
-                                   options.kb_passage_each_local)
-        else:
-            context = turn_context(passages, language, options.kb_passage_chars)
-        return ChatMessage("user", user_text, context=context)
+        local = local_turn_context(passages[:options.kb_passages_local], language,
+                                   self.engine.settings.business.language,
+                                   options.kb_passage_chars_local, options.kb_passage_each_local)
+        return ChatMessage("user", user_text,
+                           context=turn_context(passages, language, options.kb_passage_chars),
+                           context_local=local)
 
     async def _store_user(self, turn: ReplyTurn) -> None:
         """Store the caller's words once (at the start, or when a speculative reply is

@@ -49,11 +49,11 @@ class EngineOptions:
     filler_gap_ms: int = 3000      # never two fillers closer than this
     kb_passages: bool = True       # attach knowledge-base passages to every user turn ...
     kb_passage_chars: int = 1200   # ... at most this much text (~300 tokens) for Gemini,
-    kb_passage_chars_local: int = 520  # ... and less when the local model answers (each
-                                       # token of it is prefilled on every turn, ~4 ms/token
-                                       # on 2 cores for 0.5B, ~12 ms/token for 1.5B):
+    kb_passage_chars_local: int = 360  # ... and less when the local model answers (each
+                                       # token of it is prefilled on every turn, ~6 ms/token
+                                       # on 2 cores for 0.5B, ~9 ms/token for 1.5B):
     kb_passages_local: int = 2         # [i17] the best two passages, the first cut at
-    kb_passage_each_local: int = 300   # [i17] this many characters, the second at the rest
+    kb_passage_each_local: int = 240   # [i17] this many characters, the second at the rest
     prefill_local: bool = True     # keep the local model's KV cache on the latest conversation
 
 

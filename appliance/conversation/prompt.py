@@ -146,6 +146,20 @@ def dynamic_prompt(channel: str, customer: Customer, timezone: str,
     return "\n".join(lines)
 
 
+def local_turn_context(passages: Iterable[Any], language: str | None, business_language: str,
+                       max_chars: int, max_each: int) -> str:
+    """[i17] `turn_context` for the local model: a short heading, and the language only when
+    it is not the business's own (the static prompt names that one)."""
+    parts = []
+    hits = list(passages)
+    if hits:
+        parts.append("Passages (use only if relevant):\n"
+                     + format_passages(hits, max_chars=max_each, total_chars=max_chars))
+    if language and language.split("-")[0] != business_language.split("-")[0]:
+        parts.append(f"(The customer speaks {language_name(language)}.)")
+    return "\n\n".join(parts)
+
+
 def turn_context(passages: Iterable[Any] = (), language: str | None = None,
                  max_chars: int = 1200, max_each: int = 600) -> str:
     """Per-turn material placed before the customer's words (`max_each`: per passage)."""
