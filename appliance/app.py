@@ -8,19 +8,46 @@ from . import admin
 from .actions import routes as calendar_routes
 from .call import stream as media_stream_routes
 from .call import voice as voice_routes
+from .call import clips as clip_routes
+from .call import gather_hooks as gather_routes
+from .call import status as status_routes
+from .call.clips import ClipSigner, ClipStore
 from .call.gather import GatherTurns
+from .call.gather_hints import ProductHints
+from .call.gather_hooks import GatherDeps, GatherWebhooks
+from .call.gather_voice import GatherVoice
+from .call.status import CallStatusHook
 from .call.stream import MediaStreamEndpoint
-from .call.voice import VoiceWebhooks
+from .call.voice import VoiceWebhooks, fallback_twiml, public_url
 from .compose import Health, Services
 from .messaging import webhooks as messaging_routes
 from .actions.handover import record_dial_result
 from .actions.services import ActionServices
 from .call.voice import DialResult
 from .telephony.guard import TwilioGuard
+from .telephony.replay import ReplayCache
 from .ops import tunnel as tunnel_probe_routes
 
 SERVICES = web.AppKey("services", Services)
 GATHER = web.AppKey("gather", GatherTurns)
+CLIPS = web.AppKey("clips", ClipStore)
+
+
+def build_gather(app: web.Application, s: Services) -> GatherWebhooks:
+    """The <Gather> mode: its replies, their <Play> clips, and the webhooks."""
+    settings = s.settings
+    app[CLIPS] = clips = ClipStore(ClipSigner())
+    voice = GatherVoice.from_settings(settings, s.speech)
+    app[GATHER] = turns = GatherTurns(s.engine, clips, voice.reply, settings.business.language)
+    clip_routes.add_routes(app, clips)
+
+    async def close_clips(_app: web.Application) -> None:
+        await clips.close()
+    app.on_cleanup.append(close_clips)
+    deps = GatherDeps(settings, TwilioGuard(settings), turns, clips, voice, ProductHints(s.db),
+                      url=lambda path: public_url(settings, path),
+                      fallback=lambda: fallback_twiml(settings))
+    return GatherWebhooks(deps, s.call_store())
 
 
 def build_app(services: Services) -> web.Application:
@@ -28,10 +55,14 @@ def build_app(services: Services) -> web.Application:
     app[SERVICES] = services
     app.router.add_get("/healthz", healthz)
     s = services
-    app[GATHER] = gather = GatherTurns(s.engine)
-    voice_routes.add_routes(app, VoiceWebhooks(
-        s.settings, s.call_store(), s.calls, gather, s.problems,
-        dial_result=_dial_result(s.actions)))
+    gather = build_gather(app, s)
+    voice = VoiceWebhooks(s.settings, s.call_store(), s.calls, gather, s.problems,
+                          dial_result=_dial_result(s.actions))
+    voice_routes.add_routes(app, voice)
+    gather_routes.add_routes(app, gather)
+    status_routes.add_routes(app, CallStatusHook(
+        TwilioGuard(s.settings, ReplayCache()), gather.store_or_503, gather.turns.end,
+        s.after_gather_call if s.actions is not None else None))
     media_stream_routes.add_routes(app, MediaStreamEndpoint(
         s.call_deps(), s.calls, TwilioGuard(s.settings), s.problems))
     messaging_routes.add_routes(app, s.messaging)
@@ -62,9 +93,19 @@ async def healthz(request: web.Request) -> web.Response:
     """HTTP 200 only when the appliance can take a call. The public sees {"ready": bool};
     the details go to local callers only."""
     health = health_details(request.app[SERVICES])
-    body = ({**health, "gather_pending": request.app[GATHER].pending_count()}
+    body = ({**health, "gather_pending": request.app[GATHER].pending_count(),
+             "gather": gather_health(request.app)}
             if is_local(request) else {"ready": health["ready"]})
     return web.json_response(body, status=200 if health["ready"] else 503)
+
+
+def gather_health(app: web.Application) -> Health:
+    """<Gather> calls now: replies in progress, clips not served, speculative replies."""
+    stats = app[GATHER].stats
+    return {"pending": app[GATHER].pending_count(), "clips": app[CLIPS].pending(),
+            "speculative": {"starts": stats.speculative_starts,
+                            "released": stats.speculative_released,
+                            "cancelled": stats.speculative_cancelled}}
 
 
 def _dial_result(actions: ActionServices | None) -> DialResult | None:

@@ -16,6 +16,7 @@ says how to fetch it. An explicit path that does not exist is an error.
 from __future__ import annotations
 
 import configparser
+import logging
 import os
 import re
 from pathlib import Path
@@ -24,8 +25,7 @@ from urllib.parse import urlparse
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .ops.credentials import credentials   # systemd LoadCredential= (the service)
-from .actions.security import SecuritySettings
-from .actions.settings import ActionSettings
+from .config_actions import read_actions, read_security
 from .config_error import ConfigError
 from .config_types import (
     E164,
@@ -39,6 +39,7 @@ from .config_types import (
     ModelRef,
     OwnerSettings,
     ServerSettings,
+    ServiceSettings,
     Settings,
     SmtpSettings,
     StorageSettings,
@@ -55,12 +56,12 @@ __all__ = ["E164", "SECRET_NAMES", "ConfigError", "load_settings", "BusinessSett
            "CallSettings", "GeminiSettings", "KbSettings", "LocalLlmSettings",
            "MessagingSettings", "ModelRef", "OwnerSettings", "ServerSettings", "Settings",
            "SmtpSettings", "StorageSettings", "SttSettings", "TtsSettings", "TwilioSettings"]
+log = logging.getLogger(__name__)
 
 
 # ----------------------------------------------------------------------------------------------
 # Reading
 
-_ACTION_SECTIONS = ("appointments", "notify", "crm", "google_calendar")  # checked by actions
 _SECRET_KEYS = {"auth_token", "api_key", "password", "token"}
 
 
@@ -101,13 +102,9 @@ def load_settings(path: str | os.PathLike[str],
         tts=_tts(r, models), call=_call(r, models), kb=_kb(r, models), storage=_storage(r),
         business=_business(r, stt.languages), messaging=_messaging(r), owner=_owner(r),
         smtp=_smtp(r, secret("SMTP_PASSWORD")),
-        actions=ActionSettings.from_sections(   # raises ConfigError naming section and key
-            {name: dict(parser.items(name)) for name in _ACTION_SECTIONS
-             if parser.has_section(name)},
-            environ={"CRM_TOKEN": secret("CRM_TOKEN")}, root=root),
-        security=SecuritySettings.from_section(
-            dict(parser.items("security")) if parser.has_section("security") else {}))
-    r.check_unknown_keys((*_ACTION_SECTIONS, "security"))
+        actions=read_actions(r, secret("CRM_TOKEN")), security=read_security(r),
+        service=_service(r))
+    r.check_unknown_keys()
     return settings
 
 
@@ -206,6 +203,8 @@ def _stt(r: _Reader, models: _Models) -> SttSettings:
         threads=r.int("stt", "threads", 2, 1, 256),
         beam_size=r.int("stt", "beam_size", 1, 1, 10),
         compute_type=r.choice("stt", "compute_type", "int8", ("int8", "int8_float32", "float32")),
+        workers=r.int("stt", "workers", 2, 1, 64),
+        short_window=r.bool("stt", "short_window", True),
     )
 
 
@@ -217,7 +216,15 @@ def _tts(r: _Reader, models: _Models) -> TtsSettings:
     return TtsSettings(voices=voices)
 
 
+# [call] keys of the silence-only endpointer that issue 12 replaced (turn_wait_ms and the turn
+# model now): an older config.ini that still sets them keeps working; they are ignored.
+RETIRED_CALL_KEYS = ("endpoint_wait_ms", "endpoint_short_wait_ms", "endpoint_long_wait_ms")
+
+
 def _call(r: _Reader, models: _Models) -> CallSettings:
+    for key in RETIRED_CALL_KEYS:
+        if r.str("call", key):
+            log.warning("[call] %s is no longer used (see turn_wait_ms); ignored", key)
     value = r.raw("call", "turn_model", "")
     if value.lower() in ("off", "none"):
         turn_model = None
@@ -232,9 +239,6 @@ def _call(r: _Reader, models: _Models) -> CallSettings:
         silence_hangup_after=r.int("call", "silence_hangup_after", 2, 1, 10),
         max_call_s=r.int("call", "max_call_s", 900, 30, 14400),
         lookahead_ms=r.int("call", "lookahead_ms", 200, 40, 2000),
-        endpoint_wait_ms=r.int("call", "endpoint_wait_ms", 500, 100, 5000),
-        endpoint_short_wait_ms=r.int("call", "endpoint_short_wait_ms", 250, 60, 5000),
-        endpoint_long_wait_ms=r.int("call", "endpoint_long_wait_ms", 1200, 100, 10000),
         barge_in_ms=r.int("call", "barge_in_ms", 140, 40, 2000),
         turn_wait_ms=r.int("call", "turn_wait_ms", 700, 200, 5000),
         transcript_wait_ms=r.int("call", "transcript_wait_ms", 1500, 200, 10000),
@@ -245,6 +249,7 @@ def _call(r: _Reader, models: _Models) -> CallSettings:
         caller_max_calls=r.int("call", "caller_max_calls", 6, 1, 1000),
         caller_window_s=r.int("call", "caller_window_s", 600, 10, 86400),
         receive_timeout_s=r.float("call", "receive_timeout_s", 10.0, 1.0, 300.0),
+        gather_empty_max=r.int("call", "gather_empty_max", 3, 1, 10),
     )
 
 
@@ -264,6 +269,15 @@ def _kb(r: _Reader, models: _Models) -> KbSettings:
 
 def _storage(r: _Reader) -> StorageSettings:
     return StorageSettings(database=r.path("storage", "database", "data/appliance.db"))
+
+
+def _service(r: _Reader) -> ServiceSettings:
+    return ServiceSettings(
+        drain_s=r.float("service", "drain_s", 45.0, 0.0, 3600.0),
+        flush_s=r.float("service", "flush_s", 10.0, 0.0, 600.0),
+        backup_keep=r.int("service", "backup_keep", 7, 1, 365),
+        backup_hour=r.int("service", "backup_hour", 3, 0, 23),
+    )
 
 
 def _business(r: _Reader, languages: tuple[str, ...]) -> BusinessSettings:

@@ -1,11 +1,15 @@
 """Typed access to one parsed config.ini: every getter raises ConfigError naming section and
 key, and remembers the keys asked for, so a key no section reader asks for is reported as
-unknown (each key is declared once, where it is read: appliance/config.py)."""
+unknown (each key is declared once, where it is read: appliance/config.py and, for the
+actions' sections, appliance/config_actions.py). This is the one reader of config.ini.
+
+An empty number or true/false (``timeout_ms =``) means "not set": the default."""
 
 from __future__ import annotations
 
 import configparser
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 from .config_error import ConfigError
@@ -18,6 +22,13 @@ class Reader:
     def __init__(self, parser: configparser.ConfigParser, root: Path) -> None:
         self.p, self.root = parser, root
         self.known: dict[str, set[str]] = {}     # every key a section reader asked for
+
+    @classmethod
+    def of(cls, sections: Mapping[str, Mapping[str, str]], root: Path = Path(".")) -> Reader:
+        """A reader of sections given as dicts (tests; one section read on its own)."""
+        parser = _new_parser()
+        parser.read_dict(sections)
+        return cls(parser, root)
 
     def keys(self, section: str) -> list[str]:
         return self.p.options(section) if self.p.has_section(section) else []
@@ -47,7 +58,7 @@ class Reader:
 
     def int(self, section: str, key: str, default: int, lo: int | None = None,
             hi: int | None = None) -> int:
-        text = self.raw(section, key, str(default))
+        text = self.raw(section, key, "") or str(default)
         try:
             value = int(text)
         except ValueError:
@@ -56,7 +67,7 @@ class Reader:
 
     def float(self, section: str, key: str, default: float, lo: float | None = None,
               hi: float | None = None) -> float:
-        text = self.raw(section, key, str(default))
+        text = self.raw(section, key, "") or str(default)
         try:
             value = float(text)
         except ValueError:
@@ -64,7 +75,7 @@ class Reader:
         return self._bounded(section, key, value, lo, hi)
 
     def bool(self, section: str, key: str, default: bool) -> bool:
-        text = self.raw(section, key, "true" if default else "false").lower()
+        text = self.raw(section, key, "").lower() or ("true" if default else "false")
         if text in ("1", "true", "yes", "on"):
             return True
         if text in ("0", "false", "no", "off"):
@@ -80,6 +91,10 @@ class Reader:
     def path(self, section: str, key: str, default: str) -> Path:
         value = Path(os.path.expanduser(self.raw(section, key, default)))
         return value if value.is_absolute() else (self.root / value)
+
+    def optional_path(self, section: str, key: str) -> Path | None:
+        """A path that may be left empty (None); relative ones are relative to config.ini."""
+        return self.path(section, key, "") if self.raw(section, key, "") else None
 
     def phone(self, section: str, key: str, default: str = "") -> str:
         value = self.raw(section, key, default).replace(" ", "").replace("-", "")
@@ -115,10 +130,15 @@ def parse_file(config_path: Path) -> configparser.ConfigParser:
     if not config_path.is_file():
         raise ConfigError("file", None, f"{config_path} does not exist; copy config.ini from the "
                                         "repository or pass --config PATH")
-    parser = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=(";",))
-    parser.optionxform = str  # keys are case-sensitive, as documented
+    parser = _new_parser()
     try:
         parser.read(config_path, encoding="utf-8")
     except (configparser.Error, UnicodeDecodeError) as exc:
         raise ConfigError("file", None, f"{config_path} cannot be parsed: {exc}") from None
+    return parser
+
+
+def _new_parser() -> configparser.ConfigParser:
+    parser = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=(";",))
+    parser.optionxform = str  # keys are case-sensitive, as documented
     return parser

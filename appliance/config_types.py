@@ -75,6 +75,8 @@ class SttSettings:
     threads: int
     beam_size: int
     compute_type: str
+    workers: int = 2       # model jobs at once (sched/cpu.py); voice notes use one at most
+    short_window: bool = True   # encoder on the speech (>= 10 s), not a padded 30 s window
 
 
 @dataclass(frozen=True)
@@ -92,10 +94,6 @@ class CallSettings:
     silence_hangup_after: int      # prompts without an answer before a polite hang-up
     max_call_s: int
     lookahead_ms: int              # bot audio sent ahead of real time to Twilio
-    endpoint_wait_ms: int          # legacy text-only endpointer (audio/endpoint.py); calls use
-                                   # turn_wait_ms and appliance.turns since issue 12
-    endpoint_short_wait_ms: int    # ... after a complete-sounding phrase
-    endpoint_long_wait_ms: int     # ... while digits or a trailing "and" are heard
     barge_in_ms: int               # caller speech over the bot before it pauses
     turn_wait_ms: int = 700        # end of turn when neither transcript nor model is decisive
     transcript_wait_ms: int = 1500  # least wait while the pause's transcript has not come
@@ -107,6 +105,7 @@ class CallSettings:
     caller_max_calls: int = 6      # calls one From may start per caller_window_s ...
     caller_window_s: int = 600     # ... beyond that it hears "all lines are busy"
     receive_timeout_s: float = 10.0  # no frame from Twilio this long (it sends every 20 ms) = dead
+    gather_empty_max: int = 3      # <Gather>: empty results in a row before a polite goodbye
 
 
 @dataclass(frozen=True)
@@ -120,6 +119,15 @@ class KbSettings:
 @dataclass(frozen=True)
 class StorageSettings:
     database: Path
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    """[service]: how the running box stops and keeps its backups."""
+    drain_s: float = 45.0       # after SIGTERM, live calls may finish this long
+    flush_s: float = 10.0       # then the outboxes get this long to send what is due
+    backup_keep: int = 7        # nightly backups kept
+    backup_hour: int = 3        # local hour of the nightly backup
 
 
 @dataclass(frozen=True)
@@ -179,6 +187,7 @@ class Settings:
     smtp: SmtpSettings
     actions: ActionSettings   # [appointments] [notify] [crm] [google_calendar]
     security: SecuritySettings = field(default_factory=SecuritySettings)   # [security]
+    service: ServiceSettings = field(default_factory=ServiceSettings)      # [service]
 
     def model_refs(self) -> list[ModelRef]:
         refs = [self.stt.model, self.local_llm.model, self.kb.embedding_model]

@@ -9,6 +9,7 @@ without it turns end on the transcript and silence only (health lists it as not 
 from __future__ import annotations
 
 import logging
+from concurrent.futures import Executor
 from dataclasses import dataclass
 
 from .audio.vad import SileroVad
@@ -33,20 +34,23 @@ class SpeechModels:
     turn_model: SmartTurnModel | None = None   # None: turns end on transcript + silence only
 
 
-async def load_speech(rt: Runtime, s: Settings) -> SpeechModels:
+async def load_speech(rt: Runtime, s: Settings, tts_executor: Executor | None = None
+                      ) -> SpeechModels:
+    """`tts_executor`: where Piper runs (compose gives the CPU scheduler's live lane)."""
     vad = await rt.load("vad", SileroVad.load, needed_for_calls=True)
     stt = await rt.load(
         "stt", lambda: SpeechRecognizer.load(s.stt.model.path, threads=s.stt.threads,
                                              compute_type=s.stt.compute_type,
                                              beam_size=s.stt.beam_size,
-                                             languages=s.stt.languages),
+                                             languages=s.stt.languages,
+                                             short_window=s.stt.short_window),
         needed_for_calls=True, ref=s.stt.model)
     missing_voice = next((ref for ref in s.tts.voices.values() if not ref.present), None)
     tts = await rt.load(
         "tts", lambda: Speaker.load({lang: ref.path for lang, ref in s.tts.voices.items()},
                                     threads=1),
         needed_for_calls=True, ref=missing_voice or s.tts.voices[""])
-    return SpeechModels(vad, stt, PhoneSpeech(tts) if tts is not None else None,
+    return SpeechModels(vad, stt, PhoneSpeech(tts, tts_executor) if tts is not None else None,
                         await load_turn_model(rt, s))
 
 

@@ -15,6 +15,7 @@ from .app import build_app
 from .compose import Services, compose
 from .config import Settings
 from .logs import setup_logging
+from .memory import limit_malloc_arenas
 from .ops.service import lifecycle
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,7 @@ async def running(settings: Settings, adapt: Adapt | None = None
                   ) -> AsyncIterator[RunningServer]:
     """Models load before the port opens; on exit every call is ended and its record closed.
     `adapt` may replace services (a benchmark's stand-ins) before the app is built."""
+    limit_malloc_arenas()           # before compose() starts the model threads
     services = await compose(settings)
     if adapt is not None:
         services = await adapt(services)

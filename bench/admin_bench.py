@@ -25,9 +25,9 @@ import aiohttp
 
 from appliance.config import load_settings
 from appliance.server import running
-from tests import models as tm
-from tests.admin_support import CALL_SID, AdminClient, seed, set_password
-from tests.conftest import MODELS_CACHE, TOKEN, write_ini
+from tests.support import models as tm
+from tests.support.admin import CALL_SID, AdminClient, seed, set_password
+from tests.support.fixtures import MODELS_CACHE, TOKEN, write_ini
 
 PAGES = ["/admin/", "/admin/calls", f"/admin/calls/{CALL_SID}", "/admin/conversations",
          "/admin/customers", "/admin/customers?q=dana", "/admin/health", "/metrics"]

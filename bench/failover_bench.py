@@ -38,8 +38,8 @@ from appliance.llm.failover import ChatModels
 from appliance.llm.gemini import GeminiModel
 from appliance.llm.local import LocalModel
 from appliance.store.db import Database
-from tests.fakes import CACHE, listen, make_settings
-from tests.fakes.gemini_server import FakeGemini, Reply
+from tests.support.fakes import CACHE, listen, make_settings
+from tests.support.fakes.gemini_server import FakeGemini, Reply
 
 RESULTS = Path(__file__).resolve().parent / "results" / "failover.md"
 FIRST_TOKEN_TIMEOUT_MS = 1500   # config.ini defaults
@@ -196,7 +196,7 @@ async def speed(local: LocalModel) -> dict[str, float]:
 
 
 async def main_async(shape: str, runs: int) -> str:
-    from tests.models import make_chat_gguf
+    from tests.support.models import make_chat_gguf
 
     print(f"building/reusing the {shape} chat model ...", flush=True)
     path = await asyncio.to_thread(make_chat_gguf, CACHE, shape)

@@ -1,8 +1,9 @@
-"""The Gemini stand-in (tests/fakes/gemini_server.py) in a process of its own, so the caller
+"""The Gemini stand-in (tests/support/fakes/gemini_server.py) in a process of its own, so the caller
 stand-ins' work does not delay its clock: ``python -m bench.gemini_proc --ttft 0.3 --rate 200``.
 
 Prints ``{"url": ...}`` when it listens and serves until stdin closes; a line such as
-``ttft 0.8``, ``rate 150`` or ``long 1`` on stdin changes what the next requests get. Every
+``ttft 0.8``, ``rate 150`` or ``long 1`` on stdin changes what the next requests get (any line,
+e.g. ``stats``, is answered with the state and the number of turn requests so far). Every
 request gets the next of REPLIES (or LONG_REPLY with ``--long``) after ``--ttft`` seconds,
 streamed at ``--rate`` tokens per second (Gemini 2.5 Flash streams a few hundred tokens per
 second).
@@ -16,7 +17,7 @@ import itertools
 import json
 import sys
 
-from tests.fakes.gemini_server import FakeGemini, Reply
+from tests.support.fakes.gemini_server import FakeGemini, Reply
 
 # What a receptionist says: one or two short sentences, the first clause early.
 REPLIES = [
@@ -53,7 +54,7 @@ async def _serve(ttft: float, rate: float, long: bool) -> None:
             key, _, value = line.strip().partition(" ")   # "ttft 0.8", "rate 200", "long 1"
             if key in state:
                 state[key] = bool(int(value)) if key == "long" else float(value)
-            print(json.dumps(state), flush=True)
+            print(json.dumps({**state, "requests": len(fake.turn_requests)}), flush=True)
 
 
 def main() -> int:

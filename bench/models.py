@@ -1,17 +1,17 @@
 """The benchmark's model set: random weights, real architectures' shapes, generated locally.
 
-- Whisper tiny and base: tests/models.py (real dimensions, random encoder, a decoder wired to
+- Whisper tiny and base: tests/support/models.py (real dimensions, random encoder, a decoder wired to
   always emit one phrase), CTranslate2 int8 at load time as the appliance loads them.
 - Chat: Qwen2.5-1.5B's shape (the manifest's default offline model) and Qwen2.5-0.5B's, with
-  tests/models.py's GGUF writer. The manifest ships Q4_K_M; gguf-py cannot write k-quants, so
+  tests/support/models.py's GGUF writer. The manifest ships Q4_K_M; gguf-py cannot write k-quants, so
   these are Q4_0 layers + Q8_0 embeddings (the same 4.5/8.5 bits per weight class). One change:
-  tests/models.py fills the unused vocabulary with "[unusedN]" tokens, and a random model picks
+  tests/support/models.py fills the unused vocabulary with "[unusedN]" tokens, and a random model picks
   those almost always, so it "says" "[unused3][unused7]..." without a space or a comma: the
   clause splitter would never find a first clause and the voice would spell brackets. Here the
   fillers are short pronounceable pseudo-words with a leading space, every 9th followed by a
   comma and every 14th by a full stop, so the text streams, splits and is spoken like a reply.
   The compute per token does not depend on which token is sampled. And the ordinary part of
-  the vocabulary is a byte-level BPE trained here (see _trained_bpe): with tests/models.py's
+  the vocabulary is a byte-level BPE trained here (see _trained_bpe): with tests/support/models.py's
   vocabulary (bytes and a few words) every prompt is ~3x as many tokens as with Qwen's own
   tokenizer, which would triple the local model's prefill time.
 - Embedding: the manifest's default is embeddinggemma-300M (Q8_0: 24 layers, 768 wide, FFN
@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tests import models as tm
+from tests.support import models as tm
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / "bench" / ".cache" / "models"
@@ -120,7 +120,7 @@ def _bpe_corpus():
 def _trained_bpe(size: int = 60000) -> tuple[list[str], list[str]]:
     """(tokens in id order, merges "a b") of a byte-level BPE trained here: on kb/ it gives
     2.4-3.4 characters per token (Qwen2.5's real tokenizer: about 4 on English prose, digits
-    one by one as here), where tests/models.py's vocabulary gives about one."""
+    one by one as here), where tests/support/models.py's vocabulary gives about one."""
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
     tok = Tokenizer(models.BPE())

@@ -273,7 +273,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         (f"Local model: max_tokens = {LOCAL_MAX_TOKENS} in this benchmark (shipped: 200). "
          "Random weights never say end-of-turn, and every reply would otherwise be 200 tokens "
          "of speech; the first clause, which is what turn_latency measures, comes long before."),
-        ("Gemini stand-in: tests/fakes/gemini_server.py through the real google-genai client, "
+        ("Gemini stand-in: tests/support/fakes/gemini_server.py through the real google-genai client, "
          "first token after 300 or 800 ms, then 200 tokens/s; replies of one or two short "
          "sentences (bench/gemini_proc.py)."),
         ("The Whisper stand-ins always hear \"hello i would like an appointment\" (crafted "

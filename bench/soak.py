@@ -34,10 +34,10 @@ from twilio.request_validator import RequestValidator
 from appliance.config import load_settings
 from appliance.server import running
 from appliance.simulate import CallerTurn, simulate_call
-from tests import models as tm
-from tests.conftest import AUDIO_DIR, MODELS_CACHE, PUBLIC_URL, TOKEN, write_ini
-from tests.fakes.gemini_server import FakeGemini, Reply
-from tests.fakes.twilio_rest import FakeTwilio
+from tests.support import models as tm
+from tests.support.fixtures import AUDIO_DIR, MODELS_CACHE, PUBLIC_URL, TOKEN, write_ini
+from tests.support.fakes.gemini_server import FakeGemini, Reply
+from tests.support.fakes.twilio_rest import FakeTwilio
 
 ACCOUNT = "AC" + "0" * 32            # what appliance.simulate sends
 WA_FROM = "whatsapp:+14155238886"

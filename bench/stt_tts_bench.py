@@ -2,7 +2,7 @@
 
 Whisper: the shared caller utterances (8 kHz phone audio resampled to 16 kHz) through
 ``SpeechRecognizer`` with the generated test model and with random-weight models of the real
-whisper-tiny and whisper-base shapes (tests/models.py), int8, 2 threads, beam 1, in four modes:
+whisper-tiny and whisper-base shapes (tests/support/models.py), int8, 2 threads, beam 1, in four modes:
 
 * ``stock 1 lang``   - one configured language: WhisperModel.transcribe (the default path);
 * ``fw detect+transcribe`` - several languages the plain faster-whisper way
@@ -68,7 +68,7 @@ def median_ms(fn: Callable[[], object], repeats: int) -> float:
 
 
 def bench_whisper(shape: str, audio: dict[str, np.ndarray], repeats: int) -> dict[str, object]:
-    from tests.models import make_whisper
+    from tests.support.models import make_whisper
 
     path = make_whisper(CACHE_DIR, shape=shape)
     stock = SpeechRecognizer.load(path, threads=THREADS, languages=("en",))
@@ -105,7 +105,7 @@ def bench_whisper(shape: str, audio: dict[str, np.ndarray], repeats: int) -> dic
 
 
 def bench_piper(repeats: int) -> dict[str, float]:
-    from tests.models import make_piper_voice
+    from tests.support.models import make_piper_voice
 
     path = make_piper_voice(CACHE_DIR)
     started = time.perf_counter()
@@ -168,7 +168,7 @@ def write_report(whisper: dict[str, dict[str, object]], piper: dict[str, float],
          f"ctranslate2 {ctranslate2.__version__}; int8, {THREADS} threads, beam 1. "
          f"Medians of {repeats} runs per cell, in ms. Other work on the machine adds noise "
          f"(load average {os.getloadavg()[0]:.1f} when the run ended)."),
-        ("Models: random-weight stand-ins from tests/models.py (`test` = 64-wide, 2+2 layers; "
+        ("Models: random-weight stand-ins from tests/support/models.py (`test` = 64-wide, 2+2 layers; "
          "`tiny`/`base` = the real whisper-tiny/base dimensions), so these are speed numbers "
          "only; accuracy of the short window cannot be judged with them."),
         "",

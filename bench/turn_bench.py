@@ -1,7 +1,12 @@
-"""Turn-taking on real speech: the appliance and pipecat, called the same way, side by side.
+r"""Turn-taking on real speech: the appliance and pipecat, called the same way, side by side.
 
     APPLIANCE_REAL_MODELS=/work/main/tests/.cache/real-models \
         python -m bench.turn_bench [--systems appliance,pipecat] [--per-call 8] [--limit N]
+                                   [--bargeins 8]
+
+On a quiet box (check `uptime` first: the report records the load average after every call).
+The pipecat venv (bench/pipecat_bench/venv.py) is made on first use from PyPI; `--systems
+appliance` runs the appliance alone.
 
 Plays the real-speech turn set (bench/speech_set.py; built on first use) to each system over the
 Media Streams protocol with the product's Twilio stand-in (appliance.simulate: signed
@@ -9,7 +14,14 @@ webhook, WebSocket, real-time 20 ms mu-law frames, the bot's audio played back a
 marks echoed, `clear` honoured), several turns per call in a fixed shuffled order. Both systems
 use real Whisper tiny.en, the real Piper joe voice and the same Gemini stand-in (first token after
 300 ms). Everything is measured on the Twilio side (bench/turn_metrics.py), so both are measured
-alike. Writes bench/results/turn_taking.md and turn_taking.json.
+alike. Then `--bargeins` barge-ins: the caller asks something and, 0.8 s after the bot's answer
+starts, speaks a longer turn over it; measured: caller speech onset -> the bot's `clear`.
+The cost: Gemini requests the stand-in answered per turn that got a reply, and (appliance, from
+its call_turns) the speculative replies started, cancelled and released.
+
+Writes bench/results/turn_taking.md (both systems side by side with the ratio, cut-offs, turn
+latency p50/p95, barge-in clear p50/p95, Gemini requests per confirmed turn, cancelled count,
+load average) and turn_taking.json.
 """
 
 from __future__ import annotations
@@ -28,7 +40,8 @@ from typing import Any
 from appliance.simulate import CallerTurn, simulate_call
 
 from . import speech_set
-from .turn_metrics import BURST_GAP_S, TurnMetrics, summarize, turn_metrics
+from .turn_metrics import (BURST_GAP_S, TurnMetrics, bargein_clear_ms, summarize,
+                           summarize_bargeins, turn_metrics)
 from .turn_report import write_report
 from .turn_systems import AUTH_TOKEN, PUBLIC_URL, Appliance, GeminiStandIn, Pipecat
 
@@ -45,6 +58,45 @@ def plan_calls(manifest: list[dict[str, Any]], per_call: int, seed: int,
     if limit:
         entries = entries[:limit]
     return [entries[i:i + per_call] for i in range(0, len(entries), per_call)]
+
+
+BARGE_IN_AFTER_S = 0.8
+BARGE_KINDS = ("complaint", "statement", "question", "two_part")
+
+
+def plan_bargeins(manifest: list[dict[str, Any]], count: int, seed: int,
+                  per_call: int = 4) -> list[list[tuple[dict[str, Any], dict[str, Any]]]]:
+    """`count` (question, barge-in) pairs, `per_call` to a call: the question gets an answer,
+    the barge-in is a turn of 1.5 s or more spoken over that answer."""
+    rng = random.Random(seed + 1)
+    asks = [e for e in manifest if e["kind"] == "question"]
+    barges = [e for e in manifest if e["kind"] in BARGE_KINDS
+              and e["speech_end_s"] - e["speech_start_s"] >= 1.5]
+    rng.shuffle(barges)
+    pairs = [(asks[i % len(asks)], barges[i % len(barges)]) for i in range(count)]
+    return [pairs[i:i + per_call] for i in range(0, len(pairs), per_call)]
+
+
+async def run_bargein_call(system: Appliance | Pipecat,
+                           pairs: list[tuple[dict[str, Any], dict[str, Any]]],
+                           audio_dir: Path) -> list[float | None]:
+    """One call of (question, barge-in) pairs; the barge-ins' clear latencies (None: no clear)."""
+    turns = []
+    for ask, barge in pairs:
+        turns.append(CallerTurn(audio_dir / ask["file"], speech_end_s=ask["speech_end_s"]))
+        turns.append(CallerTurn(audio_dir / barge["file"], speech_end_s=barge["speech_end_s"],
+                                barge_in_after_s=BARGE_IN_AFTER_S))
+    result = await simulate_call(system.url, PUBLIC_URL, AUTH_TOKEN, turns,
+                                 greeting_timeout_s=25.0, reply_timeout_s=12.0,
+                                 sign=system.sign, tail_s=1.0)
+    clears = []
+    for index, (_, barge) in enumerate(pairs):
+        if 2 * index + 1 >= len(result.turns):
+            break
+        turn = result.turns[2 * index + 1]
+        start = turn.end_of_speech_at - barge["speech_end_s"]
+        clears.append(bargein_clear_ms(barge, start, turn.clear_at))
+    return clears
 
 
 def bursts(events: list[dict[str, Any]], origin: float) -> list[list[float]]:
@@ -93,11 +145,22 @@ class _Tally:
         self.calls: list[dict[str, Any]] = []
         self.busy_s = 0.0
         self.startup_s = 0.0
+        self.requests = 0                      # Gemini requests during the set's calls
+        self.clears: list[float | None] = []   # barge-in clear latencies
+        self.speculation: dict[str, int] = {}
 
     def result(self) -> dict[str, Any]:
-        return {"summary": summarize(self.turns), "turns": [t.as_dict() for t in self.turns],
+        summary = summarize(self.turns)
+        replied = summary["replied"]
+        summary.update(summarize_bargeins(self.clears))
+        summary["gemini_requests"] = self.requests
+        summary["gemini_per_confirmed_turn"] = (round(self.requests / replied, 2)
+                                                if replied else None)
+        summary["speculative_cancelled"] = self.speculation.get("speculative_cancelled")
+        return {"summary": summary, "turns": [t.as_dict() for t in self.turns],
                 "calls": self.calls, "startup_s": round(self.startup_s, 1),
-                "wall_s": round(self.busy_s, 1)}
+                "wall_s": round(self.busy_s, 1), "bargein_clears_ms": self.clears,
+                "speculation": self.speculation}
 
 
 async def _start(name: str, kind: type[Appliance] | type[Pipecat], gemini_url: str,
@@ -133,8 +196,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             tallies[name].startup_s = system.startup_s
         for number, entries in enumerate(calls, 1):
             for name, system in systems.items():
-                started = time.monotonic()
+                started, before = time.monotonic(), await gemini.requests()
                 metrics, info = await run_call(system, entries, speech_set.DEFAULT_OUT)
+                tallies[name].requests += await gemini.requests() - before
                 tallies[name].busy_s += time.monotonic() - started
                 info["load_1min"] = round(os.getloadavg()[0], 2)
                 tallies[name].turns.extend(metrics)
@@ -142,6 +206,14 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                 print(f"  {name} call {number}/{len(calls)}: {len(metrics)} turns, "
                       f"{sum(m.cut_off for m in metrics)} cut off, "
                       f"load {info['load_1min']}", flush=True)
+        for name, system in systems.items():
+            if isinstance(system, Appliance):
+                tallies[name].speculation = system.speculation()   # the set's calls only
+        for pairs in plan_bargeins(manifest, args.bargeins, args.seed):
+            for name, system in systems.items():
+                clears = await run_bargein_call(system, pairs, speech_set.DEFAULT_OUT)
+                tallies[name].clears.extend(clears)
+                print(f"  {name} barge-ins: clear {clears} ms", flush=True)
         for name, tally in tallies.items():
             results["systems"][name] = tally.result()
     results["load_at_end"] = os.getloadavg()
@@ -168,17 +240,22 @@ def rescore(results: dict[str, Any]) -> dict[str, Any]:
                 entry = manifest[files[len(turns)]]
                 turns.append(turn_metrics(entry, events, start, end))
         system["turns"] = [t.as_dict() for t in turns]
-        system["summary"] = summarize(turns)
+        system["summary"] = {**system["summary"], **summarize(turns)}   # keeps cost, barge-ins
     return results
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.turn_bench")
-    parser.add_argument("--systems", default="appliance,pipecat")
+    parser = argparse.ArgumentParser(prog="python -m bench.turn_bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--systems", default="appliance,pipecat",
+                        help="comma separated: appliance, pipecat (default both)")
     parser.add_argument("--per-call", type=int, default=8)
     parser.add_argument("--limit", type=int, help="only the first N turns (a quick check)")
     parser.add_argument("--seed", type=int, default=12)
-    parser.add_argument("--ttft", type=float, default=0.3)
+    parser.add_argument("--bargeins", type=int, default=8,
+                        help="barge-ins spoken over the bot's answers (0: none)")
+    parser.add_argument("--ttft", type=float, default=0.3,
+                        help="the Gemini stand-in's first token after this many seconds")
     parser.add_argument("--out", type=Path, default=RESULTS / "turn_taking")
     parser.add_argument("--notes", type=Path, help="a Markdown file to include in OUT.md")
     parser.add_argument("--rescore", action="store_true",

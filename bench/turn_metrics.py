@@ -107,6 +107,22 @@ def turn_metrics(entry: dict[str, Any], events: list[dict[str, Any]], start_at: 
         cleared=cleared, clear_latency_ms=clear_ms)
 
 
+def bargein_clear_ms(entry: dict[str, Any], start_at: float,
+                     clear_at: float | None) -> float | None:
+    """A barge-in: `clear` - the moment the caller started speaking over the bot (the turn's
+    speech onset); None if no `clear` came."""
+    if clear_at is None:
+        return None
+    return round((clear_at - (start_at + entry["speech_start_s"])) * 1000, 1)
+
+
+def summarize_bargeins(clears: list[float | None]) -> dict[str, Any]:
+    measured = [c for c in clears if c is not None]
+    return {"bargeins": len(clears), "bargeins_cleared": len(measured),
+            "bargein_clear_p50_ms": percentile(measured, 0.5),
+            "bargein_clear_p95_ms": percentile(measured, 0.95)}
+
+
 def percentile(values: list[float], q: float) -> float | None:
     """Nearest-rank-interpolated percentile (as numpy's default 'linear')."""
     if not values:

@@ -7,7 +7,7 @@
    16 kHz, as a call hears them).
 3. The shared 8 kHz caller WAVs: P(complete) at the end of each turn (+200 ms) and at every pause
    inside it that the VAD turns into a Pause (the moments the decision machine asks).
-4. The whole decision (tests/turn_replay.py: Silero VAD, Whisper tiny.en, smart-turn, the
+4. The whole decision (tests/support/turn_replay.py: Silero VAD, Whisper tiny.en, smart-turn, the
    TurnDetector with its default TurnParams) over the caller WAVs: what ended each turn, the wait,
    and the silence waited after the VAD's end of speech. Signals are delivered at once, so add the
    STT/model time (both run in parallel from Pause, 160 ms into the silence) for a real call.
@@ -37,7 +37,7 @@ from appliance.turns.smart_turn import (
     log_mel_features,
 )
 from bench.realmodels import ensure
-from tests.turn_replay import phone_to_16k, read_wav, to_phone
+from tests.support.turn_replay import phone_to_16k, read_wav, to_phone
 
 ROOT = Path(__file__).resolve().parents[1]
 AUDIO = ROOT / "tests" / "data" / "audio"
@@ -125,7 +125,7 @@ def caller_wavs(model: SmartTurnModel, vad: SileroVad) -> list[str]:
 
 def decisions(vad: SileroVad, model: SmartTurnModel) -> list[str]:
     from appliance.stt.whisper import SpeechRecognizer
-    from tests.turn_replay import replay
+    from tests.support.turn_replay import replay
 
     stt = SpeechRecognizer.load(ensure("whisper-tiny.en"), threads=1, languages=("en",))
     rows = ["| file | ended_by | wait ms | silence ms | pauses | final transcript |",

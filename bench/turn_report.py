@@ -23,13 +23,18 @@ joe, the same Gemini stand-in (first token after 300 ms).
   (for a cut-off turn, the answer it gave once the caller had really finished).
 - clear latency: a cut-off turn's `clear` - the moment the caller spoke over the bot;
   "talked over" counts cut-offs with no `clear` while the caller went on.
+- barge-in clear: separate calls in which the caller asks a question and, 0.8 s into the bot's
+  answer, speaks a longer turn over it: the bot's `clear` - the caller's speech onset.
+- cost: Gemini requests the stand-in answered during the set's calls / turns that got a reply
+  ("confirmed turns"; a speculative reply that was cancelled is a request too); the appliance's
+  cancelled speculative replies from its own call_turns.
 """
 
 SETUP = """\
 The systems:
-- appliance: `python -m appliance serve` with the shipped config.ini (endpoint waits 500 / 250 /
-  1200 ms, barge-in after 140 ms of caller speech), [stt] languages = en, Whisper tiny.en int8,
-  Piper joe; Gemini = the stand-in.
+- appliance: `python -m appliance serve` with the shipped config.ini (turn detector with
+  smart-turn v3.2 and the transcript, speculative replies, barge-in after 140 ms of caller
+  speech), [stt] languages = en, Whisper tiny.en int8, Piper joe; Gemini = the stand-in.
 - pipecat 1.14.0 (bench/pipecat_bench/bot.py, its own venv), as its Twilio template: FastAPI
   WebSocket transport + TwilioFrameSerializer, Silero VAD (stop_secs 0.2), smart-turn v3.2 local
   analyzer as the turn-stop strategy (user_turn_stop_timeout 5 s, the default), WhisperSTTService
@@ -43,7 +48,9 @@ The systems:
 def _fmt(value: Any) -> str:
     if value is None:
         return "-"
-    return f"{value:.0f}" if isinstance(value, float) else str(value)
+    if isinstance(value, float):
+        return f"{value:.2f}" if abs(value) < 10 else f"{value:.0f}"
+    return str(value)
 
 
 def _ratio(a: Any, b: Any) -> str:
@@ -52,6 +59,7 @@ def _ratio(a: Any, b: Any) -> str:
     return f"{a / b:.2f}"
 
 
+RATIO_KEYS = ("_ms", "_per_confirmed_turn")
 ROWS = [("turns", "turns"), ("replied", "turns with a reply"), ("cut_offs", "cut-offs"),
         ("resumed", "previous reply resumed over the caller"),
         ("turn_latency_p50_ms", "turn latency p50 (ms)"),
@@ -61,7 +69,14 @@ ROWS = [("turns", "turns"), ("replied", "turns with a reply"), ("cut_offs", "cut
         ("answer_latency_p95_ms", "answer latency p95 (ms)"),
         ("clear_latency_p50_ms", "clear latency p50 (ms)"),
         ("clear_latency_p95_ms", "clear latency p95 (ms)"),
-        ("talked_over", "cut-offs talked over (no clear)")]
+        ("talked_over", "cut-offs talked over (no clear)"),
+        ("bargeins", "barge-ins over the bot's answer"),
+        ("bargeins_cleared", "barge-ins the bot stopped for (`clear`)"),
+        ("bargein_clear_p50_ms", "barge-in clear p50 (ms)"),
+        ("bargein_clear_p95_ms", "barge-in clear p95 (ms)"),
+        ("gemini_requests", "Gemini requests (the set's calls)"),
+        ("gemini_per_confirmed_turn", "Gemini requests per confirmed turn"),
+        ("speculative_cancelled", "speculative replies cancelled")]
 
 
 def _side_by_side(systems: dict[str, Any]) -> list[str]:
@@ -74,7 +89,7 @@ def _side_by_side(systems: dict[str, Any]) -> list[str]:
         values = [systems[n]["summary"].get(key) for n in names]
         row = f"| {label} | " + " | ".join(_fmt(v) for v in values)
         if len(names) == 2:
-            row += f" | {_ratio(values[0], values[1]) if key.endswith('_ms') else ''}"
+            row += f" | {_ratio(values[0], values[1]) if key.endswith(RATIO_KEYS) else ''}"
         lines.append(row + " |")
     lines.append("| start-up (s) | " + " | ".join(_fmt(systems[n]["startup_s"]) for n in names)
                  + (" | |" if len(names) == 2 else " |"))

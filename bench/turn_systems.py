@@ -103,10 +103,18 @@ class GeminiStandIn:
     async def __aexit__(self, *exc: object) -> None:
         await self._proc.stop()
 
+    async def requests(self) -> int:
+        """Turn requests (not probes) the stand-in has answered so far."""
+        proc = self._proc.proc
+        assert proc is not None and proc.stdin is not None and proc.stdout is not None
+        proc.stdin.write(b"stats\n")
+        await proc.stdin.drain()
+        return int(json.loads(await asyncio.wait_for(proc.stdout.readline(), 10))["requests"])
+
 
 def write_appliance_config(path: Path, port: int, gemini_url: str) -> None:
     """The shipped config.ini with the benchmark's models, port, database and Gemini URL."""
-    from tests import models as tm
+    from tests.support import models as tm
 
     models = ROOT / "bench" / ".cache" / "turnbench-models"
     parser = configparser.ConfigParser(interpolation=None)
@@ -168,6 +176,17 @@ class _System:
 
 class Appliance(_System):
     label = "appliance"
+
+    def speculation(self) -> dict[str, int]:
+        """What its own call records say the speculative replies cost (call_turns)."""
+        import sqlite3
+
+        with sqlite3.connect(self.workdir / "appliance.db") as db:
+            row = db.execute("SELECT COUNT(*), SUM(speculative_starts), "
+                             "SUM(speculative_cancelled), SUM(speculative_released) "
+                             "FROM call_turns").fetchone()
+        return {"turns": row[0], "speculative_starts": row[1] or 0,
+                "speculative_cancelled": row[2] or 0, "speculative_released": row[3] or 0}
 
     async def _command(self) -> tuple[list[str], dict[str, str]]:
         config = self.workdir / "appliance.ini"

@@ -242,7 +242,7 @@ def make_voice(outdir: Path, force: bool = False) -> Path:
     """Write (or reuse) the voice and its .onnx.json; returns the .onnx path."""
     import onnx
 
-    from tests.models import _piper_config
+    from tests.support.models import _piper_config
 
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,4 @@
-"""Shared fixtures: the generated test models, and Settings written the way an owner would."""
+"""Fixtures for every test (tests/support/fixtures.py); each area's own are in its conftest."""
 
 from __future__ import annotations
 
@@ -6,73 +6,6 @@ import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before llama.cpp / CTranslate2 load
 
-from pathlib import Path  # noqa: E402
-from typing import Callable
+from tests.support.fixtures import fake_twilio, gemini, make_settings, test_models  # noqa: E402
 
-import pytest
-
-from appliance.config import Settings, load_settings
-from tests import models as tm
-
-HERE = Path(__file__).parent
-MODELS_CACHE = HERE / ".cache" / "models"
-AUDIO_DIR = HERE / "data" / "audio"
-TOKEN = "test-auth-token-0123456789"
-PUBLIC_URL = "https://receptionist.example.com"
-
-
-@pytest.fixture(scope="session")
-def test_models() -> tm.TestModels:
-    return tm.ensure_models(MODELS_CACHE)
-
-
-def write_ini(path: Path, models: tm.TestModels | None, extra: str = "") -> Path:
-    """A config file like the shipped one, pointing at the test models and a temp database."""
-    model_lines = ""
-    if models is not None:
-        model_lines = (f"[stt]\nmodel = {models.whisper_dir}\nlanguages = en, he, ru\n"
-                       f"[tts]\nvoice = {models.piper_voice}\n"
-                       f"[local_llm]\nmodel_path = {models.chat_gguf}\ncontext_tokens = 2048\n"
-                       f"[kb]\nembedding_model = {models.embedding_gguf}\n"
-                       f"directory = {HERE.parent / 'kb'}\n")
-    text = (f"[server]\nhost = 127.0.0.1\nport = 0\npublic_url = {PUBLIC_URL}\n"
-            f"secrets_file = {path.parent / 'no-secrets.env'}\n"
-            f"[storage]\ndatabase = {path.parent / 'appliance.db'}\n"
-            f"[twilio]\noperator_number = +15550009999\n"
-            f"[business]\nname = Sunrise Appliances\ntimezone = Asia/Jerusalem\n"
-            f"greeting = Hello, you have reached Sunrise Appliances.\n"
-            + model_lines + extra)
-    path.write_text(_merge(text), encoding="utf-8")
-    return path
-
-
-def _merge(text: str) -> str:
-    """Later sections with the same name extend earlier ones (extra= may repeat a section)."""
-    import configparser
-
-    parser = configparser.ConfigParser(interpolation=None, strict=False)
-    parser.optionxform = str
-    parser.read_string(text)
-    lines = []
-    for section in parser.sections():
-        lines.append(f"[{section}]")
-        lines.extend(f"{k} = {v}" for k, v in parser.items(section))
-    return "\n".join(lines) + "\n"
-
-
-@pytest.fixture
-def make_settings(tmp_path: Path, test_models: tm.TestModels) -> Callable[..., Settings]:
-    def make(extra: str = "", environ: dict[str, str] | None = None) -> Settings:
-        ini = write_ini(tmp_path / "config.ini", test_models, extra)
-        env = {"TWILIO_AUTH_TOKEN": TOKEN} if environ is None else environ
-        return load_settings(ini, environ=env)
-    return make
-
-
-@pytest.fixture
-async def fake_twilio():
-    """The Twilio REST stand-in on loopback, shared by the messaging and webhook tests."""
-    from tests.test_messaging_harness import twilio_stand_in
-
-    async with twilio_stand_in() as fake:
-        yield fake
+__all__ = ["fake_twilio", "gemini", "make_settings", "test_models"]

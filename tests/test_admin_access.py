@@ -17,7 +17,7 @@ from aiohttp import web
 
 from appliance.admin.cfaccess import SHA256_PREFIX, RsaKey, TokenRejected, verify_token
 from appliance.server import running
-from tests.admin_support import AdminClient
+from tests.support.admin import AdminClient
 
 AUD = "aud-0123456789"
 rng = random.Random(14)

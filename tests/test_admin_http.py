@@ -20,7 +20,7 @@ from appliance.admin.sessions import Limits, Sessions
 from appliance.app import build_app
 from appliance.server import running
 from appliance.store.db import Database
-from tests.admin_support import (
+from tests.support.admin import (
     CALL_SID,
     CUSTOMER_PHONE,
     PASSWORD,
@@ -28,11 +28,10 @@ from tests.admin_support import (
     seed,
     set_password,
 )
-from tests.conftest import HERE, TOKEN
-from tests.fakes.twilio_rest import FakeTwilio
+from tests.support.fixtures import ACCOUNT_SID, HERE, TOKEN
+from tests.support.fakes.twilio_rest import FakeTwilio
 from tests.test_call import db_rows as rows
 
-ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
 SMS_FROM = "+15550002222"
 DIGITS = CUSTOMER_PHONE.lstrip("+")
 NOTICE = re.compile(r'<p class="(?:notice|problem)">[^<]*</p>')
@@ -46,12 +45,6 @@ POSTS = ["/admin/logout", "/admin/customers/1", "/admin/customers/1/delete",
          "/admin/appointments/1/move", "/admin/appointments/1/cancel",
          "/admin/appointments/block", "/admin/kb/upload", "/admin/kb/delete",
          "/admin/kb/reindex"]
-
-
-@pytest.fixture
-async def fake_twilio():
-    async with FakeTwilio(ACCOUNT_SID, TOKEN) as fake:
-        yield fake
 
 
 def dashboard_settings(make_settings, tmp_path: Path, fake: FakeTwilio, extra: str = ""):
@@ -380,7 +373,7 @@ def test_set_password_command_stores_a_scrypt_hash_and_ends_sessions(tmp_path, t
 
     from appliance import cli
     from appliance.admin import passwords
-    from tests.conftest import write_ini
+    from tests.support.fixtures import write_ini
 
     ini = write_ini(tmp_path / "config.ini", test_models)
     monkeypatch.setenv("TWILIO_AUTH_TOKEN", TOKEN)
@@ -416,7 +409,7 @@ async def test_today_and_health_say_what_needs_attention(tmp_path: Path) -> None
     import logging
 
     from appliance.config import load_settings
-    from tests.conftest import write_ini
+    from tests.support.fixtures import write_ini
 
     ini = write_ini(tmp_path / "config.ini", None, f"[models]\ndirectory = {tmp_path}/models\n")
     settings = load_settings(ini, environ={"TWILIO_AUTH_TOKEN": TOKEN})

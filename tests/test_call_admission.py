@@ -24,8 +24,8 @@ from twilio.request_validator import RequestValidator
 from appliance.runtime import Component
 from appliance.server import running
 from appliance.simulate import simulate_call
-from tests.conftest import PUBLIC_URL, TOKEN
-from tests.fakes.gemini_server import FakeGemini, Reply
+from tests.support.fixtures import PUBLIC_URL, TOKEN
+from tests.support.fakes.gemini_server import FakeGemini, Reply
 
 ACCOUNT = "AC" + "0" * 32
 SIGN = RequestValidator(TOKEN)

@@ -11,10 +11,10 @@ import sqlite3
 from appliance.call.events import AudioSent, CallEvent, TurnDecided
 from appliance.server import running
 from appliance.simulate import CallerTurn, simulate_call
-from tests.conftest import PUBLIC_URL, TOKEN
-from tests.fakes.gemini_server import FakeGemini, Reply
+from tests.support.fixtures import PUBLIC_URL, TOKEN
+from tests.support.fakes.gemini_server import FakeGemini, Reply
 from tests.test_turns_real_speech import CLIPS, _clip
-from tests.turn_replay import real_model, write_wav
+from tests.support.turn_replay import real_model, write_wav
 
 REPLY = "Thank you, I have your number."
 
@@ -58,8 +58,10 @@ async def test_a_phone_number_read_in_groups_is_one_turn(make_settings, tmp_path
         (row,) = conn.execute("SELECT * FROM call_turns").fetchall()
     finally:
         conn.close()
+    # the words run to the last group ("3344"; Whisper tiny.en on the short window often writes
+    # it "334", and on the 30 s window sometimes drops it: bench/results/turn_stt.md)
     digits = "".join(ch for ch in row["transcript"] if ch.isdigit())
-    assert "3344" in digits or "44" in digits, row["transcript"]
+    assert digits.startswith("052881") and len(digits) >= 9, row["transcript"]
     assert row["model_p"] is not None and row["ended_by"], dict(row)
     assert row["reply_text"] == REPLY
 

@@ -2,8 +2,9 @@
 test models, the real engine and tools; Gemini is the loopback stand-in): a reply started in the
 caller's pause never runs a tool and never reaches the caller unless the turn is committed.
 
-The caller says a sentence, pauses 1 s (longer than the 160 ms Pause, shorter than the 1.4 s
-commit wait set here, so the attempt surely got as far as asking Gemini on a loaded machine),
+The caller says a sentence, pauses 2 s (longer than the 160 ms Pause, shorter than the 2.6 s
+commit wait set here, so the attempt surely got as far as asking Gemini on a loaded machine,
+where one transcription takes ~1 s),
 then says it again. Every request without a tool result asks to book, so the
 cancelled speculative attempts ask for the booking too; only the released reply may book.
 """
@@ -23,9 +24,9 @@ from appliance.call.events import (AudioSent, CallEvent, ReplyStarted, SpeechSta
                                    TurnCompleted, TurnDecided)
 from appliance.server import running
 from appliance.simulate import CallerTurn, simulate_call
-from tests.conftest import AUDIO_DIR, PUBLIC_URL, TOKEN
-from tests.fakes.gemini_server import Call, FakeGemini, Recorded, Reply
-from tests.turn_replay import read_wav, write_wav
+from tests.support.fixtures import AUDIO_DIR, PUBLIC_URL, TOKEN
+from tests.support.fakes.gemini_server import Call, FakeGemini, Recorded, Reply
+from tests.support.turn_replay import read_wav, write_wav
 
 MANIFEST = {e["file"]: e for e in json.loads((AUDIO_DIR / "manifest.json").read_text())}
 BOOKED = "You are booked for tomorrow at ten. Anything else?"
@@ -77,7 +78,7 @@ async def test_a_cancelled_speculative_reply_never_books_and_is_never_heard(
         make_settings, gemini, tmp_path) -> None:
     settings = make_settings(
         extra=(f"[gemini]\nbase_url = {gemini.base_url}\n[call]\nsilence_prompt_s = 30\n"
-               "turn_wait_ms = 1400\n"
+               "turn_wait_ms = 2600\n"
                f"[appointments]\nhours = mon-sun 08:00-20:00\n"),
         environ={"TWILIO_AUTH_TOKEN": TOKEN, "GEMINI_API_KEY": "test-key"})
     seen: list[CallEvent] = []
@@ -91,7 +92,7 @@ async def test_a_cancelled_speculative_reply_never_books_and_is_never_heard(
     async with running(settings) as srv:
         srv.services.call_events.subscribe(watch)
         result = await simulate_call(srv.url, PUBLIC_URL, TOKEN,
-                                     [paused_turn(tmp_path, 1.0)], reply_timeout_s=15)
+                                     [paused_turn(tmp_path, 2.0)], reply_timeout_s=15)
     db = settings.storage.database
 
     (turn,) = rows(db, "SELECT * FROM call_turns")

@@ -12,32 +12,17 @@ import sqlite3
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-import pytest
 
 from appliance.call.events import (CallEnded, CallEvent, CallStarted, ReplyStarted,
                                    SpeechEnded, TurnCompleted, TurnTranscribed)
 from appliance.server import running
 from appliance.simulate import CallerTurn, simulate_call
-from tests.conftest import AUDIO_DIR, PUBLIC_URL, TOKEN
-from tests.fakes.gemini_server import Call, FakeGemini, Reply
-from tests.fakes.twilio_rest import FakeTwilio
+from tests.support.fixtures import ACCOUNT_SID, AUDIO_DIR, PUBLIC_URL, TOKEN
+from tests.support.fakes.gemini_server import Call, Reply
 
-ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
 SMS_FROM = "+15550003333"
 CALLER = "+15550001111"
 MANIFEST = {e["file"]: e for e in json.loads((AUDIO_DIR / "manifest.json").read_text())}
-
-
-@pytest.fixture
-async def gemini():
-    async with FakeGemini() as fake:
-        yield fake
-
-
-@pytest.fixture
-async def twilio_rest():
-    async with FakeTwilio(ACCOUNT_SID, TOKEN) as fake:
-        yield fake
 
 
 def tomorrow_ten() -> str:
@@ -46,13 +31,13 @@ def tomorrow_ten() -> str:
 
 
 async def test_a_booking_by_phone_sends_its_confirmation_through_twilio(
-        make_settings, gemini, twilio_rest) -> None:
+        make_settings, gemini, fake_twilio) -> None:
     start = tomorrow_ten()
     gemini.script(Reply(calls=(Call("book_appointment", {"start": start}),), ttft_s=0.05),
                   Reply(text="You are booked for tomorrow at ten. Anything else?", ttft_s=0.05))
     settings = make_settings(
         extra=(f"[gemini]\nbase_url = {gemini.base_url}\n[call]\nsilence_prompt_s = 30\n"
-               f"[twilio]\naccount_sid = {ACCOUNT_SID}\napi_base_url = {twilio_rest.base_url}\n"
+               f"[twilio]\naccount_sid = {ACCOUNT_SID}\napi_base_url = {fake_twilio.base_url}\n"
                f"[messaging]\nsms_from = {SMS_FROM}\n"
                f"[appointments]\nhours = mon-sun 08:00-20:00\n"),
         environ={"TWILIO_AUTH_TOKEN": TOKEN, "GEMINI_API_KEY": "test-key"})
@@ -65,7 +50,7 @@ async def test_a_booking_by_phone_sends_its_confirmation_through_twilio(
         result = await simulate_call(srv.url, PUBLIC_URL, TOKEN, [turn], caller=CALLER,
                                      account_sid=ACCOUNT_SID)
         for _ in range(100):
-            if twilio_rest.sent_to(CALLER):
+            if fake_twilio.sent_to(CALLER):
                 break
             await asyncio.sleep(0.1)
         conn = sqlite3.connect(settings.storage.database)
@@ -78,7 +63,7 @@ async def test_a_booking_by_phone_sends_its_confirmation_through_twilio(
 
     assert result.turns and result.turns[0].first_reply_frame_at is not None
     assert booked == [("call", 1)], "booked on this call"
-    (sms,) = twilio_rest.sent_to(CALLER)
+    (sms,) = fake_twilio.sent_to(CALLER)
     assert sms.from_ == SMS_FROM
     assert "your appointment is booked for" in sms.body and "Sunrise Appliances" in sms.body
     # the tool's result went back to the model with the next request

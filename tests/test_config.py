@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from appliance.config import ConfigError, load_settings
-from tests.conftest import write_ini
+from tests.support.fixtures import write_ini
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -56,11 +56,36 @@ def _error(tmp_path: Path, extra: str, environ=None) -> ConfigError:
      "cannot read"),
     ("[business]\ntransfer_hours = sun-thu 18:00-09:00\n", "business", "transfer_hours",
      "closes before it opens"),
+    # the actions' sections go through the same reader (appliance/config_actions.py)
+    ("[appointments]\ncolour = red\n", "appointments", "colour", "unknown key"),
+    ("[appointments]\nhours = weekdays 9 to 5\n", "appointments", "hours", "sun-thu"),
+    ("[notify]\nrate_limit = many\n", "notify", "rate_limit", "not a whole number"),
+    ("[crm]\nurl_template = https://crm.example/p\n", "crm", "url_template", "{phone}"),
+    ("[crm]\ntoken = abc\n", "crm", "token", "secrets do not belong"),
+    ("[google_calendar]\ncalendar_id = x@group\n", "google_calendar", "service_account_file",
+     "go together"),
+    ("[security]\nallowed_prefixes = 972\n", "security", "allowed_prefixes", "like +972"),
+    ("[security]\ncode_minutes = 0\n", "security", "code_minutes", "below the minimum"),
+    ("[security]\nlow_disk = 5\n", "security", "low_disk", "unknown key"),
 ])
 def test_bad_values_name_section_key_and_fix(tmp_path, extra, section, key, words) -> None:
     err = _error(tmp_path, extra)
     assert (err.section, err.key) == (section, key)
     assert words in str(err)
+
+
+def test_the_actions_sections_are_read_with_the_rest(tmp_path: Path) -> None:
+    ini = write_ini(tmp_path / "config.ini", None,
+                    "[appointments]\nslot_minutes = 45\nconfirm = no\nhours =\n"
+                    "[notify]\nrate_limit =\n[crm]\nurl_template = https://crm.example/?p={phone}\n"
+                    "[security]\nallowed_prefixes = +972, +1\ncode_attempts = 5\n")
+    s = load_settings(ini, environ={"CRM_TOKEN": "crm-secret"})
+    assert (s.actions.appointments.slot_minutes, s.actions.appointments.confirm) == (45, False)
+    assert s.actions.appointments.hours == "mon-fri 09:00-17:00"    # empty: the default
+    assert s.actions.notify.rate_limit == 3                          # empty: the default
+    assert s.actions.crm.enabled and s.actions.crm.token == "crm-secret"
+    assert s.security.allowed_prefixes == ("+972", "+1")
+    assert s.security.code_attempts == 5 and s.security.code_minutes == 10
 
 
 def test_missing_public_url_with_validation_on_stops(tmp_path: Path) -> None:

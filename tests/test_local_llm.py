@@ -16,7 +16,7 @@ from appliance.config import LocalLlmSettings, ModelRef
 from appliance.llm.base import (ChatMessage, ChatRequest, StreamDone, TextChunk, ToolCall,
                                 ToolCallChunk, ToolSpec)
 from appliance.llm.local import LocalModel, Splitter, tool_call_schema
-from tests.fakes import chat_model_path
+from tests.support.fakes import chat_model_path
 
 STATIC = ("You are the receptionist of Sunrise Appliances, a repair shop in Tel Aviv. "
           "Answer briefly. ") * 8
@@ -61,6 +61,16 @@ async def test_streams_text_within_max_tokens(local):
     assert len(chunks) > 1, "streamed token by token"
     assert 0 < events[-1].output_tokens <= 24
     assert local.name == "local:chat-test.gguf"
+
+
+async def test_the_local_model_reads_the_short_passages_and_gemini_the_long(local):
+    message = ChatMessage("user", "hi", context="[the cloud's five long passages]",
+                          context_local="[one short passage]")
+    prompt = local.render(request(message))
+    assert "<|im_start|>user\n[one short passage]\n\nhi<|im_end|>" in prompt
+    assert "five long" not in prompt
+    fitted, tokens = local._tokens_for(request(message))     # what a round evaluates
+    assert "[one short passage]" in fitted and "five long" not in fitted and tokens
 
 
 async def test_prompt_uses_the_gguf_template_with_static_part_first(local):

@@ -10,9 +10,9 @@ import aiohttp
 
 from appliance.config import load_settings
 from appliance.server import running
-from tests.actions_fakes import free_port
-from tests.conftest import TOKEN, write_ini
-from tests.test_messaging_harness import (ACCOUNT_SID, WA_FROM, inbound_params, new_sid, sign,
+from tests.support.actions import free_port
+from tests.support.fixtures import TOKEN, write_ini
+from tests.support.messaging import (ACCOUNT_SID, WA_FROM, inbound_params, new_sid, sign,
                                           twilio_stand_in)
 
 CUSTOMER = "whatsapp:+972501234567"
@@ -38,16 +38,22 @@ async def llm_status(http: aiohttp.ClientSession, url: str) -> dict:
         return (await resp.json())["llm"]
 
 
+def whatsapp_settings(tmp_path, test_models, twilio_url: str, gemini_url: str):
+    """WhatsApp through the Twilio stand-in, Gemini at `gemini_url` (a key set), the test
+    GGUF as the local model with room for a few turns."""
+    extra = (f"[twilio]\naccount_sid = {ACCOUNT_SID}\napi_base_url = {twilio_url}\n"
+             f"[messaging]\nwhatsapp_from = {WA_FROM}\n"
+             f"[gemini]\nbase_url = {gemini_url}\n"
+             f"first_token_timeout_ms = 1500\nretry_after_failure_s = 600\n"
+             f"[local_llm]\ncontext_tokens = 4096\nmax_tokens = 24\n")
+    ini = write_ini(tmp_path / "config.ini", test_models, extra)
+    return load_settings(ini, environ={"TWILIO_AUTH_TOKEN": TOKEN, "GEMINI_API_KEY": "a-key"})
+
+
 async def test_the_second_offline_message_prefills_only_its_new_tokens(tmp_path, test_models):
     async with twilio_stand_in() as fake:
-        extra = (f"[twilio]\naccount_sid = {ACCOUNT_SID}\napi_base_url = {fake.base_url}\n"
-                 f"[messaging]\nwhatsapp_from = {WA_FROM}\n"
-                 f"[gemini]\nbase_url = http://127.0.0.1:{free_port()}\n"
-                 f"first_token_timeout_ms = 1500\nretry_after_failure_s = 600\n"
-                 f"[local_llm]\ncontext_tokens = 4096\nmax_tokens = 24\n")
-        ini = write_ini(tmp_path / "config.ini", test_models, extra)
-        settings = load_settings(ini, environ={"TWILIO_AUTH_TOKEN": TOKEN,
-                                               "GEMINI_API_KEY": "unreachable-key"})
+        settings = whatsapp_settings(tmp_path, test_models, fake.base_url,
+                                     f"http://127.0.0.1:{free_port()}")
         async with running(settings) as srv, aiohttp.ClientSession() as http:
             srv.services.local_llm._llm.set_seed(1234)   # random weights: repeatable gibberish
             await message(http, srv.url, "Hello, do you repair fridges?")

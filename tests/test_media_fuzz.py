@@ -1,4 +1,4 @@
-"""Issue 13, fault suite: 10,000 mutated Media Streams frames (tests/frame_fuzz.py, seeded) into
+"""Issue 13, fault suite: 10,000 mutated Media Streams frames (tests/support/frame_fuzz.py, seeded) into
 a call while a second call runs normally, through the real server with the real VAD, STT and
 TTS code. No crash (the server answers the next call), no leaked task (asyncio tasks counted
 before and after), every call record closed, and the second call still gets its answer (its
@@ -21,9 +21,9 @@ import pytest
 
 from appliance.server import running
 from appliance.simulate import simulate_call
-from tests.conftest import PUBLIC_URL, TOKEN
-from tests.fakes.gemini_server import FakeGemini, Reply
-from tests.frame_fuzz import FrameFuzzer, start_frame
+from tests.support.fixtures import PUBLIC_URL, TOKEN
+from tests.support.fakes.gemini_server import FakeGemini, Reply
+from tests.support.frame_fuzz import FrameFuzzer, start_frame
 from tests.test_call import turn
 from tests.test_call_admission import open_ticket, settings_for
 

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests import models as tm
+from tests.support import models as tm
 
 CACHE_DIR = Path(__file__).parent / ".cache" / "models"
 

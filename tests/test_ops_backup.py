@@ -16,7 +16,7 @@ from appliance.config import load_settings
 from appliance.store import backup as backups
 from appliance.store import db as store_db
 from appliance.store.db import Database, StoreError
-from tests.conftest import TOKEN, write_ini
+from tests.support.fixtures import TOKEN, write_ini
 
 
 def count(path: Path, table: str = "customers") -> int:

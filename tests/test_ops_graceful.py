@@ -5,6 +5,7 @@ the live call finishes normally, then the process exits 0."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -13,6 +14,7 @@ import subprocess
 import sys
 import time
 import xml.etree.ElementTree as ET
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -20,9 +22,9 @@ import pytest
 from twilio.request_validator import RequestValidator
 
 from appliance.simulate import CallerTurn, simulate_call
-from tests.conftest import AUDIO_DIR, PUBLIC_URL, TOKEN, write_ini
-from tests.fakes.gemini_server import FakeGemini, Reply
-from tests.ops_support import datagram_listener, free_port
+from tests.support.fixtures import AUDIO_DIR, PUBLIC_URL, TOKEN, write_ini
+from tests.support.fakes.gemini_server import FakeGemini, Reply
+from tests.support.ops import datagram_listener, free_port
 
 REPO = Path(__file__).resolve().parent.parent
 MANIFEST = {e["file"]: e for e in json.loads((AUDIO_DIR / "manifest.json").read_text())}
@@ -67,27 +69,65 @@ async def active_calls(url: str) -> tuple[int, int]:
         return resp.status, (await resp.json())["active_calls"]
 
 
-async def test_sigterm_drains_the_live_call_and_refuses_new_ones(tmp_path, test_models) -> None:
+@contextlib.asynccontextmanager
+async def serving(tmp_path: Path, test_models, extra: str = ""
+                  ) -> AsyncIterator[tuple[subprocess.Popen, NotifySocket, str]]:
+    """`appliance serve` as systemd starts it (NOTIFY_SOCKET, WATCHDOG_USEC), Gemini faked."""
     async with FakeGemini() as gemini:
         gemini.default = Reply(text="Of course. Which day suits you?", ttft_s=0.05)
         port = free_port()
         ini = write_ini(tmp_path / "config.ini", test_models,
-                        f"[server]\nport = {port}\n[gemini]\nbase_url = {gemini.base_url}\n")
+                        f"[server]\nport = {port}\n[gemini]\nbase_url = {gemini.base_url}\n"
+                        + extra)
         notify = NotifySocket(tmp_path / "notify.sock")
         env = {**os.environ, "NOTIFY_SOCKET": str(notify.path), "WATCHDOG_USEC": "1000000",
                "TWILIO_AUTH_TOKEN": TOKEN, "GEMINI_API_KEY": "test-key"}
         env.pop("JOURNAL_STREAM", None)
-        log = (tmp_path / "serve.log").open("w")
-        proc = subprocess.Popen([sys.executable, "-m", "appliance", "--config", str(ini),  # noqa: ASYNC220 - a server process for the whole test
-                                 "serve"], cwd=REPO, env=env, stdout=log, stderr=log)
+        with (tmp_path / "serve.log").open("w") as log:
+            proc = subprocess.Popen(  # noqa: ASYNC220 - a server process for the whole test
+                [sys.executable, "-m", "appliance", "--config", str(ini), "serve"],
+                cwd=REPO, env=env, stdout=log, stderr=log)
         try:
-            await _drive(proc, notify, f"http://127.0.0.1:{port}", tmp_path)
+            yield proc, notify, f"http://127.0.0.1:{port}"
         finally:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
-            log.close()
             notify.sock.close()
+
+
+async def test_drain_s_from_the_config_ends_a_call_that_outlasts_it(tmp_path, test_models) -> None:
+    """[service] drain_s = 1: a caller who stays on the line after SIGTERM is cut after ~1 s,
+    the record is closed, and the process exits 0 (long before systemd's TimeoutStopSec)."""
+    async with serving(tmp_path, test_models, "[service]\ndrain_s = 1\nflush_s = 1\n") as (
+            proc, notify, url):
+        await notify.wait_for("READY", 300)
+        turn = CallerTurn(AUDIO_DIR / "en_long.wav",
+                          speech_end_s=MANIFEST["en_long.wav"]["speech_end_s"])
+        live = asyncio.create_task(simulate_call(url, PUBLIC_URL, TOKEN, [turn], tail_s=60))
+        await wait_active(url)
+        proc.send_signal(signal.SIGTERM)
+        stopped_at = time.monotonic()
+        assert await asyncio.to_thread(proc.wait, 30) == 0
+        exit_s = time.monotonic() - stopped_at
+        result = await asyncio.wait_for(live, 30)
+    text = (tmp_path / "serve.log").read_text()
+    assert "waiting up to 1 s for 1 live call(s)" in text, text[-3000:]
+    assert "1 call(s) still live after 1 s; ending them" in text, text[-3000:]
+    assert result.closed_by_server and exit_s < 30
+
+
+async def wait_active(url: str) -> None:
+    for _ in range(200):
+        if (await active_calls(url))[1] == 1:
+            return
+        await asyncio.sleep(0.05)
+    pytest.fail("the call never became active")
+
+
+async def test_sigterm_drains_the_live_call_and_refuses_new_ones(tmp_path, test_models) -> None:
+    async with serving(tmp_path, test_models) as (proc, notify, url):
+        await _drive(proc, notify, url, tmp_path)
     text = (tmp_path / "serve.log").read_text()
     assert "waiting up to" in text, text[-3000:]
 
@@ -98,12 +138,7 @@ async def _drive(proc: subprocess.Popen, notify: NotifySocket, url: str, tmp_pat
     assert (await notify.wait_for("WATCHDOG", 5))["WATCHDOG"] == "1"
     turn = CallerTurn(AUDIO_DIR / "en_long.wav", speech_end_s=MANIFEST["en_long.wav"]["speech_end_s"])
     live = asyncio.create_task(simulate_call(url, PUBLIC_URL, TOKEN, [turn]))
-    for _ in range(200):
-        if (await active_calls(url))[1] == 1:
-            break
-        await asyncio.sleep(0.05)
-    else:
-        pytest.fail("the call never became active")
+    await wait_active(url)
     proc.send_signal(signal.SIGTERM)
     stopping = await notify.wait_for("STOPPING", 10)
     assert stopping["STATUS"] == "draining 1 call(s)"
@@ -127,8 +162,8 @@ async def test_the_drain_waits_for_the_outbox_to_send_what_is_due(make_settings)
     before the server goes, not left "in flight" for the next start to untangle."""
     from appliance.ops.service import StopPolicy, drain
     from appliance.server import running
-    from tests.fakes.twilio_rest import Hang
-    from tests.test_messaging_harness import ACCOUNT_SID, SMS_FROM, twilio_stand_in
+    from tests.support.fakes.twilio_rest import Hang
+    from tests.support.messaging import ACCOUNT_SID, SMS_FROM, twilio_stand_in
 
     async with twilio_stand_in() as fake:
         settings = make_settings(extra=f"[twilio]\naccount_sid = {ACCOUNT_SID}\n"

@@ -11,7 +11,7 @@ import pytest
 
 from appliance.logs import log_context, setup_logging
 from appliance.ops import journal
-from tests.ops_support import listening
+from tests.support.ops import listening
 
 
 def decode(datagram: bytes) -> dict[str, str]:

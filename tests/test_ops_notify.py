@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from appliance.ops.notify import SystemdNotifier
-from tests.ops_support import datagram_listener, listening
+from tests.support.ops import datagram_listener, listening
 
 
 @pytest.fixture

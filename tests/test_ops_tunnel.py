@@ -14,14 +14,15 @@ from appliance.cli import main
 from appliance.config import load_settings
 from appliance.ops import tunnel
 from appliance.server import running
-from tests.conftest import write_ini
-from tests.ops_support import free_port
+from tests.support.fixtures import write_ini
+from tests.support.ops import free_port
 
 APP_ROUTES = ["/voice", "/voice-stream", "/voice-stream/action", "/respond", "/check_ai",
-              "/reprompt", "/dial-status", "/message", "/message-status", "/ws/Ab3_-x9", "/admin",
+              "/reprompt", "/dial-status", "/continue", "/gather-partial", "/call-status",
+              "/gather-audio/CA0123456789abcdef0123456789abcdef/Ab3_-x9.wav", "/message", "/message-status", "/ws/Ab3_-x9", "/admin",
               "/admin/calls", "/healthz", "/healthz/tunnel", "/calendar/abc.ics"]
 NOT_ROUTES = ["/", "/voicemail", "/voice/x", "/debug", "/healthz2", "/ws", "/ws/a/b", "/.env",
-              "/administrator"]
+              "/administrator", "/gather-audio/x/../../etc.wav"]
 
 
 def routed(config: dict, host: str, path: str) -> str:

@@ -62,3 +62,22 @@ def test_the_service_config_points_into_var_lib_and_keeps_the_comments() -> None
 
 def test_install_script_parses() -> None:
     subprocess.run(["bash", "-n", str(REPO / "install.sh")], check=True)
+
+
+def test_the_shipped_stop_limits_fit_the_units_stop_timeout(make_settings) -> None:
+    """[service] drain_s + flush_s of the shipped config.ini against the shipped TimeoutStopSec
+    (what `systemctl show` would say), and a config that outgrows it gets doctor's warning."""
+    from appliance.ops.checks import check_stop_limits, timespan_s
+
+    timeout = directives()["TimeoutStopSec"][0]
+    shipped = configparser.ConfigParser(interpolation=None)
+    shipped.read(REPO / "config.ini")
+    service = shipped["service"]
+    assert float(service["drain_s"]) + float(service["flush_s"]) + 10 <= timespan_s(timeout + "s")
+    assert timespan_s("1min 15s") == 75 and timespan_s("500ms") == 0.5
+    assert timespan_s("infinity") is None
+    ok = check_stop_limits(make_settings(), lambda: "1min 15s")
+    assert ok[0][0] == "ok"
+    slow = check_stop_limits(make_settings(extra="[service]\ndrain_s = 120\n"), lambda: "1min 15s")
+    assert slow[0][0] == "warn" and "TimeoutStopSec" in slow[0][2]
+    assert check_stop_limits(make_settings(), lambda: "") == []      # no systemd: nothing to say

@@ -14,7 +14,7 @@ import aiohttp
 from appliance.cli import main
 from appliance.config import load_settings
 from appliance.server import running
-from tests.conftest import TOKEN, write_ini
+from tests.support.fixtures import TOKEN, write_ini
 
 REPO = Path(__file__).resolve().parent.parent
 

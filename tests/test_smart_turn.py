@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from appliance.turns import smart_turn as st
-from tests.turn_replay import phone_to_16k, read_wav, real_model
+from tests.support.turn_replay import phone_to_16k, read_wav, real_model
 
 AUDIO = Path(__file__).resolve().parent / "data" / "audio"
 

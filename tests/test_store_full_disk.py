@@ -100,7 +100,7 @@ def test_disk_status_reports_the_database_filesystem(tmp_path: Path) -> None:
 
 def test_doctor_says_low_disk(tmp_path: Path, capsys) -> None:
     from appliance.cli import main
-    from tests.conftest import write_ini
+    from tests.support.fixtures import write_ini
 
     ini = write_ini(tmp_path / "config.ini", None, "[security]\nlow_disk_mb = 1000000\n")
     main(["--config", str(ini), "doctor"])

@@ -1,6 +1,6 @@
 """SpeechRecognizer with the generated Whisper test model, and the hallucination guard.
 
-The test Whisper (tests/models.py) has a random encoder and a crafted decoder: whatever the
+The test Whisper (tests/support/models.py) has a random encoder and a crafted decoder: whatever the
 audio, it transcribes a fixed phrase in a fixed language with no_speech_prob ~0 and
 avg_logprob ~0. Variants with another phrase or language are built once under
 tests/.cache/models/stt-variants.
@@ -32,7 +32,7 @@ from appliance.stt.whisper import (
     rejection_reason,
     short_window_frames,
 )
-from tests import models as tm
+from tests.support import models as tm
 
 CACHE_DIR = Path(__file__).parent / ".cache" / "models"
 AUDIO_DIR = Path(__file__).resolve().parent / "data" / "audio"  # a copy of shared/audio
@@ -198,7 +198,7 @@ def test_short_window_gives_the_encoder_only_the_speech(recognizer: SpeechRecogn
     rec, model = recording(recognizer, short_window=True)
     t = rec.transcribe(en_book)
     assert t.accepted and t.text == PHRASE and t.language == "en"
-    assert model.encoder_frames == [700]  # 589 frames of speech + 1 s, in whole seconds
+    assert model.encoder_frames == [1000]  # 589 frames of speech + 1 s, at least 10 s
     assert rec.short_window and not recognizer.short_window
 
 
@@ -387,7 +387,9 @@ def test_choose_language() -> None:
 
 
 def test_short_window_frames() -> None:
-    assert short_window_frames(30) == 200
-    assert short_window_frames(589) == 700
+    assert short_window_frames(30) == 1000           # never under 10 s
+    assert short_window_frames(30, min_frames=0) == 200
+    assert short_window_frames(589, min_frames=0) == 700
+    assert short_window_frames(1589) == 1700
     assert short_window_frames(2900) == 3000
     assert short_window_frames(3000) == 3000

@@ -1,6 +1,6 @@
 """Voice and Speaker with the generated Piper test voices.
 
-The test voice (tests/models.py) runs Piper's real espeak-ng phonemizer, then its "acoustic
+The test voice (tests/support/models.py) runs Piper's real espeak-ng phonemizer, then its "acoustic
 model" emits 256 samples of tone per phoneme id (times length_scale), at the rate written in
 its .onnx.json (16000 Hz, or 22050 Hz for the second voice).
 """
@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from appliance.tts.piper import AudioPiece, Speaker, TtsError, Voice
-from tests import models as tm
+from tests.support import models as tm
 
 CACHE_DIR = Path(__file__).parent / ".cache" / "models"
 

@@ -9,7 +9,10 @@ import pytest
 
 from bench import speech_set
 from bench.realmodels import RealModelUnavailable
-from bench.turn_metrics import percentile, summarize, turn_metrics
+from bench.turn_bench import plan_bargeins
+from bench.turn_metrics import (bargein_clear_ms, percentile, summarize, summarize_bargeins,
+                                turn_metrics)
+from bench.turn_report import write_report
 from bench.turn_specs import TURNS, TurnSpec
 
 ENTRY = {"file": "t.wav", "kind": "phone_number", "speech_start_s": 0.5, "speech_end_s": 5.0,
@@ -55,6 +58,43 @@ def test_previous_reply_resuming_early_in_the_turn_is_not_a_cut_off():
 def test_no_reply_and_media_of_the_next_window_are_not_counted():
     m = turn_metrics(ENTRY, _media(201.0, 202.0), start_at=100.0, window_end=200.0)
     assert not m.replied and not m.cut_off and m.turn_latency_ms is None
+
+
+def test_bargein_clear_is_timed_from_the_callers_onset_and_a_missing_clear_is_counted():
+    assert bargein_clear_ms(ENTRY, 100.0, 100.7) == pytest.approx(200, abs=1)  # onset 100.5
+    assert bargein_clear_ms(ENTRY, 100.0, None) is None
+    summary = summarize_bargeins([200.0, None, 100.0])
+    assert summary["bargeins"] == 3 and summary["bargeins_cleared"] == 2
+    assert summary["bargein_clear_p50_ms"] == 150.0
+
+
+def test_bargein_plan_pairs_a_question_with_a_longer_turn():
+    manifest = [{"file": "q.wav", "kind": "question", "speech_start_s": 0.5, "speech_end_s": 1.8},
+                {"file": "c.wav", "kind": "complaint", "speech_start_s": 0.5,
+                 "speech_end_s": 9.0},
+                {"file": "y.wav", "kind": "one_word", "speech_start_s": 0.5, "speech_end_s": 1}]
+    calls = plan_bargeins(manifest, 5, seed=1, per_call=4)
+    assert [len(c) for c in calls] == [4, 1]
+    assert all(a["file"] == "q.wav" and b["file"] == "c.wav" for c in calls for a, b in c)
+
+
+def test_report_shows_the_cost_and_the_bargein_side_by_side(tmp_path):
+    m = turn_metrics(ENTRY, _media(105.8, 107.0), start_at=100.0, window_end=200.0)
+    systems = {}
+    for name, requests in (("appliance", 3), ("pipecat", 2)):
+        summary = summarize([m, m])
+        summary.update(summarize_bargeins([120.0, 180.0]))
+        summary.update(gemini_requests=requests, gemini_per_confirmed_turn=requests / 2,
+                       speculative_cancelled=1 if name == "appliance" else None)
+        systems[name] = {"summary": summary, "turns": [m.as_dict()], "calls": [{"load_1min": 3.0}],
+                         "startup_s": 1.0, "wall_s": 2.0}
+    out = tmp_path / "r.md"
+    write_report(out, {"turns": 2, "calls": 1, "per_call": 2, "systems": systems, "cpus": 2})
+    text = out.read_text()
+    assert "| Gemini requests per confirmed turn | 1.50 | 1.00 | 1.50 |" in text
+    assert "| barge-in clear p95 (ms) | 177 | 177 | 1.00 |" in text
+    assert "| speculative replies cancelled | 1 | - |" in text
+    assert "load average" in text
 
 
 def test_percentile_interpolates():

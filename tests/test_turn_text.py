@@ -25,6 +25,9 @@ from appliance.turns.text import TextSignal, expectation_of, normalise, text_sig
     ("I was born on the 5th of", "dangling"),
     ("", "no_words"),
     ("...", "no_words"),
+    ("Hang on, let me check.", "holding"),
+    ("Sure, one moment.", "holding"),
+    ("Hold on.", "holding"),
 ])
 def test_unfinished(text, reason):
     assert text_signal(text) == TextSignal("unfinished", reason)

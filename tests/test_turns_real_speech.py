@@ -21,7 +21,7 @@ from appliance.stt.whisper import SpeechRecognizer
 from appliance.turns.decision import TurnParams
 from appliance.turns.smart_turn import SmartTurnModel
 from appliance.turns.speculation import ReleaseReply, RestartReply
-from tests.turn_replay import (
+from tests.support.turn_replay import (
     phone_to_16k,
     read_wav,
     real_model,

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from appliance.audio.endpoint import EndpointDetector, SpeechStarted, TurnEnded
+from appliance.turns.decision import Commit, TurnDetector, TurnParams, TurnStarted
 from appliance.audio.resample import Upsampler2x
 from appliance.audio.vad import WINDOW_MS, SileroVad, VadError, bundled_model_path
 
@@ -151,24 +151,24 @@ def test_window_cost(vad):
 
 
 @pytest.mark.parametrize("entry", SPEECH, ids=lambda e: e["file"])
-def test_vad_plus_endpoint_one_turn_per_file(vad, entry):
-    """Real audio through VAD and the endpoint detector, no transcript hints (base wait)."""
-    detector = EndpointDetector()
+def test_vad_plus_turn_detector_one_turn_per_file(vad, entry):
+    """Real audio through VAD and the call's turn detector, no transcript (the pending wait)."""
+    detector = TurnDetector()
     events = []
     for prob in probabilities(vad, read_8k(entry["file"])):
-        events += detector.process(prob, WINDOW_MS)
-    starts = [e for e in events if isinstance(e, SpeechStarted)]
-    turns = [e for e in events if isinstance(e, TurnEnded)]
+        events += detector.frame(prob, WINDOW_MS)
+    starts = [e for e in events if isinstance(e, TurnStarted)]
+    turns = [e.decision for e in events if isinstance(e, Commit)]
     assert len(starts) == 1 and len(turns) == 1
     assert abs(starts[0].at_ms - entry["speech_start_s"] * 1000) <= 100
     assert abs(turns[0].end_of_speech_ms - entry["speech_end_s"] * 1000) <= 100
-    assert turns[0].endpoint_wait_ms == 512  # 500 ms rounded up to whole 32 ms windows
+    assert turns[0].wait_ms == TurnParams().base_wait_ms  # no words came: never a short wait
 
 
 @pytest.mark.parametrize("entry", NO_SPEECH, ids=lambda e: e["file"])
-def test_vad_plus_endpoint_nothing_in_silence(vad, entry):
-    detector = EndpointDetector()
+def test_vad_plus_turn_detector_nothing_in_silence(vad, entry):
+    detector = TurnDetector()
     events = []
     for prob in probabilities(vad, read_8k(entry["file"])):
-        events += detector.process(prob, WINDOW_MS)
+        events += detector.frame(prob, WINDOW_MS)
     assert events == []

@@ -6,6 +6,6 @@ leaves the box (a confirmation to the customer, a notice or a summary to the own
 through one door (notify.Outbound) that takes its recipients from the conversation and the
 configuration only, and limits how much each customer can cause to be sent.
 
-Kept light on purpose: appliance.config may import `appliance.actions.settings` and nothing
-here may import the rest at package import time.
+Kept light on purpose: appliance.config_actions imports `settings`, `security` and `calendar`
+(pure data and parsing), and nothing here may import the rest at package import time.
 """

@@ -33,6 +33,14 @@ class CallPlan:
     transfer_to: str | None
 
 
+@dataclass(frozen=True)
+class ClosedCall:
+    call_id: int
+    mode: str               # "stream" or "gather"
+    outcome: str
+    was_open: bool          # nothing had closed it before the status callback
+
+
 class CallStore:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -62,6 +70,34 @@ class CallStore:
         """The transfer failed: the call goes on with the receptionist."""
         await self.db.execute("UPDATE calls SET outcome = 'in_progress', next_action = NULL "
                               "WHERE call_sid = ?", (call_sid,))
+
+    async def set_mode(self, call_sid: str, mode: str) -> None:
+        """An overflow call that was to stream goes to <Gather> instead."""
+        await self.db.execute("UPDATE calls SET mode = ? WHERE call_sid = ?", (mode, call_sid))
+
+    async def finish(self, call_id: int, outcome: str) -> None:
+        """A <Gather> call the bot ends (goodbye, transfer): its outcome now; the status
+        callback adds the duration."""
+        await self.db.execute(
+            "UPDATE calls SET ended_at = COALESCE(ended_at, strftime('%Y-%m-%dT%H:%M:%fZ',"
+            "'now')), outcome = ? WHERE id = ? AND outcome = 'in_progress'", (outcome, call_id))
+
+    async def close_by_status(self, call_sid: str, twilio_status: str, duration_s: int | None,
+                              outcome: str) -> ClosedCall | None:
+        """Twilio says the call is over: record its status and duration; an outcome still
+        in_progress becomes `outcome`. None for a call we have no record of."""
+        def close(conn: sqlite3.Connection) -> ClosedCall | None:
+            row = conn.execute("SELECT id, mode, outcome FROM calls WHERE call_sid = ?",
+                               (call_sid,)).fetchone()
+            if row is None:
+                return None
+            final = outcome if row[2] == "in_progress" else row[2]
+            conn.execute(
+                "UPDATE calls SET twilio_status = ?, duration_s = ?, outcome = ?, ended_at = "
+                "COALESCE(ended_at, strftime('%Y-%m-%dT%H:%M:%fZ','now')) WHERE id = ?",
+                (twilio_status, duration_s, final, row[0]))
+            return ClosedCall(row[0], row[1], final, row[2] == "in_progress")
+        return await self.db.write(close)
 
     async def set_customer(self, call_id: int, customer_id: int) -> None:
         await self.db.execute("UPDATE calls SET customer_id = ? WHERE id = ?",

@@ -46,6 +46,7 @@ class ReplyRun:
         self.task: asyncio.Task[None] | None = None
         self.turn_index = 0                 # assigned when it becomes the call's reply
         self.decided: TurnDecided | None = None
+        self.dropped = False                # cancelled before any of it was sent
         self.fillers: set[str] = set()      # the speakable texts of the fillers said
         self.full_text = ""
         self.action: Action | None = None

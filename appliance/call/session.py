@@ -211,6 +211,7 @@ class CallSession:
         if (not self.replying or self.reply_task is None or run is None
                 or run.times.first_frame_at is not None):
             return None
+        run.dropped = True
         self.reply_task.cancel()
         return run
 
@@ -233,13 +234,17 @@ class CallSession:
             if run.gate is not None and not run.gate.released:     # a cancelled speculation
                 self.player.drop(run.reply_id)
                 self.replies.pop(run.reply_id, None)
+            elif run.dropped:       # not a word was sent: the caller's words go on in the
+                heard_text = ""     # next turn, so no (empty, interrupted) answer is kept
+                assert self.conversation is not None
+                await self.conversation.mark_heard("", interrupted=True)
             elif outcome is None:
                 heard_text = self._heard_on_interrupt
             else:
                 heard_text = self.player.heard().text
                 assert self.conversation is not None
                 await self.conversation.mark_heard(heard_text, interrupted=False)
-            if run.gate is None or run.gate.released:
+            if (run.gate is None or run.gate.released) and not run.dropped:
                 await self._complete_turn(TurnCompleted(
                     self.call_id, self.clock(), run.turn_index, run.reply_id, text, language,
                     run.full_text, heard_text, outcome is None, run.times, run.decided))

@@ -82,6 +82,12 @@ class PhoneSpeech:
                 pass            # on its own and its chunk is dropped
         return first
 
+    async def synthesize(self, text: str, language: str | None = None) -> bytes:
+        """The whole text as mu-law, not cached (a reply's sentence, for a <Play> clip)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._executor, lambda: b"".join(self._chunks(text, language)))
+
     async def render(self, text: str, language: str | None = None) -> bytes:
         """The whole phrase as mu-law, cached (for fixed phrases)."""
         key = (text, language)

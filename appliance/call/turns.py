@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Coroutine
 from dataclasses import replace
 from typing import Protocol, TypeVar
 
@@ -58,8 +58,11 @@ def turn_params(s: CallSettings) -> TurnParams:
     """The detector's waits: [call] turn_wait_ms is the undecided wait, transcript_wait_ms the
     least wait while the transcript is pending."""
     p = TurnParams()
-    base = s.turn_wait_ms
-    return replace(p, model_wait_ms=min(p.model_wait_ms, base), base_wait_ms=base,
+    base = s.turn_wait_ms         # the shorter waits never exceed it (the table stays ordered)
+    return replace(p, fast_wait_ms=min(p.fast_wait_ms, base),
+                   quick_wait_ms=min(p.quick_wait_ms, base),
+                   text_wait_ms=min(p.text_wait_ms, base),
+                   model_wait_ms=min(p.model_wait_ms, base), base_wait_ms=base,
                    doubt_wait_ms=max(p.doubt_wait_ms, base), max_wait_ms=max(p.max_wait_ms, base),
                    pending_wait_ms=s.transcript_wait_ms)
 
@@ -99,6 +102,7 @@ class TurnTaking:
         self._attempts: dict[int, ReplyRun] = {}     # live speculative replies by attempt
         self._pause: PauseWork | None = None
         self._turn_start_ms = 0
+        self._turns_started = 0                      # TurnStarted events so far (a generation)
         self._counted = (0, 0)                       # speculation counters at the turn's start
         self._media_offset: float | None = None     # clock - media seconds (min over frames)
         self._first_media = True
@@ -146,6 +150,7 @@ class TurnTaking:
     def on_turn_event(self, event: TurnEvent) -> None:
         if isinstance(event, DetectorTurnStarted):
             self._turn_start_ms = event.at_ms
+            self._turns_started += 1
             c = self.speculation.counters
             self._counted = (c.speculative_starts, c.cancelled)
             self.call.caller_started()
@@ -169,7 +174,8 @@ class TurnTaking:
             pause, self._pause = self._pause, None
             c = self.speculation.counters     # this turn's share, before the next one starts
             counts = (c.speculative_starts - self._counted[0], c.cancelled - self._counted[1])
-            self.call.spawn(self._on_commit(d, times, pause, counts), "turn")
+            self.call.spawn(self._on_commit(d, times, pause, counts, self._turns_started),
+                            "turn")
 
     def speculative_transcript(self, pause_id: int, end_ms: int, transcript: Transcript) -> None:
         """The pause's transcript is ready (PauseWork): start a reply, then tell the detector."""
@@ -211,11 +217,15 @@ class TurnTaking:
         return await self.recognize(self.listener.audio(start_ms, end_ms))
 
     async def recognize(self, audio: np.ndarray) -> Transcript:
-        transcript = await self.call.deps.stt.transcribe_async(audio,
-                                                               language_hint=self.call.language)
+        transcript = await self.submit_stt(audio)
         if transcript.text and transcript.language in self.call.deps.config.languages:
             self.call.language = transcript.language
         return transcript
+
+    def submit_stt(self, audio: np.ndarray) -> Awaitable[Transcript]:
+        """The one place the call hands audio to Whisper: the live lane of the CPU scheduler
+        (sched/cpu.py); cancelling the awaiting task drops a job that has not started."""
+        return self.call.deps.stt.transcribe_async(audio, language_hint=self.call.language)
 
     async def _final_transcript(self, d: TurnDecision, pause: PauseWork | None) -> Transcript:
         """The words of the whole turn: the final pause's transcript when it covers the turn."""
@@ -226,8 +236,11 @@ class TurnTaking:
         return await self.transcribe(min(d.start_ms, self._turn_start_ms), d.end_of_speech_ms)
 
     async def _on_commit(self, d: TurnDecision, times: TurnTimes, pause: PauseWork | None,
-                         counts: tuple[int, int]) -> None:
+                         counts: tuple[int, int], generation: int) -> None:
         transcript = await self._final_transcript(d, pause)
+        if self._turns_started != generation:
+            self._went_on(d, times)
+            return
         now = self.clock()
         times = replace(times, transcript_at=now)
         text = transcript.text.strip()
@@ -254,6 +267,14 @@ class TurnTaking:
         if replying:
             await self.call.interrupt()
         self._act(actions, transcript.language, d.end_of_speech_ms, decided, times)
+
+    def _went_on(self, d: TurnDecision, times: TurnTimes) -> None:
+        """The caller spoke again while the committed turn's words were still being
+        transcribed (a slow box): answering now would talk over them. Drop that turn's reply
+        and let the turn going on now cover both parts."""
+        log.info("caller went on before the turn's words came: one longer turn")
+        self._act(self.speculation.resume(d.pause_id), None, d.end_of_speech_ms)
+        self._turn_start_ms = min(self._turn_start_ms, times.start_ms)
 
     def _decided(self, d: TurnDecision, actions: list[ReplyAction[str]],
                  counts: tuple[int, int]) -> TurnDecided:

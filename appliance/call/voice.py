@@ -1,9 +1,9 @@
-"""Voice webhooks: /voice, /voice-stream, the <Connect> action, the <Dial> result, and the
-<Gather> mode (/respond, /check_ai; call/gather.py) kept from the prototype.
+"""Voice webhooks: /voice, /voice-stream, the <Connect> action, the <Dial> result; calls in
+<Gather> mode (the default mode "gather", or the overflow) go on in call/gather_hooks.py.
 
 Every handler checks the Twilio signature first (TwilioGuard). A call is recorded in `calls`
-(call/record.py) when Twilio first asks for it; the streamed call's own record is closed by its
-session. telephony/ supplies only the wire format: signatures and TwiML.
+(call/record.py) when Twilio first asks for it; a streamed call's record is closed by its
+session, and every record by Twilio's status callback (call/status.py). telephony/ supplies only the wire format: signatures and TwiML.
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 
-from aiohttp import web
-
 import time
+
+from aiohttp import web
 
 from ..config import Settings
 from ..logs import log_context, mask_phone
@@ -22,7 +22,7 @@ from ..telephony.guard import TwilioGuard
 from ..telephony.replay import ReplayCache
 from ..telephony.signature import signed_url
 from .events import CallEnded
-from .gather import GatherTurns
+from .gather_hooks import GatherWebhooks
 from .record import CallStore
 from .registry import CallRegistry, Refused
 
@@ -39,9 +39,23 @@ def _xml(body: str) -> web.Response:
     return web.Response(text=body, content_type=XML)
 
 
+def public_url(settings: Settings, path: str) -> str:
+    """The URL Twilio is to request for `path` (and signs)."""
+    base = settings.server.public_url or f"http://127.0.0.1:{settings.server.port}"
+    return signed_url(base, path)
+
+
+def fallback_twiml(settings: Settings) -> str:
+    """The operator, or "please try again later" without one."""
+    operator = settings.twilio.operator_number
+    if operator:
+        return twiml.dial(operator, public_url(settings, "/dial-status?fallback=1"))
+    return twiml.say_and_hangup(SORRY)
+
+
 class VoiceWebhooks:
     def __init__(self, settings: Settings, store: CallStore | None, calls: CallRegistry,
-                 gather: GatherTurns, problems: Problems, dial_result: DialResult | None = None
+                 gather: GatherWebhooks, problems: Problems, dial_result: DialResult | None = None
                  ) -> None:
         self.settings = settings
         self.guard = TwilioGuard(settings, ReplayCache())
@@ -55,8 +69,7 @@ class VoiceWebhooks:
         return self._store
 
     def url(self, path: str) -> str:
-        base = self.settings.server.public_url or f"http://127.0.0.1:{self.settings.server.port}"
-        return signed_url(base, path)
+        return public_url(self.settings, path)
 
     def ws_url(self, nonce: str) -> str:
         """The one-time <Stream url> (the URL the upgrade's signature is checked on)."""
@@ -64,10 +77,7 @@ class VoiceWebhooks:
         return signed_url(base, f"/ws/{nonce}", websocket=True)
 
     def _fallback(self) -> str:
-        operator = self.settings.twilio.operator_number
-        if operator:
-            return twiml.dial(operator, self.url("/dial-status?fallback=1"))
-        return twiml.say_and_hangup(SORRY)
+        return fallback_twiml(self.settings)
 
     # -- entry points --------------------------------------------------------------------------
     async def voice(self, request: web.Request) -> web.Response:
@@ -174,66 +184,9 @@ class VoiceWebhooks:
             self.calls.reopen(call_sid)
             return await self._stream_start(params, mode="after_dial")
 
-    # -- <Gather> mode ---------------------------------------------------------------------------
+    # -- <Gather> mode (call/gather_hooks.py) --------------------------------------------
     async def _gather_start(self, params: Mapping[str, str]) -> web.Response:
-        call_sid, caller = params.get("CallSid", ""), params.get("From", "")
-        with log_context(call_sid):
-            await self.store.open_call(call_sid, caller, "gather", params.get("StirVerstat", ""))
-            problems = self.problems()       # e.g. the service is stopping (ops/service.py)
-            if problems:
-                log.error("call refused, not ready: %s", "; ".join(problems))
-                return _xml(self._fallback())
-            return _xml(twiml.gather_speech(self.url("/respond"),
-                                            self.settings.business.greeting,
-                                            language=_locale(self.settings.business.language)))
-
-    async def respond(self, request: web.Request) -> web.Response:
-        params = await self.guard.form(request, strict_account=True)
-        call_sid, caller = params.get("CallSid", ""), params.get("From", "")
-        speech = (params.get("SpeechResult") or "").strip()
-        with log_context(call_sid):
-            if not speech:
-                return _xml(twiml.gather_speech(self.url("/respond"), "Sorry, I didn't catch "
-                                                "that. How can I help?"))
-            call_id = (await self.store.call_id(call_sid)
-                       or await self.store.open_call(call_sid, caller, "gather"))
-            self.gather.start(call_sid, caller, call_id, speech)
-            return await self._answer_when_ready(call_sid)
-
-    async def check_ai(self, request: web.Request) -> web.Response:
-        """The prototype polled here; now it waits (bounded) for the reply still being made."""
-        params = await self.guard.form(request, strict_account=True)
-        with log_context(params.get("CallSid", "")):
-            return await self._answer_when_ready(params.get("CallSid", ""))
-
-    async def _answer_when_ready(self, call_sid: str) -> web.Response:
-        if not self.gather.pending(call_sid):
-            return _xml(twiml.gather_speech(self.url("/respond"), "How else can I help?"))
-        try:
-            reply = await self.gather.wait(call_sid)
-        except Exception:  # noqa: BLE001 - a failed reply must still answer Twilio
-            log.exception("gather reply failed")
-            return _xml(self._fallback())
-        if reply is None:
-            response = twiml.VoiceResponse()
-            response.say("One moment, please.")
-            response.redirect(self.url("/check_ai"))
-            return _xml(str(response))
-        text, action = reply.text, reply.action
-        if action is not None and action.kind == "transfer" and \
-                action.target in self.settings.twilio.transfer_numbers:
-            response = twiml.VoiceResponse()
-            response.say(text or "One moment, I'm connecting you now.")
-            response.dial(action.target, action=self.url("/dial-status?fallback=1"))
-            return _xml(str(response))
-        if action is not None and action.kind == "hangup":
-            return _xml(twiml.say_and_hangup(text or "Goodbye!"))
-        return _xml(twiml.gather_speech(self.url("/respond"), text,
-                                        language=_locale(self.settings.business.language)))
-
-
-def _locale(language: str) -> str:
-    return {"en": "en-US", "he": "he-IL", "ru": "ru-RU"}.get(language, language)
+        return await self.gather.start(params, self.problems())
 
 
 def add_routes(app: web.Application, hooks: VoiceWebhooks) -> None:
@@ -241,5 +194,3 @@ def add_routes(app: web.Application, hooks: VoiceWebhooks) -> None:
     app.router.add_post("/voice-stream", hooks.voice_stream)
     app.router.add_post("/voice-stream/action", hooks.stream_action)
     app.router.add_post("/dial-status", hooks.dial_status)
-    app.router.add_post("/respond", hooks.respond)
-    app.router.add_post("/check_ai", hooks.check_ai)

@@ -22,7 +22,8 @@ from .events import Filler, ReplyDone, ReplyEvent, TextDelta
 from .gate import ReleaseGate
 from .history import as_heard
 from .memory import LANGUAGE, Customer
-from .prompt import apology, dynamic_prompt, filler, turn_context
+from .privacy import Withheld, confirmed, unconfirmed_about
+from .prompt import apology, dynamic_prompt, filler, local_turn_context, turn_context
 from .reply_turn import End, ReplyTurn
 from .tool_calls import call_tool
 from .tools import ToolContext
@@ -41,12 +42,13 @@ class Conversation:
     """One conversation with one customer on one channel. Create with `Engine.open()`."""
 
     def __init__(self, engine: Engine, context: ToolContext, history: list[ChatMessage],
-                 prefer: Prefer = "auto") -> None:
+                 prefer: Prefer = "auto", withheld: Withheld | None = None) -> None:
         self.engine = engine
         self.context = context
         self._history = history
         self._prefer = prefer
-        self._dynamic_key: Customer | None = None
+        self._withheld = withheld       # held back until the caller is confirmed (privacy.py)
+        self._dynamic_key: tuple[Customer, bool] | None = None
         self._dynamic = ""
         self._last_reply: tuple[int, ChatMessage] | None = None
         self._pending: asyncio.Future[ReplyDone] | None = None
@@ -61,11 +63,24 @@ class Conversation:
         return tuple(self._history)
 
     def _system_dynamic(self) -> str:
-        if self._dynamic_key != self.customer:  # rebuilt only when the record changes
-            self._dynamic_key = self.customer
-            self._dynamic = dynamic_prompt(self.context.channel, self.customer,
-                                           self.engine.settings.business.timezone)
+        self._release_if_confirmed()
+        key = (self.customer, self._withheld is None)
+        if self._dynamic_key != key:  # rebuilt only when the record or the confirmation changes
+            self._dynamic_key = key
+            held = self._withheld
+            self._dynamic = dynamic_prompt(
+                self.context.channel, self.customer, self.engine.settings.business.timezone,
+                unconfirmed=(unconfirmed_about(self.customer.name, held.returning)
+                             if held is not None else None))
         return self._dynamic
+
+    def _release_if_confirmed(self) -> None:
+        """After the step-up, the earlier conversation goes back before this call's turns."""
+        held = self._withheld
+        if held is not None and confirmed(self.context, self.engine.trust_attested()):
+            self._withheld = None
+            self._history[:0] = held.history
+            log.info("caller confirmed: %d earlier messages loaded", len(held.history))
 
     def request_so_far(self) -> ChatRequest:
         """The conversation as the next turn's prompt will start (no new message yet)."""
@@ -102,13 +117,13 @@ class Conversation:
         loop = asyncio.get_running_loop()
         turn = ReplyTurn(started=loop.time(), language=language, user_text=user_text, gate=gate)
         await self._settle()
+        self._release_if_confirmed()
         if gate is None:
             await self._store_user(turn)
         ctx.language = language
         passages = await self._passages(user_text)
-        local_turn = self._prefer == "local" or engine.router.mode != "cloud"
         options = engine.options
-        user = self._user_message(user_text, passages, language, local_turn)
+        user = self._user_message(user_text, passages, language)
         base = [m for m in self._history if m is not turn.user_message] + [user]
         producer = asyncio.create_task(self._produce(base, turn), name="reply")
         getter: asyncio.Future[ReplyEvent | End] | None = None
@@ -165,18 +180,18 @@ class Conversation:
             log.exception("knowledge-base search failed; answering without passages")
             return []
 
-    def _user_message(self, user_text: str, passages: list[Any], language: str | None,
-                      local_turn: bool) -> ChatMessage:
-        """The caller's words with the passages that may answer them (for a local turn the
-        one or two that matter, each capped: prefill is the local model's cost)."""
+    def _user_message(self, user_text: str, passages: list[Any],
+                      language: str | None) -> ChatMessage:
+        """The caller's words with the passages that may answer them; [i17] for the local
+        model (offline, or a failover in this very round) the one or two that matter, capped:
+        prefill is its cost."""
         options = self.engine.options
-        if local_turn:
-            context = turn_context(passages[:options.kb_passages_local], language,
-                                   options.kb_passage_chars_local,
-                                   options.kb_passage_each_local)
-        else:
-            context = turn_context(passages, language, options.kb_passage_chars)
-        return ChatMessage("user", user_text, context=context)
+        local = local_turn_context(passages[:options.kb_passages_local], language,
+                                   self.engine.settings.business.language,
+                                   options.kb_passage_chars_local, options.kb_passage_each_local)
+        return ChatMessage("user", user_text,
+                           context=turn_context(passages, language, options.kb_passage_chars),
+                           context_local=local)
 
     async def _store_user(self, turn: ReplyTurn) -> None:
         """Store the caller's words once (at the start, or when a speculative reply is
@@ -261,6 +276,9 @@ class Conversation:
         full = turn.text.strip()
         heard = turn.yielded.strip() if interrupted else full
         model = "+".join(turn.models) or "none"
+        if interrupted and not heard:       # cut short before a word: no empty answer kept
+            self._last_reply = None
+            return ReplyDone(full, model, None)
         turn_id = await engine.memory.add_turn(self.customer.id, ctx.channel, ctx.call_id,
                                                "assistant", heard, full_text=full,
                                                interrupted=interrupted, model=model)

@@ -33,6 +33,7 @@ from ..store.db import Database
 from .conversation import Conversation
 from .history import history_messages
 from .memory import Memory
+from .privacy import Withheld, confirmed
 from .prompt import local_static_prompt, static_prompt
 from .tools import KB_SEARCH, ToolContext, ToolRegistry
 
@@ -48,11 +49,11 @@ class EngineOptions:
     filler_gap_ms: int = 3000      # never two fillers closer than this
     kb_passages: bool = True       # attach knowledge-base passages to every user turn ...
     kb_passage_chars: int = 1200   # ... at most this much text (~300 tokens) for Gemini,
-    kb_passage_chars_local: int = 520  # ... and less when the local model answers (each
-                                       # token of it is prefilled on every turn, ~4 ms/token
-                                       # on 2 cores for 0.5B, ~12 ms/token for 1.5B):
+    kb_passage_chars_local: int = 360  # ... and less when the local model answers (each
+                                       # token of it is prefilled on every turn, ~6 ms/token
+                                       # on 2 cores for 0.5B, ~9 ms/token for 1.5B):
     kb_passages_local: int = 2         # [i17] the best two passages, the first cut at
-    kb_passage_each_local: int = 300   # [i17] this many characters, the second at the rest
+    kb_passage_each_local: int = 240   # [i17] this many characters, the second at the rest
     prefill_local: bool = True     # keep the local model's KV cache on the latest conversation
 
 
@@ -116,9 +117,16 @@ class Engine:
                               message_sid=message_sid)
         log.info("conversation with %s on %s (customer %d, %d earlier messages, llm mode %s)",
                  mask_phone(customer.phone), channel, customer.id, len(turns), self.router.mode)
-        conversation = Conversation(self, context, history_messages(turns), model)
+        history = history_messages(turns)
+        withheld = None
+        if not customer.anonymous and not confirmed(context, self.trust_attested()):
+            withheld, history = Withheld(history, bool(turns)), []   # conversation/privacy.py
+        conversation = Conversation(self, context, history, model, withheld)
         self.prefill(conversation.request_so_far())
         return conversation
+
+    def trust_attested(self) -> bool:
+        return self.settings.security.trust_attested_callers
 
     def prefill(self, request: ChatRequest, whole: bool = False) -> None:
         """In the background, put this conversation in the local model's KV cache, so a turn

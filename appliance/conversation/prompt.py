@@ -123,11 +123,15 @@ def local_static_prompt(business: BusinessSettings) -> str:
 
 
 def dynamic_prompt(channel: str, customer: Customer, timezone: str,
-                   now: datetime | None = None) -> str:
+                   now: datetime | None = None, unconfirmed: str | None = None) -> str:
+    """`unconfirmed`: the line for a voice caller not yet confirmed (conversation/privacy.py),
+    which replaces the customer's details."""
     now = now or datetime.now(ZoneInfo(timezone))
     lines = [CHANNEL_STYLE.get(channel, CHANNEL_STYLE["chat"])]
     about = []
-    if customer.name:
+    if unconfirmed is not None:
+        lines.append(unconfirmed)
+    elif customer.name:
         about.append(f"name {customer.name}")
     if customer.language:
         about.append(f"prefers {language_name(customer.language)}")
@@ -136,10 +140,24 @@ def dynamic_prompt(channel: str, customer: Customer, timezone: str,
         about.append(f"address them in the {form} form (in languages such as Hebrew)")
     if about:
         lines.append("The customer: " + "; ".join(about) + ".")
-    else:
+    elif unconfirmed is None:
         lines.append("This customer has not told us their name yet.")
     lines.append(f"Now: {now:%A %d %B %Y, %H:%M} ({timezone}).")
     return "\n".join(lines)
+
+
+def local_turn_context(passages: Iterable[Any], language: str | None, business_language: str,
+                       max_chars: int, max_each: int) -> str:
+    """[i17] `turn_context` for the local model: a short heading, and the language only when
+    it is not the business's own (the static prompt names that one)."""
+    parts = []
+    hits = list(passages)
+    if hits:
+        parts.append("Passages (use only if relevant):\n"
+                     + format_passages(hits, max_chars=max_each, total_chars=max_chars))
+    if language and language.split("-")[0] != business_language.split("-")[0]:
+        parts.append(f"(The customer speaks {language_name(language)}.)")
+    return "\n\n".join(parts)
 
 
 def turn_context(passages: Iterable[Any] = (), language: str | None = None,

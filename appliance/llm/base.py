@@ -43,7 +43,9 @@ class ChatMessage:
     """One message of the conversation as given to a model.
 
     user:      `text` is what the customer said; `context` is per-turn material (knowledge-base
-               passages, the language heard) rendered before it and not stored in the history.
+               passages, the language heard) rendered before it and not stored in the history;
+               `context_local` the local model's shorter version of it (fewer, shorter
+               passages: every token is prefill time on 2 cores); empty: `context`.
     assistant: `text` is what the bot said (for an interrupted reply: what the caller heard);
                `tool_calls` the calls it made in this message.
     tool:      `text` is the tool's result sentence, `call` the call it answers.
@@ -52,6 +54,7 @@ class ChatMessage:
     role: Role
     text: str = ""
     context: str = ""
+    context_local: str = ""
     tool_calls: tuple[ToolCall, ...] = ()
     call: ToolCall | None = None
     interrupted: bool = False

@@ -7,15 +7,29 @@ from pathlib import Path
 from typing import Any, Iterator
 
 
+def decode_threads(threads: int) -> int:
+    """Threads for token-by-token decoding: one fewer than for prompt evaluation (batch), so
+    the call's own Piper, which starts on the first clause while the model goes on, keeps a
+    core. Measured on this 2-core box under load (bench/results/local_llm.md): 2 decode
+    threads competing with other work spent ~10x the CPU of one (llama.cpp's threads
+    busy-wait for each other at every layer), while one thread decodes a clause faster than
+    Piper speaks it."""
+    return max(1, threads - 1)
+
+
 def open_llama(path: Path, context_tokens: int, threads: int, vocab_only: bool = False) -> Any:
-    """A `Llama` on `path`. swa_full: models with sliding-window attention (Gemma 3) otherwise
-    keep only the last window of KV cells for those layers, and llama-cpp-python's prefix
-    reuse does not check for pruned cells: a reused prefix would miss them.
+    """A `Llama` on `path`, evaluating prompts on `threads` and decoding on
+    `decode_threads(threads)`. Flash attention stays off: on this CPU it made prefill and
+    decode slower (bench/results/local_llm.md). swa_full: models with sliding-window
+    attention (Gemma 3) otherwise keep only the last window of KV cells for those layers,
+    and llama-cpp-python's prefix reuse does not check for pruned cells: a reused prefix
+    would miss them.
     `vocab_only`: the tokenizer and metadata only (no weights, ~0.1 s), to count tokens."""
     from llama_cpp import Llama
 
     with without_amx():
-        return Llama(model_path=str(path), n_ctx=context_tokens, n_threads=threads,
+        return Llama(model_path=str(path), n_ctx=context_tokens,
+                     n_threads=decode_threads(threads),
                      n_threads_batch=threads, n_batch=512, swa_full=True,
                      vocab_only=vocab_only, verbose=False)
 

@@ -30,10 +30,11 @@ from typing import Any, AsyncIterator, Sequence
 from ..config import LocalLlmSettings
 from .base import (ChatMessage, ChatRequest, ModelError, StreamDone, StreamEvent, ToolCall, ToolCallChunk, ToolSpec)
 from .kvcache import SessionStates, common_prefix
-from .llama_load import open_llama, without_amx
-from .local_phases import Job, text_phase, tool_phase
-from .local_prompt import PromptTooLong, compact_tools, fit_messages, static_prompt_check
-from .local_stats import LocalCounters, LocalStats, Sampling
+from .llama_load import decode_threads, open_llama, without_amx
+from .local_phases import Job, prefill_phase, text_phase, tool_phase
+from .local_prompt import (PromptTooLong, fit_messages, local_messages, static_part,
+                           static_prompt_check)
+from .local_stats import LocalCounters, LocalStats, Sampling, status_dict
 from .local_text import (TOOL_CLOSE, TOOL_OPEN, Splitter, as_template_message, chat_template,
                          render_call, tool_call_schema)
 
@@ -92,16 +93,7 @@ class LocalModel:
 
     def status(self) -> dict[str, Any]:
         """For /healthz: the KV cache's work so far (reused vs evaluated prompt tokens)."""
-        c = self.counters
-        out: dict[str, Any] = {
-            "rounds": c.rounds, "prompt_tokens": c.prompt_tokens,
-            "cached_tokens": c.cached_tokens, "evaluated_tokens": c.evaluated_tokens,
-            "last_new_tokens": c.last_new_tokens, "prefills": c.prefills,
-            "trimmed_prompts": c.trimmed_prompts, "sessions": self.sessions.counters.as_dict()}
-        if self.warm_stats is not None:
-            out["static_tokens"] = self.warm_stats.prompt_tokens
-            out["warm_ms"] = round(self.warm_stats.total_ms)
-        return out
+        return status_dict(self.counters, self.sessions.counters.as_dict(), self.warm_stats)
 
     @property
     def name(self) -> str:
@@ -127,11 +119,11 @@ class LocalModel:
         With `generation=False`: the conversation so far, which every prompt of the next turn
         starts with (what `prefill()` evaluates ahead of time).
         """
-        system = _static_part(request.system_local or request.system_static, request.tools)
+        system = static_part(request.system_local or request.system_static, request.tools)
         if request.system_dynamic:
             system = f"{system}\n\n{request.system_dynamic}"
         chat: list[dict[str, str]] = [{"role": "system", "content": system.strip()}]
-        for m in (request.messages if messages is None else messages):
+        for m in local_messages(request.messages if messages is None else messages):
             role, content = as_template_message(m)
             if chat[-1]["role"] == role == "user" and m.role == "tool":
                 chat[-1]["content"] += "\n" + content  # several results in one message
@@ -159,7 +151,7 @@ class LocalModel:
 
         budget = self.budget(request)
         try:
-            fitted = fit_messages(request.messages, budget, count)
+            fitted = fit_messages(local_messages(request.messages), budget, count)
         except PromptTooLong as exc:
             raise ModelError("prompt_too_long", str(exc), outage=False) from None
         if fitted.dropped_messages or fitted.cut_passages or fitted.cut_text:
@@ -310,7 +302,7 @@ class LocalModel:
         """The rendered start that every prompt with this static prompt and tools shares."""
         marker = "\x00END-OF-STATIC\x00"
         rendered = self._render_template(
-            [{"role": "system", "content": _static_part(system_static, tools) + marker}], False)
+            [{"role": "system", "content": static_part(system_static, tools) + marker}], False)
         return rendered[:rendered.index(marker)] if marker in rendered else ""
 
     def static_tokens(self, system_static: str, tools: Sequence[ToolSpec] = ()) -> int:
@@ -366,43 +358,24 @@ class LocalModel:
         uses one thread, so speech recognition and synthesis keep a core on a 2-core box."""
         with self._lock:
             self.sessions.activate(session)
-            self._set_threads(threads)
+            self._set_threads(min(threads, decode_threads(threads)), threads)
             try:
                 return self._evaluate_locked(prompt, chunk)
             finally:
-                self._set_threads(self.settings.threads)
+                self._set_threads(decode_threads(self.settings.threads), self.settings.threads)
 
-    def _set_threads(self, count: int) -> None:
+    def _set_threads(self, decode: int, batch: int) -> None:
         import llama_cpp
 
-        llama_cpp.llama_set_n_threads(self._llm._ctx.ctx, count, count)
+        llama_cpp.llama_set_n_threads(self._llm._ctx.ctx, decode, batch)
 
     def _evaluate_locked(self, prompt: str, chunk: int) -> LocalStats | None:
-        llm = self._llm
         started = time.perf_counter()
         tokens = self._tokenize(prompt)[: self.settings.context_tokens - _CONTEXT_MARGIN]
-        cached = common_prefix(llm._input_ids, tokens)
-        if cached and cached < llm.n_tokens and not llm._ctx.kv_cache_seq_rm(-1, cached, -1):
-            cached = 0
-        if cached == 0:
-            llm.reset()
-        elif cached < llm.n_tokens:
-            llm.n_tokens = cached
-            llm._requires_eval = True  # the logits are those of a later token
-        done = cached
-        try:
-            for start in range(cached, len(tokens), chunk):
-                if self._waiting or self._closed:
-                    return None
-                llm.eval(tokens[start:start + chunk])
-                done = start + len(tokens[start:start + chunk])
-        finally:
-            self.counters.add_prefill(done - cached)
+        cached, done = prefill_phase(self._llm, tokens, chunk,
+                                     lambda: bool(self._waiting or self._closed))
+        self.counters.add_prefill(done - cached)
+        if done < len(tokens):
+            return None
         elapsed = (time.perf_counter() - started) * 1000
         return LocalStats(len(tokens), cached, elapsed, elapsed, 0)
-
-
-def _static_part(system_static: str, tools: Sequence[ToolSpec]) -> str:
-    """The persona and rules, then the tool list: the start every prompt shares."""
-    block = compact_tools(tools)
-    return f"{system_static}\n\n{block}" if block else system_static

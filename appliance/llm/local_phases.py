@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from .base import ModelError, TextChunk, ToolCall, ToolSpec
+from .kvcache import common_prefix
 from .local_text import STOP_STRINGS, TOOL_OPEN, Splitter, json_complete
 
 
@@ -80,3 +81,24 @@ def tool_phase(llm: Any, tokens: list[int], job: Job, first_at: list[float], lim
         raise ModelError("bad_response", f"unparsable tool call {out[:80]!r}: {exc}",
                          started=True, outage=False) from None
     return call, produced
+
+
+def prefill_phase(llm: Any, tokens: list[int], chunk: int,
+                  should_stop: Callable[[], bool]) -> tuple[int, int]:
+    """Put `tokens` in the KV cache, reusing the prefix already there, `chunk` tokens at a
+    time; stops early when `should_stop()`. Returns (tokens reused, tokens now in place)."""
+    cached = common_prefix(llm._input_ids, tokens)
+    if cached and cached < llm.n_tokens and not llm._ctx.kv_cache_seq_rm(-1, cached, -1):
+        cached = 0
+    if cached == 0:
+        llm.reset()
+    elif cached < llm.n_tokens:
+        llm.n_tokens = cached
+        llm._requires_eval = True  # the logits are those of a later token
+    done = cached
+    for start in range(cached, len(tokens), chunk):
+        if should_stop():
+            break
+        llm.eval(tokens[start:start + chunk])
+        done = start + len(tokens[start:start + chunk])
+    return cached, done

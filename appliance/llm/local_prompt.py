@@ -62,6 +62,18 @@ def _cap(text: str, limit: int) -> str:
     return text[:limit].rsplit(" ", 1)[0] + " ..."
 
 
+def local_messages(messages: Sequence[ChatMessage]) -> tuple[ChatMessage, ...]:
+    """The messages with each one's `context_local` (the shorter passages) as its context."""
+    return tuple(replace(m, context=m.context_local, context_local="") if m.context_local
+                 else m for m in messages)
+
+
+def static_part(system_static: str, tools: Sequence[ToolSpec]) -> str:
+    """The persona and rules, then the tool list: the start every prompt shares."""
+    block = compact_tools(tools)
+    return f"{system_static}\n\n{block}" if block else system_static
+
+
 # -- fitting ---------------------------------------------------------------------------------
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -52,3 +53,17 @@ class LocalCounters:
     def add_prefill(self, evaluated: int) -> None:
         self.prefills += 1
         self.evaluated_tokens += evaluated
+
+
+def status_dict(c: LocalCounters, sessions: dict[str, float | int],
+                warm: LocalStats | None) -> dict[str, Any]:
+    """The local model's part of /healthz: reused vs evaluated prompt tokens, snapshots."""
+    out: dict[str, Any] = {
+        "rounds": c.rounds, "prompt_tokens": c.prompt_tokens,
+        "cached_tokens": c.cached_tokens, "evaluated_tokens": c.evaluated_tokens,
+        "last_new_tokens": c.last_new_tokens, "prefills": c.prefills,
+        "trimmed_prompts": c.trimmed_prompts, "sessions": sessions}
+    if warm is not None:
+        out["static_tokens"] = warm.prompt_tokens
+        out["warm_ms"] = round(warm.total_ms)
+    return out

@@ -5,6 +5,10 @@ Each function returns (level, what, fix) triples; doctor.py turns them into its 
 
 from __future__ import annotations
 
+import re
+import shutil
+import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 from .. import models_manifest as mm
@@ -55,5 +59,42 @@ def check_backups(settings: Settings) -> list[Check]:
     return [("ok", f"{len(found)} backup(s) in {directory}, newest {found[-1].name}", "")]
 
 
+_SPAN = re.compile(r"(\d+(?:\.\d+)?)(us|ms|min|s|h|d)")
+_UNIT_S = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def timespan_s(text: str) -> float | None:
+    """systemd's "1min 15s" / "90s" / "500ms" in seconds; None for infinity or garbage."""
+    spans = _SPAN.findall(text.replace(" ", ""))
+    if not spans or text.strip() == "infinity":
+        return None
+    return sum(float(n) * _UNIT_S[unit] for n, unit in spans)
+
+
+def unit_stop_timeout(unit: str = "appliance.service") -> str:
+    if not shutil.which("systemctl") or not Path("/run/systemd/system").is_dir():
+        return ""
+    done = subprocess.run(["systemctl", "show", unit, "-p", "LoadState,TimeoutStopUSec"],
+                          capture_output=True, text=True, timeout=10, check=False)
+    props = dict(line.split("=", 1) for line in done.stdout.splitlines() if "=" in line)
+    return props.get("TimeoutStopUSec", "") if props.get("LoadState") == "loaded" else ""
+
+
+def check_stop_limits(settings: Settings,
+                      stop_timeout: Callable[[], str] = unit_stop_timeout) -> list[Check]:
+    """[service] drain_s + flush_s must fit in the unit's TimeoutStopSec, or systemd kills the
+    process mid-drain (calls cut, replies left for the next start)."""
+    limit = timespan_s(stop_timeout())
+    if limit is None:
+        return []
+    need = settings.service.drain_s + settings.service.flush_s + 10.0
+    if need > limit:
+        return [("warn", f"[service] drain_s + flush_s (+10 s to close) = {need:.0f} s, but "
+                         f"systemd kills the service {limit:.0f} s after a stop",
+                 "lower them, or raise TimeoutStopSec: sudo systemctl edit appliance")]
+    return [("ok", f"graceful stop: {need:.0f} s of {limit:.0f} s TimeoutStopSec", "")]
+
+
 def all_checks(settings: Settings) -> list[Check]:
-    return check_licences(settings) + check_backups(settings) + check_tunnel(settings)
+    return (check_licences(settings) + check_backups(settings) + check_stop_limits(settings)
+            + check_tunnel(settings))

@@ -31,9 +31,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run_restore)
 
     p = subparsers.add_parser("upgrade", parents=parents,
-                              help="install a new version from git; rolls back if it fails")
+                              help="install a new version (git or a release tarball); rolls back "
+                                   "if it fails")
     p.add_argument("source", nargs="?", default="",
-                   help="a git path, URL or bundle (default: the checkout's upstream)")
+                   help="a git path, URL or bundle, or a release .tar.gz (path or URL; "
+                        "default: the checkout's upstream)")
+    p.add_argument("--sha256", default="", metavar="HEX",
+                   help="the tarball's expected sha256 (required for a URL)")
     p.add_argument("--no-restart", action="store_true", help="do not stop/start the service")
     p.add_argument("--health-timeout", type=float, default=120.0, metavar="S")
     p.set_defaults(handler=run_upgrade)
@@ -91,7 +95,7 @@ def run_upgrade(args: argparse.Namespace, settings: Settings) -> int:
     plan = upgrade.Plan(repo=upgrade.REPO, config=settings.path,
                         database=settings.storage.database,
                         health_url=f"http://{host}:{settings.server.port}/healthz",
-                        source=args.source, stop=stop, start=start,
+                        source=args.source, sha256=args.sha256, stop=stop, start=start,
                         health_timeout_s=args.health_timeout)
     try:
         outcome = upgrade.upgrade(plan)

@@ -4,8 +4,8 @@ fed from the event loop, take the nightly backup, and stop gracefully.
 Graceful stop (SIGTERM from `systemctl stop`/restart):
 1. STOPPING=1 to systemd; a "service" component turns not-ok, so /healthz says 503 and every new
    call gets the fallback TwiML (the operator, or a polite "call back") instead of the bot;
-2. live calls may finish, up to `StopPolicy.call_grace_s`;
-3. the outboxes (WhatsApp/SMS and e-mail) get up to `flush_s` to send what is due now;
+2. live calls may finish, up to [service] drain_s (`StopPolicy.call_grace_s`);
+3. the outboxes (WhatsApp/SMS and e-mail) get up to [service] flush_s to send what is due now;
 4. then `server.running()` ends what is left, closes the records and the database.
 """
 
@@ -18,11 +18,13 @@ import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from ..messaging import store as message_store
 from ..compose import Services
+from ..config_types import ServiceSettings
 from ..runtime import Component
-from ..store.backup import BackupPolicy, nightly_backups
+from ..store.backup import BackupPolicy, default_directory, nightly_backups
 from .notify import SystemdNotifier
 
 log = logging.getLogger(__name__)
@@ -34,19 +36,30 @@ class StopPolicy:
     flush_s: float = 10.0
     poll_s: float = 0.1
 
+    @classmethod
+    def of(cls, service: ServiceSettings) -> StopPolicy:
+        return cls(call_grace_s=service.drain_s, flush_s=service.flush_s)
+
+
+def backup_policy(service: ServiceSettings, db_path: Path) -> BackupPolicy:
+    return BackupPolicy(default_directory(db_path), keep=service.backup_keep,
+                        hour=service.backup_hour)
+
 
 @contextlib.asynccontextmanager
 async def lifecycle(services: Services, notifier: SystemdNotifier | None = None,
-                    policy: StopPolicy = StopPolicy(),
+                    policy: StopPolicy | None = None,
                     backups: BackupPolicy | None = None) -> AsyncIterator[SystemdNotifier]:
     """Around the serving part of `serve()`: READY=1 on entry (models are loaded by then),
-    graceful drain on exit."""
+    graceful drain on exit. The limits default to the settings' [service] section."""
     notifier = notifier or SystemdNotifier()
+    service = services.settings.service
+    policy = policy or StopPolicy.of(service)
     tasks = [asyncio.create_task(notifier.watchdog(), name="systemd-watchdog")]
     db = services.db
     if db is not None:
         tasks.append(asyncio.create_task(
-            nightly_backups(db.path, backups or BackupPolicy.beside(db.path)),
+            nightly_backups(db.path, backups or backup_policy(service, db.path)),
             name="nightly-backup"))
     problems = services.problems()
     notifier.ready("taking calls" if not problems else "NOT taking calls: " + "; ".join(problems))

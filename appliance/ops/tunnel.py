@@ -35,7 +35,9 @@ from ..telephony.signature import SIGNATURE_HEADER, signed_url
 # (path regex, why). Anchored: /voice must not also match /voicemail-admin.
 ROUTES: tuple[tuple[str, str], ...] = (
     (r"^/voice(-stream(/action)?)?$", "Twilio voice webhooks"),
-    (r"^/(respond|check_ai|reprompt|dial-status)$", "Twilio call progress"),
+    (r"^/(respond|check_ai|reprompt|dial-status|continue|gather-partial|call-status)$",
+     "Twilio call progress"),
+    (r"^/gather-audio/CA[0-9a-f]{32}/[A-Za-z0-9_-]+\.wav$", "<Gather> replies (signed URLs)"),
     (r"^/message(-status)?$", "WhatsApp/SMS webhooks"),
     (r"^/ws/[A-Za-z0-9_-]+$", "the Media Stream WebSocket (one-time path)"),
     (r"^/admin(/.*)?$", "the owner's dashboard"),

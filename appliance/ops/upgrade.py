@@ -2,7 +2,8 @@
 
 1. the checkout must be clean; the current commit and a backup of the database are kept;
 2. the new commit comes from the checkout's upstream (`git fetch` + fast-forward), or from SOURCE:
-   any git source `git fetch` takes (a path, a URL, a bundle file: works offline);
+   any git source `git fetch` takes (a path, a URL, a bundle file: works offline), or a release
+   tarball (a .tar.gz path or URL, checked against --sha256; see release.py);
 3. the venv is re-installed when pyproject.toml changed (`pip install -e .`);
 4. the service is stopped, the new code migrates the database (in a child process, as the owner
    of the data directory), the service is started and /healthz must say 200 within a limit;
@@ -25,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..store import backup as backups
+from . import release
 
 log = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parents[2]
@@ -41,6 +43,7 @@ class Plan:
     database: Path
     health_url: str
     source: str = ""                          # "" = the checkout's upstream
+    sha256: str = ""                          # a tarball SOURCE's expected digest
     stop: tuple[str, ...] = ()                # commands; () = nothing to stop/start
     start: tuple[str, ...] = ()
     health_timeout_s: float = 120.0
@@ -71,6 +74,11 @@ def git(repo: Path, *args: str) -> str:
 
 def fetch_new(plan: Plan) -> str:
     """The commit to upgrade to (fetched, not yet checked out)."""
+    if plan.source and release.is_tarball(plan.source):
+        try:
+            return release.import_tarball(plan.repo, plan.source, plan.sha256)
+        except release.ReleaseError as exc:
+            raise UpgradeError(str(exc)) from exc
     if plan.source:
         git(plan.repo, "fetch", "--quiet", plan.source, "HEAD")
         return git(plan.repo, "rev-parse", "FETCH_HEAD")
@@ -128,6 +136,11 @@ def wait_healthy(url: str, timeout_s: float) -> None:
 
 
 def upgrade(plan: Plan) -> Outcome:
+    if plan.source and release.is_tarball(plan.source):
+        try:
+            release.ensure_repository(plan.repo)
+        except release.ReleaseError as exc:
+            raise UpgradeError(str(exc)) from exc
     if git(plan.repo, "status", "--porcelain", "--untracked-files=no"):
         raise UpgradeError(f"{plan.repo} has local changes; commit or discard them first")
     outcome = Outcome(ok=False, previous=git(plan.repo, "rev-parse", "HEAD"))

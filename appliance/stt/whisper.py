@@ -15,9 +15,8 @@ Two decoding paths produce the same numbers:
   stays off unless measured to be good enough). With the full window the direct path computes
   exactly what the stock path does (tests compare them).
 
-Whisper invents text on silence and noise ("Thank you for watching", "Продолжение следует").
-``rejection_reason`` applies the rules listed on ``GuardThresholds``; a rejected transcript has
-empty text and a short ``rejected_reason`` code.
+Whisper invents text on silence and noise: every transcript goes through the guard
+(stt/guard.py); a rejected one has empty text and a short ``rejected_reason`` code.
 """
 
 from __future__ import annotations
@@ -26,17 +25,16 @@ import asyncio
 import functools
 import logging
 import math
-import re
 import time
-import unicodedata
-import zlib
-from collections.abc import Iterable, Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from .guard import (DEFAULT_GUARD, GuardThresholds, choose_language, compression_ratio, junk_reason,
+                    rejection_reason)
 
 logger = logging.getLogger(__name__)
 
@@ -45,8 +43,9 @@ WINDOW_FRAMES = 3000           # 30 s of 10 ms mel frames: Whisper's training wi
 WINDOW_SAMPLES = 30 * SAMPLE_RATE_HZ
 SHORT_WINDOW_PAD_FRAMES = 100  # short window: the speech plus 1 s of (zero) features ...
 SHORT_WINDOW_STEP_FRAMES = 100  # ... rounded up to whole seconds
+SHORT_WINDOW_MIN_FRAMES = 1000  # ... and never under 10 s: shorter windows drop one-word turns
 
-__all__ = [
+__all__ = [   # the guard's names are re-exported: callers import them from here
     "GuardThresholds", "SpeechRecognizer", "SttError", "Transcript", "choose_language",
     "junk_reason", "rejection_reason",
 ]
@@ -79,144 +78,6 @@ class Transcript:
         return self.rejected_reason is None
 
 
-@dataclass(frozen=True)
-class GuardThresholds:
-    """When a transcript is rejected (reason codes in brackets), checked in this order:
-
-    - audio shorter than ``min_audio_ms`` (too_short); the model is not run at all;
-    - Whisper's own silence rule: no_speech_prob > ``no_speech_prob`` AND avg_logprob <
-      ``avg_logprob`` (no_speech);
-    - empty text (empty); no letter or digit at all (no_words); only bracketed or musical
-      annotations such as "[Music]" (non_speech);
-    - a known hallucination: credits and sign-offs learnt from subtitles, in EN/HE/RU, or a
-      lone "you" (junk_phrase); one word looping (repetition);
-    - gzip compression ratio above ``max_compression_ratio``, even after the fallback
-      temperature (repetition);
-    - a phrase that is a real caller's phrase too ("Thank you.", "תודה רבה", "Спасибо") alone,
-      with weak evidence of speech: no_speech_prob > ``suspect_no_speech_prob`` or avg_logprob
-      < ``suspect_avg_logprob`` (suspect_phrase).
-    """
-
-    min_audio_ms: int = 300
-    no_speech_prob: float = 0.6
-    avg_logprob: float = -1.0
-    max_compression_ratio: float = 2.4
-    suspect_no_speech_prob: float = 0.1
-    suspect_avg_logprob: float = -0.8
-
-
-# ----------------------------------------------------------------------------------------------
-# The guard (pure)
-
-# Whole transcripts (normalised: lower case, no punctuation) that are never a caller's turn.
-JUNK_PHRASES = frozenset({
-    "you", "thank you for watching", "thanks for watching", "thank you so much for watching",
-    "thank you for watching and see you next time", "thanks for watching see you next time",
-    "thank you for listening", "please subscribe", "please subscribe to my channel",
-    "like and subscribe", "don't forget to like and subscribe", "see you in the next video",
-    "i'll see you in the next video", "see you next time",
-    "продолжение следует", "спасибо за просмотр", "спасибо за внимание", "до новых встреч",
-    "подписывайтесь на канал", "ставьте лайки и подписывайтесь на канал",
-    "תודה שצפיתם", "תודה על הצפייה", "תודה רבה שצפיתם", "הירשמו לערוץ",
-})
-# Credits: the transcript starts with one of these (and is short).
-JUNK_PREFIXES = (
-    "subtitles by", "subtitled by", "subtitle by", "captions by", "captioning by",
-    "closed captioning by", "transcribed by", "transcription by", "translated by",
-    "translation by", "sync and corrections by", "english subtitles by",
-    "редактор субтитров", "субтитры сделал", "субтитры создавал", "субтитры подготовил",
-    "субтитры делал", "автор субтитров", "перевод и субтитры", "корректор",
-    "תורגם על ידי", "תרגום וכתוביות", "כתוביות", "הכתוביות", "סונכרן על ידי",
-)
-JUNK_ANYWHERE = ("amara org", "dimatorzok")
-JUNK_PREFIX_MAX_WORDS = 12
-# Alone, these are hallucinations on noise far more often than a caller's whole turn.
-SUSPECT_PHRASES = frozenset({
-    "thank you", "thanks", "thank you very much", "thank you so much", "thank you bye",
-    "bye", "bye bye", "תודה", "תודה רבה", "תודה לכם", "спасибо", "спасибо большое",
-    "большое спасибо", "пока",
-})
-_ANNOTATION = re.compile(r"\[[^\]]*\]|\([^)]*\)|\*[^*]*\*|[♪♫♬♩]")
-
-
-def normalize_text(text: str) -> str:
-    """Lower case, no niqqud/accents, punctuation -> space, single spaces, "ё" -> "е"."""
-    text = unicodedata.normalize("NFKD", text.casefold().replace("ё", "е"))
-    out = []
-    for ch in text:
-        cat = unicodedata.category(ch)
-        if cat.startswith("M"):
-            continue
-        out.append(ch if cat[0] in "LN" or ch == "'" else " ")
-    return " ".join("".join(out).replace(" '", " ").replace("' ", " ").split()).strip("'")
-
-
-def junk_reason(text: str) -> str | None:
-    """Reject code for text that is not a caller's words whatever the scores, else None."""
-    if not text.strip():
-        return "empty"
-    if not _has_words(_ANNOTATION.sub(" ", text)):
-        return "non_speech" if _ANNOTATION.search(text) else "no_words"
-    norm = normalize_text(text)
-    words = norm.split()
-    if norm in JUNK_PHRASES or set(words) == {"you"}:
-        return "junk_phrase"
-    if len(words) <= JUNK_PREFIX_MAX_WORDS and any(
-            norm == p or norm.startswith(p + " ") for p in JUNK_PREFIXES):
-        return "junk_phrase"
-    if any(marker in norm for marker in JUNK_ANYWHERE):
-        return "junk_phrase"
-    if len(words) >= 5 and len(set(words)) == 1:
-        return "repetition"
-    return None
-
-
-def _has_words(text: str) -> bool:
-    return any(unicodedata.category(ch)[0] in "LN" for ch in text)
-
-
-def is_suspect_phrase(text: str) -> bool:
-    return normalize_text(text) in SUSPECT_PHRASES
-
-
-def compression_ratio(text: str) -> float:
-    """gzip ratio as Whisper computes it: high for looping text."""
-    data = text.encode("utf-8")
-    return len(data) / len(zlib.compress(data)) if data else 0.0
-
-
-def rejection_reason(text: str, *, audio_ms: int, no_speech_prob: float, avg_logprob: float,
-                     compression_ratio: float = 0.0,
-                     thresholds: GuardThresholds = GuardThresholds()) -> str | None:
-    """The reason code for rejecting a decoded turn, or None to accept it (see GuardThresholds)."""
-    t = thresholds
-    if audio_ms < t.min_audio_ms:
-        return "too_short"
-    if no_speech_prob > t.no_speech_prob and avg_logprob < t.avg_logprob:
-        return "no_speech"
-    reason = junk_reason(text)
-    if reason is not None:
-        return reason
-    if compression_ratio > t.max_compression_ratio:
-        return "repetition"
-    if is_suspect_phrase(text) and (no_speech_prob > t.suspect_no_speech_prob
-                                    or avg_logprob < t.suspect_avg_logprob):
-        return "suspect_phrase"
-    return None
-
-
-def choose_language(probabilities: Mapping[str, float], configured: Iterable[str],
-                    hint: str | None = None, hint_margin: float = 0.15) -> tuple[str, float]:
-    """Best configured language by the model's probabilities; ``hint`` (the customer's known
-    language) wins when it is configured and within ``hint_margin`` of the best."""
-    configured = tuple(configured)
-    best = max(configured, key=lambda code: probabilities.get(code, 0.0))  # first wins a tie
-    best_p = probabilities.get(best, 0.0)
-    if hint in configured and best_p - probabilities.get(hint, 0.0) <= hint_margin:
-        return hint, probabilities.get(hint, 0.0)
-    return best, best_p
-
-
 # ----------------------------------------------------------------------------------------------
 # The recognizer
 
@@ -232,8 +93,10 @@ class SpeechRecognizer:
     """One loaded Whisper model and the decoding settings for phone turns. Thread-safe."""
 
     def __init__(self, model: Any, *, languages: tuple[str, ...], beam_size: int = 1,
-                 short_window: bool = False, temperatures: tuple[float, ...] = (0.0, 0.4),
-                 max_new_tokens: int = 224, thresholds: GuardThresholds = GuardThresholds(),
+                 short_window: bool = False,
+                 short_window_min_frames: int = SHORT_WINDOW_MIN_FRAMES,
+                 temperatures: tuple[float, ...] = (0.0, 0.4),
+                 max_new_tokens: int = 224, thresholds: GuardThresholds = DEFAULT_GUARD,
                  language_hint_margin: float = 0.15) -> None:
         """``model`` is a loaded ``faster_whisper.WhisperModel`` (see ``load``).
 
@@ -256,6 +119,7 @@ class SpeechRecognizer:
         self._languages = languages
         self._beam_size = beam_size
         self._short_window = short_window
+        self._short_window_min = short_window_min_frames
         self._temperatures = tuple(temperatures)
         self._max_new_tokens = max_new_tokens
         self._thresholds = thresholds
@@ -382,7 +246,8 @@ class SpeechRecognizer:
         model = self._model
         features = model.feature_extractor(pcm)
         content_frames = min(features.shape[-1] - 1, WINDOW_FRAMES)
-        window = short_window_frames(content_frames) if self._short_window else WINDOW_FRAMES
+        window = (short_window_frames(content_frames, self._short_window_min)
+                  if self._short_window else WINDOW_FRAMES)
         encoder_output = model.encode(pad_or_trim(features[:, :content_frames], window))
         probability = 1.0
         if language is None:
@@ -421,11 +286,13 @@ class SpeechRecognizer:
         return max(attempts, key=lambda d: d.avg_logprob)
 
 
-def short_window_frames(content_frames: int) -> int:
-    """Encoder window for ``short_window``: the speech plus ~1 s, in whole seconds, <= 30 s."""
+def short_window_frames(content_frames: int, min_frames: int = SHORT_WINDOW_MIN_FRAMES) -> int:
+    """Encoder window for ``short_window``: the speech plus ~1 s, in whole seconds, at least
+    ``min_frames`` (on the real-speech set a window under ~10 s turns "Yes." into nothing,
+    bench/results/turn_stt.md), at most 30 s."""
     frames = content_frames + SHORT_WINDOW_PAD_FRAMES
     frames = -(-frames // SHORT_WINDOW_STEP_FRAMES) * SHORT_WINDOW_STEP_FRAMES
-    return min(frames, WINDOW_FRAMES)
+    return min(max(frames, min_frames), WINDOW_FRAMES)
 
 
 def _check_audio(pcm: np.ndarray) -> np.ndarray:

@@ -7,7 +7,8 @@ attribute names (snake_case -> camelCase) are the library's.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from twilio.twiml.messaging_response import MessagingResponse
@@ -62,6 +63,24 @@ def say_and_hangup(text: str, language: str | None = None, voice: str | None = N
     return str(response)
 
 
+@dataclass(frozen=True)
+class Spoken:
+    """One thing to say: a clip URL to <Play>, or (no local voice) text to <Say>."""
+
+    play_url: str = ""
+    text: str = ""
+    language: str = "en-US"     # BCP-47, for <Say>
+    voice: str | None = None    # a Twilio voice for <Say> (None: Twilio's for the language)
+
+
+def _speak(parent: VoiceResponse | Gather, items: Sequence[Spoken]) -> None:
+    for item in items:
+        if item.play_url:
+            parent.play(item.play_url)
+        elif item.text:
+            parent.say(item.text, language=item.language, voice=item.voice)
+
+
 def gather_speech(
     action_url: str,
     prompt: str | None = None,
@@ -69,9 +88,13 @@ def gather_speech(
     speech_timeout: str | int = "auto",
     hints: Iterable[str] | None = None,
     timeout_s: int = 5,
+    speak: Sequence[Spoken] = (),
+    partial_url: str | None = None,
 ) -> str:
-    """Twilio-side speech recognition (the fallback path): posts ``SpeechResult`` and
-    ``Confidence`` to ``action_url``, also when nothing was said (``actionOnEmptyResult``)."""
+    """Twilio-side speech recognition: posts ``SpeechResult`` and ``Confidence`` to
+    ``action_url``, also when nothing was said (``actionOnEmptyResult``); ``speak`` is played
+    inside the <Gather>, so the caller may talk over it; ``partial_url`` gets the partial
+    results (``UnstableSpeechResult``) while the caller speaks."""
     gather = Gather(
         input="speech",
         action=action_url,
@@ -80,11 +103,37 @@ def gather_speech(
         timeout=timeout_s,
         hints=", ".join(hints) if hints else None,
         action_on_empty_result=True,
+        partial_result_callback=partial_url,
     )
     if prompt:
         gather.say(prompt, language=language)
+    _speak(gather, speak)
     response = VoiceResponse()
     response.append(gather)
+    return str(response)
+
+
+def speak_then_redirect(speak: Sequence[Spoken], url: str) -> str:
+    """Say these, then ask ``url`` what next (the rest of a reply still being made)."""
+    response = VoiceResponse()
+    _speak(response, speak)
+    response.redirect(url)
+    return str(response)
+
+
+def speak_then_hangup(speak: Sequence[Spoken]) -> str:
+    response = VoiceResponse()
+    _speak(response, speak)
+    response.hangup()
+    return str(response)
+
+
+def speak_then_dial(speak: Sequence[Spoken], number: str, action_url: str) -> str:
+    if not number:
+        raise ValueError("number must not be empty")
+    response = VoiceResponse()
+    _speak(response, speak)
+    response.dial(number, action=action_url)
     return str(response)
 
 

@@ -31,7 +31,7 @@ model shortens or lengthens the wait. "pending" (a transcript was asked for but 
 never waits less than ``base_wait_ms``. A signal that arrives after its wait has already passed commits at once; signals for an older
 pause are ignored. A voiced blip shorter than ``resume_min_ms`` counts as silence, but no turn is
 committed while such a blip is going on. Voicing uses hysteresis (open at ``start_threshold``,
-hold at ``continue_threshold``), as in ``audio/endpoint.py``.
+hold at ``continue_threshold``), as in ``audio/bargein.py``.
 """
 
 from __future__ import annotations

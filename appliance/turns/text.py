@@ -25,6 +25,7 @@ Reason = Literal[
     "expects_more",  # the bot's question asked for something the reply does not have yet
     "question", "closing", "short_answer", "answered", "sentence", "number_complete", "plain",
     "bare_answer",  # "No." with no question asked: often "No, thank you..." follows
+    "holding",  # "Hang on, let me check.": the caller asked the bot to wait
 ]
 
 
@@ -77,6 +78,13 @@ _CLOSINGS = (
     "that's it", "that is all", "nothing else", "no thanks", "no thank you", "have a nice day",
     "спасибо", "до свидания", "пока", "это всё", "это все",
     "תודה", "תודה רבה", "להתראות", "ביי", "זהו",
+)
+# The caller asks for a moment: whatever the punctuation, the answer is still to come.
+_HOLDING = (
+    "hang on", "hold on", "one moment", "one second", "one sec", "just a moment",
+    "just a second", "just a sec", "a moment", "a second", "let me check", "let me see",
+    "let me think", "let me look", "let me find it", "give me a second", "give me a moment",
+    "wait", "минутку", "секунду", "подождите", "сейчас посмотрю", "רגע", "שנייה", "רק רגע",
 )
 _SHORT_ANSWERS = _vocab(
     "yes yeah yep yup no nope sure ok okay correct right exactly fine great perfect please "
@@ -139,6 +147,9 @@ def text_signal(text: str, expect: Expect | None = None) -> TextSignal:
         return TextSignal("unfinished", "digits")
     if stripped.endswith(("...", "…", ",", "-", "–", "—", ":", ";")):
         return TextSignal("unfinished", "trailing_punctuation")
+    bare = " ".join(words)
+    if any(bare == h or bare.endswith(" " + h) for h in _HOLDING):
+        return TextSignal("unfinished", "holding")
     last = words[-1]
     for vocabulary, reason in ((_FILLERS, "filler"), (_CONJUNCTIONS, "conjunction"),
                                (_DANGLING, "dangling")):

@@ -1,0 +1,83 @@
+"""The fixtures every area shares (registered by tests/conftest.py): the generated test models,
+Settings written the way an owner would, the Twilio REST stand-in; and the constants they use."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+from appliance.config import Settings, load_settings
+from tests.support.fakes.gemini_server import FakeGemini
+from tests.support.fakes.twilio_rest import FakeTwilio
+from tests.support import models as tm
+
+HERE = Path(__file__).resolve().parents[1]      # tests/
+MODELS_CACHE = HERE / ".cache" / "models"
+AUDIO_DIR = HERE / "data" / "audio"
+TOKEN = "test-auth-token-0123456789"
+PUBLIC_URL = "https://receptionist.example.com"
+ACCOUNT_SID = "AC" + "0123456789abcdef" * 2          # the Twilio account the stand-in serves
+
+
+@pytest.fixture(scope="session")
+def test_models() -> tm.TestModels:
+    return tm.ensure_models(MODELS_CACHE)
+
+
+def write_ini(path: Path, models: tm.TestModels | None, extra: str = "") -> Path:
+    """A config file like the shipped one, pointing at the test models and a temp database."""
+    model_lines = ""
+    if models is not None:
+        model_lines = (f"[stt]\nmodel = {models.whisper_dir}\nlanguages = en, he, ru\n"
+                       f"[tts]\nvoice = {models.piper_voice}\n"
+                       f"[local_llm]\nmodel_path = {models.chat_gguf}\ncontext_tokens = 2048\n"
+                       f"[kb]\nembedding_model = {models.embedding_gguf}\n"
+                       f"directory = {HERE.parent / 'kb'}\n")
+    text = (f"[server]\nhost = 127.0.0.1\nport = 0\npublic_url = {PUBLIC_URL}\n"
+            f"secrets_file = {path.parent / 'no-secrets.env'}\n"
+            f"[storage]\ndatabase = {path.parent / 'appliance.db'}\n"
+            f"[twilio]\noperator_number = +15550009999\n"
+            f"[business]\nname = Sunrise Appliances\ntimezone = Asia/Jerusalem\n"
+            f"greeting = Hello, you have reached Sunrise Appliances.\n"
+            + model_lines + extra)
+    path.write_text(_merge(text), encoding="utf-8")
+    return path
+
+
+def _merge(text: str) -> str:
+    """Later sections with the same name extend earlier ones (extra= may repeat a section)."""
+    import configparser
+
+    parser = configparser.ConfigParser(interpolation=None, strict=False)
+    parser.optionxform = str
+    parser.read_string(text)
+    lines = []
+    for section in parser.sections():
+        lines.append(f"[{section}]")
+        lines.extend(f"{k} = {v}" for k, v in parser.items(section))
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path, test_models: tm.TestModels) -> Callable[..., Settings]:
+    def make(extra: str = "", environ: dict[str, str] | None = None) -> Settings:
+        ini = write_ini(tmp_path / "config.ini", test_models, extra)
+        env = {"TWILIO_AUTH_TOKEN": TOKEN} if environ is None else environ
+        return load_settings(ini, environ=env)
+    return make
+
+
+@pytest.fixture
+async def gemini():
+    """The Gemini stand-in on loopback, no reply scripted (a module may define its own)."""
+    async with FakeGemini() as server:
+        yield server
+
+
+@pytest.fixture
+async def fake_twilio():
+    """The Twilio REST stand-in on loopback, shared by the messaging and webhook tests."""
+    async with FakeTwilio(ACCOUNT_SID, TOKEN) as fake:
+        yield fake
