@@ -137,7 +137,7 @@ def call_config(s: Settings) -> CallConfig:
     return CallConfig(call=s.call, greeting=s.business.greeting, language=s.business.language,
                       languages=tuple(s.stt.languages),
                       transfer_numbers=frozenset(s.twilio.transfer_numbers),
-                      operator_key=s.twilio.operator_key)
+                      operator_key=s.twilio.operator_key, phrases=s.phrases)
 
 
 def log_call_event(event: CallEvent) -> None:

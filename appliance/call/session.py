@@ -285,6 +285,10 @@ class CallSession:
             run.stamp(first_heard_at=when)
 
     # -- fixed phrases, silence, DTMF and the time limit ---------------------------------------
+    def phrase(self, key: str) -> str:
+        """A fixed phrase in the call's current language (call/phrases.py)."""
+        return self.config.phrase(key, self.language)
+
     async def say(self, text: str) -> None:
         self._reply_id += 1
         self.player.start_reply()
@@ -293,8 +297,7 @@ class CallSession:
         await self.player.wait_idle()
 
     async def _greet(self) -> None:
-        text = (PHRASES["after_dial"] if self.admission.mode == "after_dial"
-                else self.config.greeting)
+        text = self.phrase("after_dial" if self.admission.mode == "after_dial" else "greeting")
         await self.say(text)
         assert self.conversation is not None
         await self.conversation.said(text)     # the model knows what the caller was told
@@ -310,9 +313,9 @@ class CallSession:
         decision = self.deps.decide_transfer()
         if not decision.allowed:
             log.info("operator key pressed, no transfer (%s): taking a message", decision.reason)
-            await self.say(PHRASES["no_transfer"])
+            await self.say(self.phrase("no_transfer"))
             return
-        await self.say(PHRASES["transfer"])
+        await self.say(self.phrase("transfer"))
         raise EndCall("transferred", "transfer", decision.target)
 
     async def _time_limit(self) -> None:
@@ -321,7 +324,7 @@ class CallSession:
                 await asyncio.Event().wait()
         except TimeoutError:
             await self.interrupt()
-            await self.say(PHRASES["goodbye"])
+            await self.say(self.phrase("goodbye"))
             raise EndCall("completed", "hangup") from None
 
     async def _silence_watch(self) -> None:
@@ -334,10 +337,10 @@ class CallSession:
                 continue
             if now - self.last_activity >= s.silence_prompt_s:
                 if self._silence_prompts >= s.silence_hangup_after:
-                    await self.say(PHRASES["goodbye"])
+                    await self.say(self.phrase("goodbye"))
                     raise EndCall("completed", "hangup")
                 self._silence_prompts += 1
-                await self.say(PHRASES["still_there"])
+                await self.say(self.phrase("still_there"))
                 self.last_activity = self.clock()
 
     def caller_active(self) -> None:
