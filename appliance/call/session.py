@@ -26,6 +26,7 @@ from ..conversation.events import Action
 from ..conversation.gate import ReleaseGate
 from ..telephony.media import Dtmf, Mark, Media, Start, Stop, WireError, parse_frame
 from .deps import CallDeps
+from .dtmf import Keypad
 from .events import (AudioSent, CallEnded, CallEvent, CallStarted, ReplyStarted, ToolRan,
                      TurnCompleted, TurnDecided)
 from .phrases import PHRASES
@@ -54,6 +55,7 @@ class CallSession:
                              clock=deps.clock, on_first_frame=self._first_frame,
                              on_heard=self._heard, on_piece_sent=self._piece_sent)
         self.turns = TurnTaking(self)
+        self.keypad = Keypad(self, self.config.call.dtmf_quiet_s)   # keyed digits (call/dtmf.py)
         self.language = self.config.language
         self.conversation: Conversation | None = None
         self.tg: asyncio.TaskGroup | None = None
@@ -306,8 +308,9 @@ class CallSession:
         self.last_activity = self.clock()
 
     async def _on_dtmf(self, digit: str) -> None:
-        log.info("DTMF %s", digit)
-        if not self.config.operator_key or digit != self.config.operator_key:
+        if (not self.config.operator_key or digit != self.config.operator_key
+                or self.keypad.pending):
+            await self.keypad.press(digit)
             return
         await self.interrupt()
         decision = self.deps.decide_transfer()
