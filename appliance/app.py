@@ -14,6 +14,7 @@ from .call.voice import VoiceWebhooks
 from .compose import Health, Services
 from .messaging import webhooks as messaging_routes
 from .actions.handover import record_dial_result
+from .actions.summary import after_dial
 from .actions.services import ActionServices
 from .call.voice import DialResult
 from .telephony.guard import TwilioGuard
@@ -72,5 +73,6 @@ def _dial_result(actions: ActionServices | None) -> DialResult | None:
         return None
 
     async def record(call_id: int | None, customer_id: int | None, status: str) -> None:
-        await record_dial_result(actions, call_id, customer_id, status)
+        answered = await record_dial_result(actions, call_id, customer_id, status)
+        await after_dial(actions, call_id, answered)     # answered: the summary goes now
     return record

@@ -8,7 +8,8 @@ config.ini, and are passed in separately.
 
     [appointments]  enabled, hours, slot_minutes, buffer_minutes, holidays, resource_count,
                     min_notice_minutes, max_days_ahead, max_per_customer, confirm
-    [notify]        rate_limit, rate_window_minutes, summary_email, summary_whatsapp
+    [notify]        rate_limit, rate_window_minutes, summary_email, summary_whatsapp,
+                    conversation_quiet_s
     [crm]           url_template, timeout_ms                   (token: env CRM_TOKEN)
     [google_calendar] calendar_id, service_account_file, api_base_url, token_uri
 """
@@ -118,10 +119,12 @@ class NotifySettings:
     rate_window_minutes: int = 10
     summary_email: bool = True          # to [owner] email, when set and [smtp] host is set
     summary_whatsapp: bool = True       # to [owner] whatsapp, when set
+    conversation_quiet_s: int = 1800    # a WhatsApp/SMS conversation quiet this long is summarised
 
     SECTION: ClassVar[str] = "notify"
     KEYS: ClassVar[frozenset[str]] = frozenset({"rate_limit", "rate_window_minutes",
-                                                "summary_email", "summary_whatsapp"})
+                                                "summary_email", "summary_whatsapp",
+                                                "conversation_quiet_s"})
 
     @classmethod
     def from_parser(cls, values: Section) -> "NotifySettings":
@@ -130,7 +133,9 @@ class NotifySettings:
         return cls(rate_limit=_int(values, s, "rate_limit", 3, 0, 100),
                    rate_window_minutes=_int(values, s, "rate_window_minutes", 10, 1, 24 * 60),
                    summary_email=_bool(values, s, "summary_email", True),
-                   summary_whatsapp=_bool(values, s, "summary_whatsapp", True))
+                   summary_whatsapp=_bool(values, s, "summary_whatsapp", True),
+                   conversation_quiet_s=_int(values, s, "conversation_quiet_s", 1800, 1,
+                                             7 * 86400))
 
 
 @dataclass(frozen=True)
