@@ -105,17 +105,12 @@ class Services:
             return None
         return CallDeps(call_config(self.settings), self.vad, self.stt, self.speech,
                         self.engine, store, self.call_events, self.runtime.audio_executor,
-                        decide_transfer=self._decide_transfer, enrich=self._enricher(),
+                        decide_transfer=self._decide_transfer,   # CRM: Engine.enrich
                         after_call=self._after_call if self.actions is not None else None,
                         turn_model=self.turn_model)
 
     def _decide_transfer(self) -> TransferDecision:
         return decide_transfer(self.settings, datetime.now(timezone.utc))
-
-    def _enricher(self) -> "CustomerEnricher | None":
-        if self.actions is None or self.actions.crm is None or self.engine is None:
-            return None
-        return CustomerEnricher(self.actions, self.engine)
 
     def _after_call(self, call_id: int) -> None:
         if self.actions is not None:
@@ -167,6 +162,8 @@ async def compose(settings: Settings, *,
     tools = ToolRegistry.default()
     actions = build_actions(rt, settings, db, outbox, tools)   # appointments, messages, ...
     engine = await build_engine(rt, settings, db, knowledge, tools)
+    if engine is not None and actions is not None and actions.crm is not None:
+        engine.enrich = CustomerEnricher(actions, engine)   # every channel: calls, gather, chat
     if speech.speech is not None:
         await warm_phrases(speech.speech, settings)
     channel = build_channel(settings, db, engine, speech.stt, options, outbox, rt.report)

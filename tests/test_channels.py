@@ -170,3 +170,51 @@ async def wait_until(check, what: str, timeout: float = 20.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+async def crm():
+    """A CRM on loopback that knows one customer."""
+    from aiohttp import web
+
+    seen: list[str] = []
+
+    async def lookup(request: web.Request) -> web.Response:
+        seen.append(request.query["phone"])
+        if request.query["phone"] == "+972501234567":
+            return web.json_response({"customer": {"name": "Dana Levi", "language": "ru",
+                                                   "gender": "f"}})
+        return web.Response(status=404)
+
+    app = web.Application()
+    app.router.add_get("/people", lookup)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    yield f"http://127.0.0.1:{port}/people?phone={{phone}}", seen
+    await runner.cleanup()
+
+
+async def test_the_crm_is_asked_on_every_channel(make_settings, gemini, twilio, crm) -> None:
+    url, seen = crm
+    gemini.default = Reply(text="Hello Dana.", ttft_s=0.01)
+    settings = make_settings(
+        extra=f"[gemini]\nbase_url = {gemini.base_url}\n[crm]\nurl_template = {url}\n"
+              f"[twilio]\naccount_sid = {ACCOUNT_SID}\napi_base_url = {twilio.base_url}\n"
+              f"[messaging]\nwhatsapp_from = {WA_FROM}\n",
+        environ={"TWILIO_AUTH_TOKEN": TOKEN, "GEMINI_API_KEY": "test-key"})
+    async with running(settings) as srv:
+        sender = "whatsapp:+972501234567"
+        await signed_post(srv, "/message", inbound_params(new_sid(), sender, "Hi"))
+        await wait_until(lambda: twilio.sent_to(sender), "the reply")
+        call = {"CallSid": "CA" + "3" * 32, "AccountSid": ACCOUNT_SID, "From": "+972509990000",
+                "To": "+15550002222"}
+        await signed_post(srv, "/respond", {**call, "SpeechResult": "Are you open?"})
+        (dana,) = db_rows(srv, "SELECT name, language, gender FROM customers "
+                               "WHERE phone = '+972501234567'")
+        requests = gemini.turn_requests
+    assert (dana["name"], dana["language"], dana["gender"]) == ("Dana Levi", "ru", "f")
+    assert seen == ["+972501234567", "+972509990000"], "WhatsApp and gather asked the CRM"
+    assert "Dana Levi" in requests[0].system

@@ -27,6 +27,7 @@ import asyncio
 import json
 import logging
 from dataclasses import dataclass, field, replace
+from collections.abc import Awaitable, Callable
 from typing import Any, AsyncIterator
 
 from ..config import Settings
@@ -85,6 +86,8 @@ class Engine:
         self.static_prompt = static_prompt(settings.business)
         self.local_prompt = local_static_prompt(settings.business)   # [i17] the local mode's
         self._warm: asyncio.Task[None] | None = None
+        # the CRM lookup (actions/crm.py), the same for every channel; set by appliance.compose
+        self.enrich: Callable[[Customer], Awaitable[Customer]] | None = None
         self._background: set[asyncio.Task[Any]] = set()
         self._stores: set[asyncio.Future[Any]] = set()   # history writes: awaited at close
 
@@ -119,6 +122,8 @@ class Engine:
             customer = await self.memory.anonymous_customer(call_id)
         else:
             customer = await self.memory.customer(caller.number or phone)
+            if self.enrich is not None:
+                customer = await self.enrich(customer)
         turns = await self.memory.recent_turns(customer.id, self.options.history_turns)
         attestation, verified = await self.memory.call_identity(call_id)
         context = ToolContext(phone=customer.phone, channel=channel, call_id=call_id,
