@@ -14,7 +14,9 @@ from .call.voice import VoiceWebhooks
 from .compose import Health, Services
 from .messaging import webhooks as messaging_routes
 from .actions.handover import record_dial_result
-from .actions.summary import after_dial
+from .actions.summary import after_call, after_dial
+from .call import voicemail as voicemail_routes
+from .call.voicemail import OnVoicemail, Voicemail
 from .actions.services import ActionServices
 from .call.voice import DialResult
 from .telephony.guard import TwilioGuard
@@ -30,9 +32,11 @@ def build_app(services: Services) -> web.Application:
     app.router.add_get("/healthz", healthz)
     s = services
     app[GATHER] = gather = GatherTurns(s.engine)
+    voicemail = Voicemail(s.settings, s.db, s.stt, s.settings.phrases, _summary(s.actions))
+    voicemail_routes.add_routes(app, voicemail)
     voice_routes.add_routes(app, VoiceWebhooks(
         s.settings, s.call_store(), s.calls, gather, s.problems,
-        dial_result=_dial_result(s.actions)))
+        dial_result=_dial_result(s.actions), voicemail=voicemail))
     media_stream_routes.add_routes(app, MediaStreamEndpoint(
         s.call_deps(), s.calls, TwilioGuard(s.settings), s.problems))
     messaging_routes.add_routes(app, s.messaging)
@@ -66,6 +70,16 @@ async def healthz(request: web.Request) -> web.Response:
     body = ({**health, "gather_pending": request.app[GATHER].pending_count()}
             if is_local(request) else {"ready": health["ready"]})
     return web.json_response(body, status=200 if health["ready"] else 503)
+
+
+def _summary(actions: ActionServices | None) -> OnVoicemail | None:
+    """A voicemail was attached: the call's summary goes now (actions/summary.py)."""
+    if actions is None:
+        return None
+
+    async def send(call_id: int) -> object:
+        return await after_call(actions, call_id, final=True)
+    return send
 
 
 def _dial_result(actions: ActionServices | None) -> DialResult | None:

@@ -147,6 +147,7 @@ class CallSettings:
     caller_window_s: int = 600     # ... beyond that it hears "all lines are busy"
     receive_timeout_s: float = 10.0  # no frame from Twilio this long (it sends every 20 ms) = dead
     dtmf_quiet_s: float = 2.5      # keyed digits end after this long without a key (or at #)
+    voicemail: bool = False        # record a message when a transfer is not answered / out of hours
 
 
 @dataclass(frozen=True)

@@ -154,7 +154,7 @@ _ACTION_WORDS = {"booked": "Booked", "moved": "Moved", "cancelled": "Cancelled",
                  "message": "Took a message", "info_sent": "Sent information",
                  "transfer": "Transferred the call", "transfer_refused": "Could not transfer",
                  "transfer_unanswered": "Transfer not answered", "refused": "Refused",
-                 "confirmation": "Confirmation"}
+                 "confirmation": "Confirmation", "voicemail": "Voicemail"}
 
 
 async def summarize_call(db: Database, call_id: int, tz: str = "UTC") -> Summary:
@@ -199,9 +199,11 @@ async def summarize_call(db: Database, call_id: int, tz: str = "UTC") -> Summary
 
 def _outcome(outcome: str, transfer_to: str | None, actions: list[sqlite3.Row]) -> str:
     text = OUTCOMES.get(outcome, outcome) + (f" to {transfer_to}" if transfer_to else "")
-    if any(a["kind"] == "transfer_unanswered" for a in actions) and outcome != "transferred":
-        return f"transfer not answered, then {text}"
-    return text
+    kinds = {a["kind"] for a in actions}
+    if "transfer_unanswered" in kinds:
+        text = ("transfer not answered" if outcome == "transferred"
+                else f"transfer not answered, then {text}")
+    return text + (", voicemail left" if "voicemail" in kinds else "")
 
 
 async def summarize_conversation(db: Database, customer_id: int, since: str,
@@ -272,11 +274,13 @@ async def after_call(services: "ActionServices", call_id: int, *, final: bool = 
                      ) -> Summary | None:
     """Summarise a finished call and send it to the owner (once per call); None when it was
     sent before, the call is unknown, or it was put through to a person and the transfer's
-    result (the <Dial action>, see `after_dial`) is still to come - unless `final` (the call
-    has ended for Twilio)."""
-    row = await services.db.fetchone("SELECT outcome FROM calls WHERE id = ?", (call_id,))
-    if row is not None and row["outcome"] == "transferred" and not final:
-        log.info("call %d: the summary waits for the transfer's result", call_id)
+    result (the <Dial action>, see `after_dial`) or a voicemail (call/voicemail.py) is still
+    to come - unless `final` (the call has ended for Twilio)."""
+    row = await services.db.fetchone("SELECT outcome, next_action FROM calls WHERE id = ?",
+                                     (call_id,))
+    if row is not None and not final and (row["outcome"] == "transferred"
+                                          or row["next_action"] == "voicemail"):
+        log.info("call %d: the summary waits for the transfer or the voicemail", call_id)
         return None
     try:
         summary = await summarize_call(services.db, call_id,

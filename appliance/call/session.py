@@ -316,6 +316,8 @@ class CallSession:
         decision = self.deps.decide_transfer()
         if not decision.allowed:
             log.info("operator key pressed, no transfer (%s): taking a message", decision.reason)
+            if self.config.call.voicemail:                 # call/voicemail.py records it
+                raise EndCall("completed", "voicemail")
             await self.say(self.phrase("no_transfer"))
             return
         await self.say(self.phrase("transfer"))

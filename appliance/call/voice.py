@@ -25,6 +25,7 @@ from .events import CallEnded
 from .gather import GatherTurns
 from .record import CallStore
 from .registry import CallRegistry, Refused
+from .voicemail import Voicemail
 
 log = logging.getLogger(__name__)
 XML = "application/xml"
@@ -41,12 +42,13 @@ def _xml(body: str) -> web.Response:
 
 class VoiceWebhooks:
     def __init__(self, settings: Settings, store: CallStore | None, calls: CallRegistry,
-                 gather: GatherTurns, problems: Problems, dial_result: DialResult | None = None
-                 ) -> None:
+                 gather: GatherTurns, problems: Problems, dial_result: DialResult | None = None,
+                 voicemail: Voicemail | None = None) -> None:
         self.settings = settings
         self.guard = TwilioGuard(settings, ReplayCache())
         self._store, self.calls, self.gather = store, calls, gather
         self.problems, self.dial_result = problems, dial_result
+        self.voicemail = voicemail if voicemail is not None and voicemail.enabled else None
 
     @property
     def store(self) -> CallStore:
@@ -147,6 +149,8 @@ class VoiceWebhooks:
                     plan.transfer_to in self.settings.twilio.transfer_numbers:
                 log.info("transferring the call")
                 return _xml(twiml.dial(plan.transfer_to, self.url("/dial-status")))
+            if action == "voicemail" and self.voicemail is not None:
+                return _xml(await self.voicemail.twiml_for(call_sid))
             if action == "hangup":
                 response = twiml.VoiceResponse()
                 response.hangup()
@@ -168,6 +172,8 @@ class VoiceWebhooks:
                 response = twiml.VoiceResponse()
                 response.hangup()
                 return _xml(str(response))
+            if self.voicemail is not None:          # nobody answered: record a message
+                return _xml(await self.voicemail.twiml_for(call_sid))
             await self.store.reopen(call_sid)
             if request.query.get("fallback") or self.problems():
                 return _xml(twiml.say_and_hangup(SORRY))
