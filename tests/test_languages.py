@@ -148,3 +148,50 @@ def test_phrases_come_from_config_and_override_the_shipped_ones(make_settings) -
     ini = write_ini(settings.path.parent / "bad.ini", None, "[phrases_ru]\ngreting = x\n")
     with pytest.raises(ConfigError, match="greting"):
         load_settings(ini, environ={"TWILIO_AUTH_TOKEN": TOKEN})
+
+
+async def test_hebrew_gender_is_asked_when_unknown_stored_and_then_used(make_settings, gemini
+                                                                         ) -> None:
+    """WhatsApp, real server: a Hebrew customer of unknown gender gets a prompt telling the
+    model to ask (with the configured Hebrew question); the model saves the answer with
+    update_customer; the next prompt addresses her in the feminine form and no longer asks."""
+    from tests.fakes.gemini_server import Call
+    from tests.fakes.twilio_rest import FakeTwilio
+    from tests.test_channels import signed_post, wait_until
+    from tests.test_messaging_harness import ACCOUNT_SID, WA_FROM, inbound_params, new_sid
+
+    ask = "כדי שאדבר נכון, לפנות אלייך בלשון זכר או נקבה?"
+    gemini.script(Reply(text=ask),
+                  Reply(calls=(Call("update_customer", {"gender": "f"}),)),
+                  Reply(text="תודה! איך אפשר לעזור?"))
+    async with FakeTwilio(ACCOUNT_SID, TOKEN) as twilio:
+        settings = make_settings(
+            extra=f"[gemini]\nbase_url = {gemini.base_url}\n"
+                  f"[twilio]\naccount_sid = {ACCOUNT_SID}\napi_base_url = {twilio.base_url}\n"
+                  f"[messaging]\nwhatsapp_from = {WA_FROM}\n",
+            environ={"TWILIO_AUTH_TOKEN": TOKEN, "GEMINI_API_KEY": "test-key"})
+        async with running(settings) as srv:
+            sender = "whatsapp:+972501234567"
+            add_customer(srv, "+972501234567", "he")
+            await signed_post(srv, "/message", inbound_params(new_sid(), sender, "שלום"))
+            await wait_until(lambda: twilio.sent_to(sender), "the question")
+            await signed_post(srv, "/message", inbound_params(new_sid(), sender, "נקבה"))
+            await wait_until(lambda: len(twilio.sent_to(sender)) == 2, "the second reply")
+            (row,) = db_rows(srv, "SELECT gender FROM customers WHERE phone = '+972501234567'")
+    first, second = gemini.turn_requests[0].system, gemini.turn_requests[-1].system
+    assert ask in first and "ask politely once" in first
+    assert row["gender"] == "f"
+    assert "feminine form" in second and "ask politely once" not in second
+
+
+def test_the_speaker_picks_the_voice_of_the_reply_language(tmp_path, test_models) -> None:
+    from appliance.tts.piper import Speaker
+
+    speaker = Speaker.load({"": test_models.piper_voice, "ru": russian_stand_in(tmp_path)})
+    assert speaker.voice_for("ru-RU").name == "ru_RU-test-medium"
+    assert speaker.voice_for("he") is speaker.voice_for(None)
+    assert (speaker.has_voice("ru"), speaker.has_voice("en"), speaker.has_voice("he")) == \
+        (True, True, False)
+    ru = b"".join(p.samples.tobytes() for p in speaker.synthesize("Добрый день.", "ru"))
+    en = b"".join(p.samples.tobytes() for p in speaker.synthesize("Добрый день.", "en"))
+    assert ru and en and ru != en
