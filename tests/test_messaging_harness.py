@@ -29,7 +29,9 @@ from twilio.request_validator import RequestValidator
 from appliance.config import Settings, load_settings
 from appliance.messaging.inbound import InboundOptions
 from appliance.messaging.media import MediaLimits
-from appliance.messaging.outbox import OutboxOptions, RetryPolicy, make_client
+from appliance.messaging.failures import RetryPolicy
+from appliance.messaging.outbox import OutboxOptions
+from appliance.messaging.twilio_rest import make_client
 from appliance.messaging.webhooks import (MessagingChannel, MessagingOptions, add_routes,
                                          build_channel)
 from appliance.runtime import Component

@@ -10,7 +10,8 @@ import pytest
 from twilio.base.exceptions import TwilioRestException
 
 from appliance.messaging import notices, optout, window
-from appliance.messaging.outbox import RebasedHttpClient, RetryPolicy, classify_failure
+from appliance.messaging.failures import RetryPolicy, classify_failure
+from appliance.messaging.twilio_rest import RebasedHttpClient
 from appliance.messaging.store import OutRow
 from appliance.messaging.webhooks import BadWebhook, parse_inbound
 

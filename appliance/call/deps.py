@@ -18,7 +18,7 @@ import numpy as np
 from ..transfer import TransferDecision
 from ..audio.vad import SileroVad
 from ..config import CallSettings
-from ..conversation.engine import Conversation
+from ..conversation.conversation import Conversation
 from ..conversation.memory import Customer
 from ..stt.whisper import Transcript
 from .events import CallObserver

@@ -14,7 +14,7 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from ..conversation.engine import Conversation
+from ..conversation.conversation import Conversation
 from ..conversation.gate import ReleaseGate
 from ..conversation.events import Action, ActionRequested, Filler, ReplyDone, TextDelta
 from ..tts.clauses import ClauseSplitter, speakable

@@ -118,7 +118,6 @@ class GeminiModel:
         if request.prefix:
             raise ModelError("bad_request", "Gemini cannot continue a partial reply",
                              outage=False)
-        s = self.settings
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         clock = {"last": loop.time()}
@@ -126,28 +125,12 @@ class GeminiModel:
             self._read(self.build_contents(request.messages), self.build_config(request),
                        queue, clock), name="gemini-reader")
         started_at = loop.time()
-        total_deadline = started_at + s.total_timeout_ms / 1000
         started = False
         finish = ""
         usage: Any = None
         try:
             while True:
-                if queue.empty():
-                    if started:
-                        deadline, code = clock["last"] + s.stall_timeout_ms / 1000, "stall_timeout"
-                    else:
-                        deadline = started_at + s.first_token_timeout_ms / 1000
-                        code = "first_token_timeout"
-                    if total_deadline <= deadline:
-                        deadline, code = total_deadline, "total_timeout"
-                    try:
-                        async with asyncio.timeout_at(deadline):
-                            kind, item = await queue.get()
-                    except TimeoutError:
-                        raise ModelError(code, f"{loop.time() - started_at:.2f} s after the "
-                                               "request", started=started) from None
-                else:
-                    kind, item = queue.get_nowait()
+                kind, item = await self._next(queue, started, started_at, clock["last"])
                 if kind == "error":
                     raise _classify(item, started)
                 if kind == "end":
@@ -160,24 +143,32 @@ class GeminiModel:
                     if event is not None:
                         started = True
                         yield event
-            if not finish:
-                raise ModelError("broken", "the stream ended without a finish reason",
-                                 started=started)
-            if finish in ("SAFETY", "PROHIBITED_CONTENT", "BLOCKLIST", "SPII", "RECITATION") \
-                    and not started:
-                raise ModelError("blocked", f"finish reason {finish}", outage=False)
-            if not started:
-                raise ModelError("empty", f"no text and no call (finish reason {finish})",
-                                 outage=False)
-            yield StreamDone(
-                finish_reason=finish.lower(),
-                prompt_tokens=getattr(usage, "prompt_token_count", 0) or 0,
-                cached_tokens=getattr(usage, "cached_content_token_count", 0) or 0,
-                output_tokens=getattr(usage, "candidates_token_count", 0) or 0)
+            yield _done(finish, started, usage)
         finally:
             reader.cancel()
             # wait() never raises the reader's outcome; it raises only if we are cancelled.
             await asyncio.wait({reader})
+
+    async def _next(self, queue: asyncio.Queue[tuple[str, Any]], started: bool,
+                    started_at: float, last_chunk_at: float) -> tuple[str, Any]:
+        """The reader's next item, within the first-token, stall and total time limits."""
+        if not queue.empty():
+            return queue.get_nowait()
+        s = self.settings
+        if started:
+            deadline, code = last_chunk_at + s.stall_timeout_ms / 1000, "stall_timeout"
+        else:
+            deadline, code = started_at + s.first_token_timeout_ms / 1000, "first_token_timeout"
+        total_deadline = started_at + s.total_timeout_ms / 1000
+        if total_deadline <= deadline:
+            deadline, code = total_deadline, "total_timeout"
+        try:
+            async with asyncio.timeout_at(deadline):
+                return await queue.get()
+        except TimeoutError:
+            elapsed = asyncio.get_running_loop().time() - started_at
+            raise ModelError(code, f"{elapsed:.2f} s after the request",
+                             started=started) from None
 
     async def _read(self, contents: list[Any], config: Any,
                     queue: asyncio.Queue[tuple[str, Any]], clock: dict[str, float]) -> None:
@@ -280,3 +271,19 @@ async def _aclose_quietly(stream: Any) -> None:
     except Exception:  # noqa: BLE001 - closing a broken stream may fail again; nothing to do
         log.debug("closing the Gemini stream failed", exc_info=True)
 
+
+def _done(finish: str, started: bool, usage: Any) -> StreamDone:
+    """The end of a stream that said something, or the ModelError for one that did not."""
+    if not finish:
+        raise ModelError("broken", "the stream ended without a finish reason", started=started)
+    if finish in ("SAFETY", "PROHIBITED_CONTENT", "BLOCKLIST", "SPII", "RECITATION") \
+            and not started:
+        raise ModelError("blocked", f"finish reason {finish}", outage=False)
+    if not started:
+        raise ModelError("empty", f"no text and no call (finish reason {finish})",
+                         outage=False)
+    return StreamDone(
+        finish_reason=finish.lower(),
+        prompt_tokens=getattr(usage, "prompt_token_count", 0) or 0,
+        cached_tokens=getattr(usage, "cached_content_token_count", 0) or 0,
+        output_tokens=getattr(usage, "candidates_token_count", 0) or 0)

@@ -24,8 +24,8 @@ from ..config import Settings
 from ..logs import log_context, mask_phone
 from ..store.db import Database
 from . import format as fmt
-from . import media, notices, optout, store
-from .store import Draft, Handled, InboundRow, MediaResult
+from . import inbound_store, media, notices, optout, store
+from .rows import Draft, Handled, InboundRow, MediaResult
 
 log = logging.getLogger(__name__)
 
@@ -201,7 +201,7 @@ class InboundWorkers:
         self._stopped = False
 
     async def start(self) -> None:
-        phones = await self.db.read(store.open_phones)
+        phones = await self.db.read(inbound_store.open_phones)
         if phones:
             log.warning("%d customer(s) have messages not answered before the last stop; "
                         "answering them now", len(phones))
@@ -241,7 +241,7 @@ class InboundWorkers:
         while True:
             await asyncio.sleep(self.options.sweep_s)
             try:
-                phones = await self.db.read(store.open_phones)
+                phones = await self.db.read(inbound_store.open_phones)
             except Exception:  # noqa: BLE001 - try again at the next sweep
                 log.exception("sweep failed")
                 continue
@@ -252,7 +252,7 @@ class InboundWorkers:
     async def _work(self, phone: str) -> None:
         while True:
             self._dirty.discard(phone)
-            msg = await self.db.read(lambda c: store.next_received(c, phone))
+            msg = await self.db.read(lambda c: inbound_store.next_received(c, phone))
             if msg is None:
                 if phone in self._dirty:
                     continue
@@ -271,7 +271,7 @@ class InboundWorkers:
     async def _answer(self, msg: InboundRow) -> Answer:
         """The answer; after `max_attempts` started answers (each ended by a crash), the
         apology instead, so one message cannot crash the box for ever."""
-        attempts = await self.db.write_durable(lambda c: store.start_attempt(c, msg.id))
+        attempts = await self.db.write_durable(lambda c: inbound_store.start_attempt(c, msg.id))
         failpoints.hit("answer_started")
         if attempts > self.options.max_attempts:
             log.error("message not answered after %d attempts: sending the apology",
@@ -293,7 +293,7 @@ class InboundWorkers:
             failpoints.hit("answer_ready")
             try:
                 written = await self.db.write(
-                    lambda c: store.complete(c, msg, answer.handled, self._clock()))
+                    lambda c: inbound_store.complete(c, msg, answer.handled, self._clock()))
             except Exception:  # noqa: BLE001 - left 'received'; answered again by the sweep
                 log.exception("could not store the answer; will try again")
                 return False

@@ -23,8 +23,8 @@ import aiohttp
 import numpy as np
 
 from ..config import Settings
-from .outbox import basic_auth
-from .store import MediaResult, MediaRow
+from .twilio_rest import basic_auth
+from .rows import MediaResult, MediaRow
 
 log = logging.getLogger(__name__)
 

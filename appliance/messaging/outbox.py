@@ -20,47 +20,25 @@ sent from here with the twilio library's asyncio client.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import logging
-import random
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Callable
-from urllib.parse import urlsplit, urlunsplit
 
-import aiohttp
-from twilio.base.exceptions import TwilioRestException
-from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.rest import Client
 
 from .. import failpoints
 from ..config import Settings
 from ..logs import log_context, mask_phone
 from ..store.db import Database
-from . import store, window
+from . import store
+from .failures import RetryPolicy, classify_failure
+from .rows import OutRow
+from .twilio_rest import make_client
 from .format import render
 
 log = logging.getLogger(__name__)
-# The library logs every request and response (URLs with phone numbers) at INFO: keep that for
-# debugging sessions only.
-_http_log = logging.getLogger(__name__ + ".http")
-_http_log.setLevel(logging.WARNING)
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    base_s: float = 2.0            # first retry after about this long
-    cap_s: float = 600.0           # never wait longer than this between attempts
-    max_attempts: int = 10         # then the row fails (2 s ... 10 min: about 40 minutes)
-    jitter: float = 0.2            # +-20 %
-
-    def delay_s(self, attempts: int, rand: float | None = None) -> float:
-        rand = random.random() if rand is None else rand
-        delay = min(self.cap_s, self.base_s * 2 ** max(0, attempts - 1))
-        return delay * (1 + self.jitter * (2 * rand - 1))
-
-
 @dataclass(frozen=True)
 class OutboxOptions:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
@@ -68,79 +46,6 @@ class OutboxOptions:
     concurrency: int = 4                 # requests in flight (different customers)
     poll_s: float = 30.0                 # look at the table at least this often
     lookback_s: float = 300.0            # clock skew allowed when matching Twilio's list
-
-
-class RebasedHttpClient(AsyncTwilioHttpClient):
-    """The library's aiohttp client, sending api.twilio.com requests to ``base_url`` instead
-    (a loopback stand-in in tests) - the custom-HTTP-client route Twilio documents for this -
-    and applying a default timeout (the library passes none, which aiohttp reads as "never")."""
-
-    def __init__(self, base_url: str = "", timeout: float | None = None) -> None:
-        super().__init__(timeout=timeout, logger=_http_log)
-        self._base = urlsplit(base_url) if base_url else None
-
-    def rebase(self, url: str) -> str:
-        if self._base is None:
-            return url
-        parts = urlsplit(url)
-        path = self._base.path.rstrip("/") + parts.path
-        return urlunsplit((self._base.scheme, self._base.netloc, path, parts.query, ""))
-
-    async def request(self, method: str, url: str, params: Any = None, data: Any = None,
-                      headers: Any = None, auth: Any = None, timeout: float | None = None,
-                      allow_redirects: bool = False) -> Any:
-        if auth is not None:  # as a header: aiohttp >= 3.14 deprecates BasicAuth objects
-            headers = {**(headers or {}), "Authorization": basic_auth(*auth)}
-        return await super().request(method, self.rebase(url), params=params, data=data,
-                                     headers=headers, auth=None,
-                                     timeout=timeout if timeout is not None else self.timeout,
-                                     allow_redirects=allow_redirects)
-
-
-def basic_auth(user: str, password: str) -> str:
-    """An HTTP basic Authorization header value."""
-    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
-
-
-def make_client(settings: Settings, timeout_s: float) -> Client | None:
-    """The REST client, or None when the account SID or auth token is missing.
-    Call inside the running loop (the HTTP client opens an aiohttp session)."""
-    t = settings.twilio
-    if not t.account_sid or not t.auth_token:
-        return None
-    http = RebasedHttpClient(t.api_base_url, timeout=timeout_s)
-    return Client(t.account_sid, t.auth_token, http_client=http)
-
-
-@dataclass(frozen=True)
-class Failure:
-    """What a failed request means for the row."""
-
-    action: str          # retry (certainly not sent), unknown (maybe sent), failed, template
-    code: int | None
-    message: str
-
-
-def classify_failure(exc: BaseException, row: store.OutRow, template_sid: str) -> Failure:
-    if isinstance(exc, TwilioRestException):
-        code = exc.code if isinstance(exc.code, int) else None
-        message = f"Twilio HTTP {exc.status}" + (f" error {code}" if code else "") + \
-                  f": {exc.msg}"
-        if code == window.ERROR_OUTSIDE_WINDOW:
-            if row.channel == "whatsapp" and row.content_sid is None and template_sid:
-                return Failure("template", code, message)
-            return Failure("failed", code, message + " (outside WhatsApp's 24-hour window and "
-                                                     "no template to send instead)")
-        if exc.status == 429 or exc.status in (401, 403):
-            return Failure("retry", code, message)
-        if exc.status >= 500:
-            return Failure("unknown", code, message)
-        return Failure("failed", code, message)
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return Failure("retry", None, f"cannot connect to Twilio: {exc}")
-    if isinstance(exc, (TimeoutError, asyncio.TimeoutError)):
-        return Failure("unknown", None, "no answer from Twilio in time")
-    return Failure("unknown", None, f"{type(exc).__name__}: {exc}")
 
 
 class Outbox:
@@ -267,7 +172,7 @@ class Outbox:
             task.add_done_callback(self._finished(row.phone))
         return max(wait, 0.005)
 
-    async def _expire_if_stale(self, row: store.OutRow, now: datetime) -> None:
+    async def _expire_if_stale(self, row: OutRow, now: datetime) -> None:
         """'sending' with no attempt of ours running: past the request timeout, it is stale."""
         started = store.parse_iso(row.attempt_started_at)
         if started is not None and now - started < timedelta(
@@ -288,7 +193,7 @@ class Outbox:
             self.notify()
         return done
 
-    async def _process(self, row: store.OutRow) -> None:
+    async def _process(self, row: OutRow) -> None:
         async with self._sem:
             with log_context(row.log_id):
                 if row.state == "unknown":
@@ -297,7 +202,7 @@ class Outbox:
                     await self._send(row)
 
     # -- one attempt ---------------------------------------------------------------------------
-    async def _send(self, row: store.OutRow) -> None:
+    async def _send(self, row: OutRow) -> None:
         assert self._client is not None
         allowed = self.settings.security.allowed_prefixes
         claim = await self.db.write(lambda c: store.claim(c, row.id, self._clock(),
@@ -328,7 +233,7 @@ class Outbox:
                  job.channel, mask_phone(job.phone), message.sid,
                  " (template)" if job.content_sid else "")
 
-    async def _failed(self, job: store.OutRow, exc: BaseException) -> None:
+    async def _failed(self, job: OutRow, exc: BaseException) -> None:
         failure = classify_failure(exc, job, self._template_sid)
         now = self._clock()
         policy = self.options.retry
@@ -354,7 +259,7 @@ class Outbox:
         await self.db.write(lambda c: store.mark_retry(c, job.id, state, failure.message,
                                                        failure.code, next_at, now))
 
-    async def _reconcile(self, row: store.OutRow) -> None:
+    async def _reconcile(self, row: OutRow) -> None:
         """An 'unknown' row: does Twilio have it? Adopt its SID, or send it again."""
         assert self._client is not None
         policy = self.options.retry
@@ -399,7 +304,7 @@ def _created(message: Any) -> datetime:
     return message.date_created or datetime.min.replace(tzinfo=store.utcnow().tzinfo)
 
 
-def _same_message(message: Any, row: store.OutRow, since: datetime) -> bool:
+def _same_message(message: Any, row: OutRow, since: datetime) -> bool:
     if message.to != row.to_address:
         return False
     if message.date_created is not None and message.date_created < since:

@@ -1,6 +1,7 @@
-"""The messaging tables (migration 004): SQL only. Every function takes a sqlite3 connection
-and is run through ``Database.write`` (one transaction on the writer thread) or
-``Database.read``. Rows come back as frozen dataclasses.
+"""The outbox's SQL (messages_out, migration 004) and the time format of every messaging table.
+Every function takes a sqlite3 connection and is run through ``Database.write`` (one
+transaction on the writer thread) or ``Database.read``. Rows come back as the frozen dataclasses
+of rows.py; inbound messages' SQL is in inbound_store.py.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from . import window
-from .optout import ConsentWord
+from .rows import Customer, OutRow
 
 # ----------------------------------------------------------------------------------------------
 # Time
@@ -33,118 +34,6 @@ def parse_iso(text: str | None) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
-# ----------------------------------------------------------------------------------------------
-# Rows
-
-
-@dataclass(frozen=True)
-class MediaItem:
-    position: int        # N in MediaUrlN
-    url: str
-    content_type: str
-    kind: str            # voice, image, video, document, other
-
-
-@dataclass(frozen=True)
-class Inbound:
-    """One parsed messaging webhook."""
-
-    message_sid: str
-    channel: str         # "whatsapp" or "sms"
-    phone: str           # E.164, no prefix
-    from_address: str
-    to_address: str
-    body: str
-    profile_name: str | None
-    media: tuple[MediaItem, ...] = ()
-
-
-@dataclass(frozen=True)
-class MediaRow:
-    id: int
-    position: int
-    url: str
-    content_type: str
-    kind: str
-
-
-@dataclass(frozen=True)
-class InboundRow:
-    id: int
-    message_sid: str
-    channel: str
-    phone: str
-    from_address: str
-    to_address: str
-    body: str
-    profile_name: str | None
-    received_at: str
-    media: tuple[MediaRow, ...]
-
-
-@dataclass(frozen=True)
-class Customer:
-    opted_out: bool
-    language: str | None
-
-
-@dataclass(frozen=True)
-class MediaResult:
-    media_id: int
-    status: str          # transcribed, unusable, failed, unsupported
-    bytes: int | None = None
-    duration_ms: int | None = None
-    transcript: str | None = None
-    language: str | None = None
-    detail: str | None = None
-
-
-@dataclass(frozen=True)
-class Draft:
-    """One outbound message an answer consists of."""
-
-    purpose: str         # reply, notice, apology, opt_out, opt_in
-    body: str
-
-
-@dataclass(frozen=True)
-class Handled:
-    """How an inbound message was answered; written in one transaction by ``complete``."""
-
-    state: str                       # replied or ignored
-    kind: str                        # text, voice, media, empty, opt_out, opt_in
-    text: str | None = None
-    language: str | None = None
-    error: str | None = None
-    replies: tuple[Draft, ...] = ()
-    media: tuple[MediaResult, ...] = ()
-    consent: ConsentWord | None = None
-
-
-@dataclass(frozen=True)
-class OutRow:
-    id: int
-    in_id: int | None
-    in_sid: str | None               # the MessageSid answered (for the log context)
-    part: int
-    purpose: str
-    channel: str
-    phone: str
-    to_address: str
-    from_address: str
-    body: str
-    content_sid: str | None
-    state: str
-    attempts: int
-    next_attempt_at: str | None
-    attempt_started_at: str | None
-    twilio_sid: str | None
-
-    @property
-    def log_id(self) -> str:
-        return self.in_sid or f"out-{self.id}"
-
-
 _OUT_COLUMNS = ("o.id, o.in_id, i.message_sid AS in_sid, o.part, o.purpose, o.channel, o.phone, "
                 "o.to_address, o.from_address, o.body, o.content_sid, o.state, o.attempts, "
                 "o.next_attempt_at, o.attempt_started_at, o.twilio_sid")
@@ -152,100 +41,6 @@ _OUT_COLUMNS = ("o.id, o.in_id, i.message_sid AS in_sid, o.part, o.purpose, o.ch
 
 def _out_row(row: sqlite3.Row) -> OutRow:
     return OutRow(**dict(row))
-
-
-# ----------------------------------------------------------------------------------------------
-# Inbound
-
-
-def insert_inbound(conn: sqlite3.Connection, msg: Inbound) -> tuple[int, bool]:
-    """Store the message and its media rows; (id, True) if new, (id, False) for a retry."""
-    cur = conn.execute(
-        "INSERT INTO messages_in (message_sid, channel, phone, from_address, to_address, body, "
-        "num_media, profile_name) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
-        "ON CONFLICT(message_sid) DO NOTHING",
-        (msg.message_sid, msg.channel, msg.phone, msg.from_address, msg.to_address, msg.body,
-         len(msg.media), msg.profile_name))
-    if cur.rowcount == 0:
-        row = conn.execute("SELECT id FROM messages_in WHERE message_sid = ?",
-                           (msg.message_sid,)).fetchone()
-        return row[0], False
-    message_id = cur.lastrowid
-    conn.executemany(
-        "INSERT INTO message_media (message_id, position, url, content_type, kind) "
-        "VALUES (?, ?, ?, ?, ?)",
-        [(message_id, m.position, m.url, m.content_type, m.kind) for m in msg.media])
-    return message_id, True
-
-
-def start_attempt(conn: sqlite3.Connection, message_id: int) -> int:
-    """Count one more answer started for this message; how many were started, this one too."""
-    row = conn.execute("UPDATE messages_in SET attempts = attempts + 1 WHERE id = ? "
-                       "RETURNING attempts", (message_id,)).fetchone()
-    return int(row[0]) if row else 0
-
-
-def open_phones(conn: sqlite3.Connection) -> list[str]:
-    """Customers with messages not answered yet, oldest first."""
-    rows = conn.execute("SELECT phone, MIN(id) AS first FROM messages_in WHERE state = "
-                        "'received' GROUP BY phone ORDER BY first").fetchall()
-    return [r["phone"] for r in rows]
-
-
-def next_received(conn: sqlite3.Connection, phone: str) -> InboundRow | None:
-    row = conn.execute(
-        "SELECT id, message_sid, channel, phone, from_address, to_address, body, profile_name, "
-        "received_at FROM messages_in WHERE state = 'received' AND phone = ? "
-        "ORDER BY id LIMIT 1", (phone,)).fetchone()
-    if row is None:
-        return None
-    media = tuple(MediaRow(**dict(m)) for m in conn.execute(
-        "SELECT id, position, url, content_type, kind FROM message_media WHERE message_id = ? "
-        "ORDER BY position", (row["id"],)))
-    return InboundRow(**dict(row), media=media)
-
-
-def customer(conn: sqlite3.Connection, phone: str) -> Customer:
-    row = conn.execute("SELECT opted_out, language FROM customers WHERE phone = ?",
-                       (phone,)).fetchone()
-    if row is None:
-        return Customer(False, None)
-    return Customer(bool(row["opted_out"]), row["language"])
-
-
-def complete(conn: sqlite3.Connection, msg: InboundRow, handled: Handled, now: datetime) -> bool:
-    """Mark the message answered and queue its answer, atomically. False if it was already
-    answered (then nothing is written)."""
-    stamp = iso(now)
-    cur = conn.execute(
-        "UPDATE messages_in SET state = ?, kind = ?, text = ?, language = ?, error = ?, "
-        "handled_at = ? WHERE id = ? AND state = 'received'",
-        (handled.state, handled.kind, handled.text, handled.language, handled.error, stamp,
-         msg.id))
-    if cur.rowcount == 0:
-        return False
-    for m in handled.media:
-        conn.execute(
-            "UPDATE message_media SET status = ?, bytes = ?, duration_ms = ?, transcript = ?, "
-            "language = ?, detail = ? WHERE id = ? AND message_id = ?",
-            (m.status, m.bytes, m.duration_ms, m.transcript, m.language, m.detail, m.media_id,
-             msg.id))
-    if handled.consent is not None:
-        conn.execute(
-            "INSERT INTO customers (phone, opted_out) VALUES (?, ?) "
-            "ON CONFLICT(phone) DO UPDATE SET opted_out = excluded.opted_out",
-            (msg.phone, 1 if handled.consent.action == "opt_out" else 0))
-        conn.execute(
-            "INSERT INTO message_consent (phone, channel, action, keyword, message_id) "
-            "VALUES (?, ?, ?, ?, ?)",
-            (msg.phone, msg.channel, handled.consent.action, handled.consent.keyword, msg.id))
-    conn.executemany(
-        "INSERT INTO messages_out (in_id, part, purpose, channel, phone, to_address, "
-        "from_address, body, next_attempt_at, created_at, updated_at) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [(msg.id, part, d.purpose, msg.channel, msg.phone, msg.from_address, msg.to_address,
-          d.body, stamp, stamp, stamp) for part, d in enumerate(handled.replies)])
-    return True
 
 
 # ----------------------------------------------------------------------------------------------
@@ -393,6 +188,15 @@ def sids_taken(conn: sqlite3.Connection, sids: list[str]) -> set[str]:
     marks = ",".join("?" * len(sids))
     return {r[0] for r in conn.execute(
         f"SELECT twilio_sid FROM messages_out WHERE twilio_sid IN ({marks})", sids)}
+
+
+def customer(conn: sqlite3.Connection, phone: str) -> Customer:
+    """Whether the customer opted out, and their language."""
+    row = conn.execute("SELECT opted_out, language FROM customers WHERE phone = ?",
+                       (phone,)).fetchone()
+    if row is None:
+        return Customer(False, None)
+    return Customer(bool(row["opted_out"]), row["language"])
 
 
 # ----------------------------------------------------------------------------------------------

@@ -38,7 +38,8 @@ from ..store.db import Database
 from ..stt.whisper import SpeechRecognizer
 from ..telephony import twiml
 from ..telephony.guard import TwilioGuard
-from . import store
+from . import inbound_store
+from .rows import Inbound, MediaItem
 from .inbound import InboundOptions, InboundWorkers, Responder
 from .media import MediaFetcher, MediaLimits, media_kind
 from .outbox import Outbox, OutboxOptions
@@ -68,7 +69,7 @@ class BadWebhook(Exception):
         self.reason = reason
 
 
-def parse_inbound(params: Mapping[str, str]) -> store.Inbound:
+def parse_inbound(params: Mapping[str, str]) -> Inbound:
     """A messaging webhook's form -> ``Inbound``, or ``BadWebhook`` saying what is wrong."""
     def required(name: str) -> str:
         value = params.get(name)
@@ -102,9 +103,9 @@ def parse_inbound(params: Mapping[str, str]) -> store.Inbound:
         if not isinstance(url, str) or not url.startswith(("https://", "http://")):
             raise BadWebhook(400, f"MediaUrl{n} missing")
         content_type = (params.get(f"MediaContentType{n}") or "application/octet-stream").strip()
-        items.append(store.MediaItem(n, url, content_type[:200], media_kind(content_type)))
+        items.append(MediaItem(n, url, content_type[:200], media_kind(content_type)))
     profile = params.get("ProfileName")
-    return store.Inbound(sid, channel, phone, sender, to, body,
+    return Inbound(sid, channel, phone, sender, to, body,
                          profile[:200] if isinstance(profile, str) and profile else None,
                          tuple(items))
 
@@ -169,7 +170,7 @@ class MessagingChannel:
                 return web.Response(status=503, text="messaging is not running\n")
             workers, phone = self.workers, msg.phone
             write = asyncio.ensure_future(self.db.write_durable(
-                lambda c: store.insert_inbound(c, msg)))  # synchronous=FULL: acked = on disk)
+                lambda c: inbound_store.insert_inbound(c, msg)))  # synchronous=FULL: acked = on disk)
             # Even if this request gives up waiting, a message that does get stored is answered.
             write.add_done_callback(lambda f: workers.notify(phone)
                                     if not f.cancelled() and f.exception() is None else None)
