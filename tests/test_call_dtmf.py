@@ -12,17 +12,11 @@ from appliance.call.dtmf import KeyedDigits
 from appliance.server import running
 from appliance.simulate import CallerTurn, simulate_call
 from tests.conftest import PUBLIC_URL, TOKEN
-from tests.fakes.gemini_server import FakeGemini, Reply
-from tests.test_call import db_rows
+from tests import test_call
+from tests.test_call import REPLY, db_rows
 
-REPLY = "Thank you, I found order 12045: it ships tomorrow."
+gemini = test_call.gemini      # the Gemini stand-in answering REPLY
 
-
-@pytest.fixture
-async def gemini():
-    async with FakeGemini() as fake:
-        fake.default = Reply(text=REPLY, ttft_s=0.05)
-        yield fake
 
 
 @pytest.fixture

@@ -157,19 +157,15 @@ async def test_hebrew_gender_is_asked_when_unknown_stored_and_then_used(make_set
     update_customer; the next prompt addresses her in the feminine form and no longer asks."""
     from tests.fakes.gemini_server import Call
     from tests.fakes.twilio_rest import FakeTwilio
-    from tests.test_channels import signed_post, wait_until
-    from tests.test_messaging_harness import ACCOUNT_SID, WA_FROM, inbound_params, new_sid
+    from tests.test_channels import messaging_settings, signed_post, wait_until
+    from tests.test_messaging_harness import ACCOUNT_SID, inbound_params, new_sid
 
     ask = "כדי שאדבר נכון, לפנות אלייך בלשון זכר או נקבה?"
     gemini.script(Reply(text=ask),
                   Reply(calls=(Call("update_customer", {"gender": "f"}),)),
                   Reply(text="תודה! איך אפשר לעזור?"))
     async with FakeTwilio(ACCOUNT_SID, TOKEN) as twilio:
-        settings = make_settings(
-            extra=f"[gemini]\nbase_url = {gemini.base_url}\n"
-                  f"[twilio]\naccount_sid = {ACCOUNT_SID}\napi_base_url = {twilio.base_url}\n"
-                  f"[messaging]\nwhatsapp_from = {WA_FROM}\n",
-            environ={"TWILIO_AUTH_TOKEN": TOKEN, "GEMINI_API_KEY": "test-key"})
+        settings = messaging_settings(make_settings, gemini, twilio)
         async with running(settings) as srv:
             sender = "whatsapp:+972501234567"
             add_customer(srv, "+972501234567", "he")

@@ -14,13 +14,15 @@ from appliance.server import running
 from appliance.simulate import CallerTurn, simulate_call
 from tests.conftest import AUDIO_DIR, PUBLIC_URL, TOKEN
 from tests.test_call import db_rows
-from tests.test_channels import (OWNER, body, gemini, mails, signed_post, smtp,  # noqa: F401
-                                 twilio)
+from tests import test_channels
+from tests.test_channels import OWNER, body, mails, signed_post
 from tests.test_messaging_harness import ACCOUNT_SID
+
+gemini, smtp, twilio = test_channels.gemini, test_channels.smtp, test_channels.twilio
 
 
 @pytest.fixture
-async def server(make_settings, gemini, smtp, twilio):  # noqa: F811
+async def server(make_settings, gemini, smtp, twilio):
     settings = make_settings(
         extra=f"[gemini]\nbase_url = {gemini.base_url}\n"
               "[call]\nsilence_prompt_s = 30\nvoicemail = true\n"
@@ -34,7 +36,7 @@ async def server(make_settings, gemini, smtp, twilio):  # noqa: F811
 
 
 async def test_an_unanswered_transfer_records_a_voicemail_for_the_summary(
-        server, smtp, twilio) -> None:  # noqa: F811
+        server, smtp, twilio) -> None:
     result = await simulate_call(server.url, PUBLIC_URL, TOKEN, [CallerTurn(Path("-"), dtmf="0")],
                                  account_sid=ACCOUNT_SID)
     assert ET.fromstring(result.action_twiml).find("Dial") is not None
@@ -63,7 +65,7 @@ async def test_an_unanswered_transfer_records_a_voicemail_for_the_summary(
     assert m["text"].startswith("Voicemail (3 s)")
 
 
-async def test_a_recording_from_anywhere_but_twilio_is_not_fetched(server, smtp) -> None:  # noqa: F811
+async def test_a_recording_from_anywhere_but_twilio_is_not_fetched(server, smtp) -> None:
     result = await simulate_call(server.url, PUBLIC_URL, TOKEN, [CallerTurn(Path("-"), dtmf="0")],
                                  account_sid=ACCOUNT_SID)
     call = {"CallSid": result.call_sid, "AccountSid": ACCOUNT_SID}
