@@ -75,3 +75,26 @@ async def test_a_recording_from_anywhere_but_twilio_is_not_fetched(server, smtp)
                        "RecordingStatus": "completed"})
     (mail,) = await mails(smtp, 1, "Call from")
     assert "could not be fetched or decoded: untrusted_url" in body(mail)
+
+
+async def test_the_operator_key_out_of_hours_goes_to_voicemail(make_settings, gemini, smtp,
+                                                               twilio) -> None:
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    days = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+    today = datetime.now(ZoneInfo("Asia/Jerusalem")).weekday()
+    other_day = days[(today + 3) % 7]          # hours on another day only: closed now
+    settings = make_settings(
+        extra=f"[gemini]\nbase_url = {gemini.base_url}\n[call]\nvoicemail = true\n"
+              f"[business]\ntransfer_hours = {other_day} 09:00-10:00\n"
+              f"[twilio]\naccount_sid = {ACCOUNT_SID}\napi_base_url = {twilio.base_url}\n",
+        environ={"TWILIO_AUTH_TOKEN": TOKEN, "GEMINI_API_KEY": "test-key"})
+    async with running(settings) as srv:
+        result = await simulate_call(srv.url, PUBLIC_URL, TOKEN,
+                                     [CallerTurn(Path("-"), dtmf="0")], account_sid=ACCOUNT_SID)
+        assert result.closed_by_server
+        root = ET.fromstring(result.action_twiml)
+        assert root.find("Record") is not None and root.find("Dial") is None
+        (c,) = db_rows(srv, "SELECT outcome, next_action FROM calls")
+    assert (c["outcome"], c["next_action"]) == ("completed", "voicemail")
