@@ -15,7 +15,8 @@ SECRET_NAMES = ("TWILIO_AUTH_TOKEN", "GEMINI_API_KEY", "SMTP_PASSWORD", "CRM_TOK
 E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 # The fixed phrases (appliance/phrases.ini, [phrases_<language>] in config.ini)
 PHRASE_KEYS = ("greeting", "after_dial", "still_there", "goodbye", "transfer", "no_transfer",
-               "reprompt", "filler", "apology", "ask_gender", "voicemail", "voicemail_thanks")
+               "reprompt", "anything_else", "no_input_goodbye", "filler", "apology",
+               "ask_gender", "voicemail", "voicemail_thanks")
 
 
 def base_language(language: str | None) -> str:
