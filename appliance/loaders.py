@@ -83,7 +83,8 @@ async def warm_phrases(speech: PhoneSpeech, s: Settings) -> None:
     filler ("One moment.", said whole) too: in the business's language and in every language
     that has its own voice (call/phrases.py)."""
     await speech.render(s.business.greeting, s.business.language)
-    for language in dict.fromkeys((s.business.language, *(k for k in s.tts.voices if k))):
+    voiced = (k for k, ref in s.tts.voices.items() if k and ref.present)
+    for language in dict.fromkeys((s.business.language, *voiced)):
         for key in ("greeting", "still_there", "goodbye", "transfer", "no_transfer",
                     "after_dial"):
             if key != "greeting" or language != s.business.language:
