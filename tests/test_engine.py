@@ -89,7 +89,8 @@ async def test_history_survives_a_restart(build, fake):
     await close(first)
 
     second = await build()                        # a new process on the same database
-    again = await second.open(PHONE, "call")
+    again = await second.open(PHONE, "whatsapp")  # (an unconfirmed call would not see it:
+    #                                               test_unconfirmed_caller.py)
     assert [(m.role, m.text) for m in again.history] == [
         ("user", "Hi"), ("assistant", "Hello, Sunrise Appliances."),
         ("user", "When do you open?"), ("assistant", "We open at nine.")]

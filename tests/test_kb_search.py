@@ -44,7 +44,7 @@ def test_hits_are_ranked_and_limited(kb: KnowledgeBase) -> None:
 
 @pytest.mark.parametrize("mode, retrievers", [
     ("bm25", {"bm25"}), ("trigram", {"trigram"}), ("vector", {"vector"}),
-    ("lexical", {"bm25", "trigram"}), ("hybrid", {"bm25", "trigram", "vector"})])
+    ("lexical", {"bm25", "trigram"}), ("hybrid", {"bm25", "trigram", "vector", "title"})])
 def test_modes_use_only_their_retrievers(kb: KnowledgeBase, mode: str,
                                          retrievers: set[str]) -> None:
     # The typo gives the trigram retriever something to do; MiniLM alone cannot read it.
@@ -52,6 +52,15 @@ def test_modes_use_only_their_retrievers(kb: KnowledgeBase, mode: str,
     hits = kb.search(question, k=10, mode=mode)  # type: ignore[arg-type]
     assert hits and hits[0].source == "delivery.md"
     assert set().union(*(h.found_by for h in hits)) == retrievers
+
+
+def test_an_answered_question_gets_k_passages(kb: KnowledgeBase) -> None:
+    """Once the floor admits the best match, the ranking's next passages fill the k slots
+    (in fused order), so an answer ranked 2nd or 3rd is not hidden by the floor."""
+    hits = kb.search("delivry to Eilat", k=5)
+    assert len(hits) == 5 and hits[0].source == "delivery.md"
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    assert kb.search("Do you sell cars?", k=5) == []
 
 
 def test_trigrams_only_for_words_the_index_does_not_know(kb: KnowledgeBase) -> None:
@@ -89,8 +98,8 @@ def test_lexical_only_without_a_model(ingested: Database) -> None:  # noqa: F811
 
 def test_floor_settings() -> None:
     assert default_min_similarity("all-MiniLM-L6-v2") == 0.5
-    assert default_min_similarity("multilingual-e5-small") == 0.82
-    assert default_min_similarity("Multilingual E5 Small") == 0.82   # GGUF general.name
+    assert default_min_similarity("multilingual-e5-small") == 0.87
+    assert default_min_similarity("Multilingual E5 Small") == 0.87   # GGUF general.name
     assert default_min_similarity("bge-m3") == 0.5
     ref = ModelRef("[kb] embedding_model", Path("/m.gguf"))
     explicit = KbSettings(Path("kb"), ref, top_k=3, min_score=0.3)

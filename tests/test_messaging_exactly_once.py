@@ -7,7 +7,8 @@ to the outbox; Twilio is the fake REST server. The model answers every message b
 take_message (a row in taken_messages and a WhatsApp notice to the owner), then replies. For
 every step, the process kills itself there (APPLIANCE_FAILPOINT), a second process starts on
 the same database and Twilio retries the webhook. Then: 0 messages lost, 0 sent twice, 0 tools
-run twice. And a message that crashes the box every time gets the apology once.
+run twice. "tool_writing" (inside the tool's transaction) and "tool_wrote" (its writes committed,
+its result not yet recorded) are the crash between a tool's writes and its record. And a message that crashes the box every time gets the apology once.
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ ROOT = Path(__file__).resolve().parents[1]
 CUSTOMER = "whatsapp:+972501234567"
 OWNER = "+972509999999"
 REPLY = "Thanks Dana, someone will call you back today."
-STEPS = ["answer_started", "tool_recorded", "answer_ready", "answer_stored", "twilio_accepted"]
+STEPS = ["answer_started", "tool_writing", "tool_wrote", "tool_recorded", "answer_ready",
+         "answer_stored", "twilio_accepted"]
 
 SERVER = """
 import asyncio, os, sys
@@ -149,7 +151,9 @@ async def test_kill_9_at_each_step_loses_nothing_and_repeats_nothing(tmp_path: P
     assert bodies == sorted([(CUSTOMER, REPLY), (f"whatsapp:{OWNER}", "Message from Dana")]), \
         bodies
     assert len(query(db, "SELECT 1 FROM taken_messages")) == 1
-    assert len(query(db, "SELECT 1 FROM tool_effects")) == 1
+    assert len(query(db, "SELECT 1 FROM action_log WHERE kind = 'message'")) == 1
+    keys = [r["key"] for r in query(db, "SELECT key FROM tool_effects ORDER BY key")]
+    assert [k.partition("#")[2] for k in keys] == ["", "message"], keys   # result + write
 
 
 async def test_a_message_that_kills_the_box_every_time_gets_the_apology_once(

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Awaitable, Callable, Sequence
 
+from ..conversation.effects import write_once
 from ..store.db import Database
 from .calendar import (
     Busy,
@@ -186,12 +187,12 @@ class Appointments:
                 if "overlaps" in str(exc) or "UNIQUE" in str(exc):
                     raise SlotTaken(f"{slot.label(rules.tz)} was just taken") from None
                 raise
-            _log(conn, customer_id, call_id, channel, "booked",
+            log_in(conn, customer_id, call_id, channel, "booked",
                  f"#{appointment_id} {describe_time(slot.start, rules.tz)}"
                  + (f" ({note[:80]})" if note else ""), now)
             return int(appointment_id)
 
-        appointment_id = await self.db.write(tx)
+        appointment_id = await write_once(self.db, "book", tx)
         log.info("appointment %d booked for customer %d at %s", appointment_id, customer_id,
                  to_iso(slot.start))
         booked = await self.get(appointment_id)
@@ -219,11 +220,11 @@ class Appointments:
                 if "overlaps" in str(exc) or "UNIQUE" in str(exc):
                     raise SlotTaken(f"{slot.label(rules.tz)} was just taken") from None
                 raise
-            _log(conn, customer_id, call_id, channel, "moved",
+            log_in(conn, customer_id, call_id, channel, "moved",
                  f"#{appointment_id} {describe_time(from_iso(row['start_utc']), rules.tz)} -> "
                  f"{describe_time(slot.start, rules.tz)}", now)
 
-        await self.db.write(tx)
+        await write_once(self.db, "move", tx)
         after = await self.get(appointment_id)
         assert after is not None
         log.info("appointment %d moved to %s", appointment_id, to_iso(slot.start))
@@ -237,10 +238,10 @@ class Appointments:
             row = _own_row(conn, customer_id, appointment_id, now)
             conn.execute("UPDATE appointments SET status = 'cancelled', updated_at = ?, "
                          "google_state = ? WHERE id = ?", (to_stamp(now), sync, appointment_id))
-            _log(conn, customer_id, call_id, channel, "cancelled",
+            log_in(conn, customer_id, call_id, channel, "cancelled",
                  f"#{appointment_id} {describe_time(from_iso(row['start_utc']), rules.tz)}", now)
 
-        await self.db.write(tx)
+        await write_once(self.db, "cancel", tx)
         log.info("appointment %d cancelled", appointment_id)
         cancelled = await self.get(appointment_id)
         assert cancelled is not None
@@ -279,7 +280,7 @@ def _free_resource(conn: sqlite3.Connection, rules: CalendarRules, slot: Slot,
     return resource
 
 
-def _log(conn: sqlite3.Connection, customer_id: int | None, call_id: int | None, channel: str,
+def log_in(conn: sqlite3.Connection, customer_id: int | None, call_id: int | None, channel: str,
          kind: str, detail: str, now: datetime, needs_human: bool = False) -> None:
     conn.execute("INSERT INTO action_log(customer_id, call_id, channel, kind, detail, "
                  "needs_human, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -288,6 +289,6 @@ def _log(conn: sqlite3.Connection, customer_id: int | None, call_id: int | None,
 
 async def log_action(db: Database, customer_id: int | None, call_id: int | None, channel: str,
                      kind: str, detail: str, now: datetime, needs_human: bool = False) -> None:
-    """Record something a tool did (or refused) for the owner's summary."""
-    await db.write(lambda c: _log(c, customer_id, call_id, channel, kind, detail, now,
-                                  needs_human))
+    """Record something a tool did (or refused) for the owner's summary (once per effect)."""
+    await write_once(db, f"log:{kind}", lambda c: log_in(c, customer_id, call_id, channel,
+                                                          kind, detail, now, needs_human))

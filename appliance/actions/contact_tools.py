@@ -3,14 +3,16 @@ own number) and transfer_to_human (to a configured number only; calls only)."""
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote_plus
 
+from ..conversation.effects import write_once
 from ..conversation.names import InvalidName, clean_name
 from ..conversation.tools import VOICE_CHANNELS, Tool, ToolContext, ToolError, transfer_tool
 from ..transfer import TransferDecision
-from .appointments import log_action
+from .appointments import log_action, log_in
 from .services import ActionServices
 
 
@@ -27,12 +29,17 @@ def message_tool(s: ActionServices) -> Tool:
         now = s.now()
         if name and not ctx.customer.name:
             ctx.customer = await ctx.memory.update_customer(ctx.customer.id, name=name)
-        message_id = await s.db.execute(
-            "INSERT INTO taken_messages(customer_id, call_id, channel, name, text, urgent) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            (ctx.customer.id, ctx.call_id, ctx.channel, name, text, int(urgent)))
-        await log_action(s.db, ctx.customer.id, ctx.call_id, ctx.channel, "message",
-                         f"#{message_id}" + (" urgent" if urgent else ""), now, needs_human=True)
+
+        def tx(conn: sqlite3.Connection) -> int:      # the message and its log line, once
+            message_id = conn.execute(
+                "INSERT INTO taken_messages(customer_id, call_id, channel, name, text, urgent) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (ctx.customer.id, ctx.call_id, ctx.channel, name, text, int(urgent))).lastrowid
+            log_in(conn, ctx.customer.id, ctx.call_id, ctx.channel, "message",
+                   f"#{message_id}" + (" urgent" if urgent else ""), now, needs_human=True)
+            return int(message_id)
+
+        await write_once(s.db, "message", tx)
         who = name or ctx.customer.name or "a customer"
         number = "number withheld" if ctx.customer.anonymous else ctx.customer.phone
         body = (f"{'URGENT ' if urgent else ''}Message from {who} ({number}) by "

@@ -18,6 +18,7 @@ import sqlite3
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from ..conversation.privacy import confirmed
 from ..conversation.tools import VOICE_CHANNELS, Tool, ToolContext, ToolError
 from ..store.db import Database
 from .calendar import to_iso
@@ -26,7 +27,6 @@ from .security import SecuritySettings
 if TYPE_CHECKING:
     from .services import ActionServices
 
-ATTESTED = "TN-Validation-Passed-A"
 CODE_DIGITS = 6
 
 
@@ -36,9 +36,7 @@ def _hash(salt: str, code: str) -> str:
 
 def trusted(ctx: ToolContext, security: SecuritySettings) -> bool:
     """May this conversation act on the customer's records without a code?"""
-    if not ctx.voice or ctx.verified:
-        return True
-    return security.trust_attested_callers and ctx.attestation == ATTESTED
+    return confirmed(ctx, security.trust_attested_callers)
 
 
 def require_identity(ctx: ToolContext, security: SecuritySettings, verb: str) -> None:

@@ -22,6 +22,7 @@ from .events import Filler, ReplyDone, ReplyEvent, TextDelta
 from .gate import ReleaseGate
 from .history import as_heard
 from .memory import LANGUAGE, Customer
+from .privacy import Withheld, confirmed, unconfirmed_about
 from .prompt import apology, dynamic_prompt, filler, turn_context
 from .reply_turn import End, ReplyTurn
 from .tool_calls import call_tool
@@ -41,12 +42,13 @@ class Conversation:
     """One conversation with one customer on one channel. Create with `Engine.open()`."""
 
     def __init__(self, engine: Engine, context: ToolContext, history: list[ChatMessage],
-                 prefer: Prefer = "auto") -> None:
+                 prefer: Prefer = "auto", withheld: Withheld | None = None) -> None:
         self.engine = engine
         self.context = context
         self._history = history
         self._prefer = prefer
-        self._dynamic_key: Customer | None = None
+        self._withheld = withheld       # held back until the caller is confirmed (privacy.py)
+        self._dynamic_key: tuple[Customer, bool] | None = None
         self._dynamic = ""
         self._last_reply: tuple[int, ChatMessage] | None = None
         self._pending: asyncio.Future[ReplyDone] | None = None
@@ -61,11 +63,24 @@ class Conversation:
         return tuple(self._history)
 
     def _system_dynamic(self) -> str:
-        if self._dynamic_key != self.customer:  # rebuilt only when the record changes
-            self._dynamic_key = self.customer
-            self._dynamic = dynamic_prompt(self.context.channel, self.customer,
-                                           self.engine.settings.business.timezone)
+        self._release_if_confirmed()
+        key = (self.customer, self._withheld is None)
+        if self._dynamic_key != key:  # rebuilt only when the record or the confirmation changes
+            self._dynamic_key = key
+            held = self._withheld
+            self._dynamic = dynamic_prompt(
+                self.context.channel, self.customer, self.engine.settings.business.timezone,
+                unconfirmed=(unconfirmed_about(self.customer.name, held.returning)
+                             if held is not None else None))
         return self._dynamic
+
+    def _release_if_confirmed(self) -> None:
+        """After the step-up, the earlier conversation goes back before this call's turns."""
+        held = self._withheld
+        if held is not None and confirmed(self.context, self.engine.trust_attested()):
+            self._withheld = None
+            self._history[:0] = held.history
+            log.info("caller confirmed: %d earlier messages loaded", len(held.history))
 
     def request_so_far(self) -> ChatRequest:
         """The conversation as the next turn's prompt will start (no new message yet)."""
@@ -102,6 +117,7 @@ class Conversation:
         loop = asyncio.get_running_loop()
         turn = ReplyTurn(started=loop.time(), language=language, user_text=user_text, gate=gate)
         await self._settle()
+        self._release_if_confirmed()
         if gate is None:
             await self._store_user(turn)
         ctx.language = language

@@ -33,6 +33,7 @@ from ..store.db import Database
 from .conversation import Conversation
 from .history import history_messages
 from .memory import Customer, Memory
+from .privacy import Withheld, confirmed
 from .prompt import local_static_prompt, static_prompt
 from .tools import KB_SEARCH, ToolContext, ToolRegistry
 
@@ -120,9 +121,16 @@ class Engine:
                               message_sid=message_sid)
         log.info("conversation with %s on %s (customer %d, %d earlier messages, llm mode %s)",
                  mask_phone(customer.phone), channel, customer.id, len(turns), self.router.mode)
-        conversation = Conversation(self, context, history_messages(turns), model)
+        history = history_messages(turns)
+        withheld = None
+        if not customer.anonymous and not confirmed(context, self.trust_attested()):
+            withheld, history = Withheld(history, bool(turns)), []   # conversation/privacy.py
+        conversation = Conversation(self, context, history, model, withheld)
         self.prefill(conversation.request_so_far())
         return conversation
+
+    def trust_attested(self) -> bool:
+        return self.settings.security.trust_attested_callers
 
     def prefill(self, request: ChatRequest, whole: bool = False) -> None:
         """In the background, put this conversation in the local model's KV cache, so a turn

@@ -122,11 +122,15 @@ def local_static_prompt(business: BusinessSettings) -> str:
 
 
 def dynamic_prompt(channel: str, customer: Customer, timezone: str,
-                   now: datetime | None = None) -> str:
+                   now: datetime | None = None, unconfirmed: str | None = None) -> str:
+    """`unconfirmed`: the line for a voice caller not yet confirmed (conversation/privacy.py),
+    which replaces the customer's details."""
     now = now or datetime.now(ZoneInfo(timezone))
     lines = [CHANNEL_STYLE.get(channel, CHANNEL_STYLE["chat"])]
     about = []
-    if customer.name:
+    if unconfirmed is not None:
+        lines.append(unconfirmed)
+    elif customer.name:
         about.append(f"name {customer.name}")
     if customer.language:
         about.append(f"prefers {language_name(customer.language)}")
@@ -137,7 +141,7 @@ def dynamic_prompt(channel: str, customer: Customer, timezone: str,
         lines.append(_ask_gender_rule())
     if about:
         lines.append("The customer: " + "; ".join(about) + ".")
-    else:
+    elif unconfirmed is None:
         lines.append("This customer has not told us their name yet.")
     lines.append(f"Now: {now:%A %d %B %Y, %H:%M} ({timezone}).")
     return "\n".join(lines)

@@ -226,7 +226,9 @@ class _Search:
         return [h for h in hits if h is not None], found
 
     def _floored(self, fused: list[tuple[int, dict[str, int]]], k: int) -> list[Hit]:
-        """The hand floors (floor.py): the first ``k`` passages that pass, in fused order."""
+        """The hand floors (floor.py) decide whether the question is answered: the passages
+        that pass, in fused order; once one has passed, the ranking's next passages fill the
+        ``k`` slots (an answer the floor would hide at rank 2 or 3 still reaches the model)."""
         use_similarity = "vector" in self.retrievers and self.vector is not None
         floor = Floor(self.kb, self.conn, self.words, self.vector if use_similarity else None,
                       self.similarities, self.titles, use_similarity=use_similarity,
@@ -238,8 +240,21 @@ class _Search:
             if hit is not None:
                 hits.append(hit)
                 if len(hits) == k:
-                    break
-        return hits
+                    return hits
+        return self._filled(hits, fused, k) if hits else hits
+
+    def _filled(self, hits: list[Hit], fused: list[tuple[int, dict[str, int]]], k: int
+                ) -> list[Hit]:
+        """``hits`` and the best-ranked passages not among them, up to ``k``, in fused order."""
+        taken = {h.passage_id for h in hits}
+        for pid, ranks in fused:
+            if len(hits) == k:
+                break
+            hit = None if pid in taken else self._hit(pid, ranks)
+            if hit is not None:
+                hits.append(hit)
+        order = {pid: position for position, (pid, _) in enumerate(fused)}
+        return sorted(hits, key=lambda h: order[h.passage_id])
 
     def _lists(self) -> dict[str, list[int]]:
         kb, conn, words, limit = self.kb, self.conn, self.words, self.kb.candidates

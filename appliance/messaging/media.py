@@ -16,7 +16,7 @@ import io
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -208,6 +208,14 @@ def _frames(frames: Any):
             continue
 
 
+class VoiceStt(Protocol):
+    """Speech recognition for voice notes (compose gives sched/lanes.NoteRecognizer: the
+    low-priority lane, so live calls go first)."""
+
+    async def transcribe_async(self, pcm: np.ndarray, language_hint: str | None = None
+                               ) -> object: ...
+
+
 @dataclass(frozen=True)
 class VoiceResult:
     media: MediaResult
@@ -215,7 +223,7 @@ class VoiceResult:
     language: str | None
 
 
-async def transcribe_voice(item: MediaRow, fetcher: MediaFetcher, stt: Any,
+async def transcribe_voice(item: MediaRow, fetcher: MediaFetcher, stt: VoiceStt | None,
                            language_hint: str | None = None) -> VoiceResult:
     """Download, decode and transcribe one voice note. Never raises for a bad note: the
     result's media status says what happened (transcribed, unusable, failed)."""

@@ -124,6 +124,7 @@ class Outbox:
         ids = await self.db.write(lambda c: store.enqueue(
             c, channel=channel, phone=phone, to_address=to, from_address=sender, bodies=bodies,
             purpose=purpose, now=self._clock(), dedupe_key=dedupe_key))
+        failpoints.hit("outbox_queued")
         self.notify()
         return ids
 
@@ -208,6 +209,7 @@ class Outbox:
         claim = await self.db.write(lambda c: store.claim(c, row.id, self._clock(),
                                                           self._template_sid, allowed))
         job = claim.row
+        failpoints.hit("outbox_claimed")
         if job is None:
             if claim.skipped and claim.skipped != "no longer pending":
                 log.warning("message %d to %s not sent: %s", row.id, mask_phone(row.phone),
@@ -229,6 +231,7 @@ class Outbox:
         failpoints.hit("twilio_accepted")
         await self.db.write(lambda c: store.mark_accepted(c, job.id, message.sid,
                                                           message.status, self._clock()))
+        failpoints.hit("outbox_recorded")
         log.info("message %d part %d (%s) to %s accepted by Twilio as %s%s", job.id, job.part,
                  job.channel, mask_phone(job.phone), message.sid,
                  " (template)" if job.content_sid else "")

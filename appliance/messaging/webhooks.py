@@ -35,13 +35,12 @@ from ..config import Settings
 from ..conversation.engine import Engine
 from ..logs import log_context, mask_phone
 from ..store.db import Database
-from ..stt.whisper import SpeechRecognizer
 from ..telephony import twiml
 from ..telephony.guard import TwilioGuard
 from . import inbound_store
 from .rows import Inbound, MediaItem
 from .inbound import InboundOptions, InboundWorkers, Responder
-from .media import MediaFetcher, MediaLimits, media_kind
+from .media import MediaFetcher, MediaLimits, VoiceStt, media_kind
 from .outbox import Outbox, OutboxOptions
 
 Report = Callable[[str, bool, str], None]   # (component, ok, detail) for /healthz
@@ -121,7 +120,7 @@ class MessagingChannel:
     settings: Settings
     db: Database | None
     engine: Engine | None
-    stt: SpeechRecognizer | None
+    stt: VoiceStt | None
     outbox: Outbox | None
     options: MessagingOptions = field(default_factory=MessagingOptions)
     report: Report | None = None
@@ -218,7 +217,7 @@ class MessagingChannel:
 
 
 def build_channel(settings: Settings, db: Database | None, engine: Engine | None,
-                  stt: SpeechRecognizer | None, options: MessagingOptions = MessagingOptions(),
+                  stt: VoiceStt | None, options: MessagingOptions = MessagingOptions(),
                   outbox: Outbox | None = None, report: Report | None = None
                   ) -> MessagingChannel:
     """The channel on `outbox` (built here when not given)."""
