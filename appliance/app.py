@@ -22,6 +22,9 @@ from .call.voice import VoiceWebhooks, fallback_twiml, public_url
 from .compose import Health, Services
 from .messaging import webhooks as messaging_routes
 from .actions.handover import record_dial_result
+from .actions.summary import after_call, after_dial
+from .call import voicemail as voicemail_routes
+from .call.voicemail import OnVoicemail, Voicemail
 from .actions.services import ActionServices
 from .call.voice import DialResult
 from .telephony.guard import TwilioGuard
@@ -56,13 +59,15 @@ def build_app(services: Services) -> web.Application:
     app.router.add_get("/healthz", healthz)
     s = services
     gather = build_gather(app, s)
+    voicemail = Voicemail(s.settings, s.db, s.stt, s.settings.phrases, _summary(s.actions))
+    voicemail_routes.add_routes(app, voicemail)
     voice = VoiceWebhooks(s.settings, s.call_store(), s.calls, gather, s.problems,
-                          dial_result=_dial_result(s.actions))
+                          dial_result=_dial_result(s.actions), voicemail=voicemail)
     voice_routes.add_routes(app, voice)
     gather_routes.add_routes(app, gather)
     status_routes.add_routes(app, CallStatusHook(
         TwilioGuard(s.settings, ReplayCache()), gather.store_or_503, gather.turns.end,
-        s.after_gather_call if s.actions is not None else None))
+        s.after_call_status if s.actions is not None else None))
     media_stream_routes.add_routes(app, MediaStreamEndpoint(
         s.call_deps(), s.calls, TwilioGuard(s.settings), s.problems))
     messaging_routes.add_routes(app, s.messaging)
@@ -108,10 +113,21 @@ def gather_health(app: web.Application) -> Health:
                             "cancelled": stats.speculative_cancelled}}
 
 
+def _summary(actions: ActionServices | None) -> OnVoicemail | None:
+    """A voicemail was attached: the call's summary goes now (actions/summary.py)."""
+    if actions is None:
+        return None
+
+    async def send(call_id: int) -> object:
+        return await after_call(actions, call_id, final=True)
+    return send
+
+
 def _dial_result(actions: ActionServices | None) -> DialResult | None:
     if actions is None:
         return None
 
     async def record(call_id: int | None, customer_id: int | None, status: str) -> None:
-        await record_dial_result(actions, call_id, customer_id, status)
+        answered = await record_dial_result(actions, call_id, customer_id, status)
+        await after_dial(actions, call_id, answered)     # answered: the summary goes now
     return record

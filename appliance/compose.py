@@ -115,21 +115,18 @@ class Services:
                       if self.turn_model is not None else None)
         return CallDeps(call_config(self.settings), self.vad, stt, self.speech,
                         self.engine, store, self.call_events, self.runtime.audio_executor,
-                        decide_transfer=self._decide_transfer, enrich=self._enricher(),
+                        decide_transfer=self._decide_transfer,   # CRM: Engine.enrich
                         after_call=self._after_call if self.actions is not None else None,
                         turn_model=turn_model)
 
     def _decide_transfer(self) -> TransferDecision:
         return decide_transfer(self.settings, datetime.now(timezone.utc))
 
-    def _enricher(self) -> "CustomerEnricher | None":
-        if self.actions is None or self.actions.crm is None or self.engine is None:
-            return None
-        return CustomerEnricher(self.actions, self.engine)
-
-    def after_gather_call(self, call_id: int) -> None:
-        """A <Gather> call is over (its status callback): the owner's summary."""
-        self._after_call(call_id)
+    def after_call_status(self, call_id: int) -> None:
+        """Twilio says the call is over (its status callback, any mode): the owner's summary,
+        now even if a transfer's result or a voicemail never came (sent once per call)."""
+        if self.actions is not None:
+            self.runtime.spawn(after_call(self.actions, call_id, final=True), "call-summary")
 
     def _after_call(self, call_id: int) -> None:
         if self.actions is not None:
@@ -151,7 +148,7 @@ def call_config(s: Settings) -> CallConfig:
     return CallConfig(call=s.call, greeting=s.business.greeting, language=s.business.language,
                       languages=tuple(s.stt.languages),
                       transfer_numbers=frozenset(s.twilio.transfer_numbers),
-                      operator_key=s.twilio.operator_key)
+                      operator_key=s.twilio.operator_key, phrases=s.phrases)
 
 
 def log_call_event(event: CallEvent) -> None:
@@ -183,6 +180,8 @@ async def compose(settings: Settings, *,
     tools = ToolRegistry.default()
     actions = build_actions(rt, settings, db, outbox, tools)   # appointments, messages, ...
     engine = await build_engine(rt, settings, db, knowledge, tools)
+    if engine is not None and actions is not None and actions.crm is not None:
+        engine.enrich = CustomerEnricher(actions, engine)   # every channel: calls, gather, chat
     if speech.speech is not None:
         await warm_phrases(speech.speech, settings)
     notes = NoteRecognizer(speech.stt, cpu.executor(Lane.NOTE)) if speech.stt else None

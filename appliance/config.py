@@ -19,6 +19,7 @@ import configparser
 import logging
 import os
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Mapping
 from urllib.parse import urlparse
@@ -48,8 +49,10 @@ from .config_types import (
     TwilioSettings,
 )
 from .config_reader import Reader as _Reader
+from .config_reader import read_phrase_sections
 from .config_reader import parse_file as _parse_file
 from .config_reader import read_secrets_file as _read_secrets_file
+from .call.phrases import PhraseBook, phrase_book
 from .hours import OpeningHours
 
 __all__ = ["E164", "SECRET_NAMES", "ConfigError", "load_settings", "BusinessSettings",
@@ -96,14 +99,17 @@ def load_settings(path: str | os.PathLike[str],
     twilio = _twilio(r, secret("TWILIO_AUTH_TOKEN"))
     _check_public_url(server, twilio, require_twilio)
     stt = _stt(r, models)
+    business = _business(r, stt.languages)
+    phrases = _phrases(r, business)
+    business = replace(business, greeting=phrases.text("greeting", business.language))
     settings = Settings(
         path=config_path, root=root, models_dir=models.directory, server=server, twilio=twilio,
         gemini=_gemini(r, secret("GEMINI_API_KEY")), local_llm=_local_llm(r, models), stt=stt,
         tts=_tts(r, models), call=_call(r, models), kb=_kb(r, models), storage=_storage(r),
-        business=_business(r, stt.languages), messaging=_messaging(r), owner=_owner(r),
+        business=business, messaging=_messaging(r), owner=_owner(r),
         smtp=_smtp(r, secret("SMTP_PASSWORD")),
         actions=read_actions(r, secret("CRM_TOKEN")), security=read_security(r),
-        service=_service(r))
+        service=_service(r), phrases=phrases)
     r.check_unknown_keys()
     return settings
 
@@ -297,13 +303,26 @@ def _business(r: _Reader, languages: tuple[str, ...]) -> BusinessSettings:
         name=r.str("business", "name", "Our business"),
         timezone=timezone,
         language=r.str("business", "language", languages[0]),
-        greeting=r.str("business", "greeting", "Hello, how can I help you?"),
+        greeting=r.str("business", "greeting", ""),   # "" = the phrase book's greeting
         persona=r.str("business", "persona", ""),
         facts=r.str("business", "facts", ""),
         address=r.str("business", "address", ""),
         website=r.str("business", "website", ""),
         transfer_hours=transfer_hours,
     )
+
+
+def _phrases(r: _Reader, business: BusinessSettings) -> PhraseBook:
+    """appliance/phrases.ini with config.ini's [phrases_<language>] over it; [business]
+    greeting, when set, is the greeting of the business's own language."""
+    overrides = read_phrase_sections(r)
+    if business.greeting:
+        overrides.setdefault(business.language, {})["greeting"] = business.greeting
+    try:
+        return phrase_book(overrides, business.language, business.name)
+    except OSError as exc:
+        raise ConfigError("phrases", None, f"the shipped phrases file cannot be read: {exc}"
+                          ) from None
 
 
 def _messaging(r: _Reader) -> MessagingSettings:

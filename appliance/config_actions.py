@@ -70,7 +70,9 @@ def read_notify(r: Reader) -> NotifySettings:
         rate_limit=r.int(s, "rate_limit", d.rate_limit, 0, 100),
         rate_window_minutes=r.int(s, "rate_window_minutes", d.rate_window_minutes, 1, 24 * 60),
         summary_email=r.bool(s, "summary_email", d.summary_email),
-        summary_whatsapp=r.bool(s, "summary_whatsapp", d.summary_whatsapp))
+        summary_whatsapp=r.bool(s, "summary_whatsapp", d.summary_whatsapp),
+        conversation_quiet_s=r.int(s, "conversation_quiet_s", d.conversation_quiet_s, 1,
+                                   7 * 86400))
 
 
 def read_crm(r: Reader, token: str = "") -> CrmSettings:

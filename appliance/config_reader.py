@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from .config_error import ConfigError
-from .config_types import E164
+from .config_types import E164, PHRASE_KEYS
 
 
 class Reader:
@@ -142,3 +142,28 @@ def _new_parser() -> configparser.ConfigParser:
     parser = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=(";",))
     parser.optionxform = str  # keys are case-sensitive, as documented
     return parser
+
+
+def read_phrases_file(path: Path) -> dict[str, dict[str, str]]:
+    """language -> phrase key -> text, from a phrases file (appliance/phrases.ini's format:
+    one section per language code, keys from config_types.PHRASE_KEYS)."""
+    parser = parse_file(path)
+    book: dict[str, dict[str, str]] = {}
+    for section in parser.sections():
+        for key in parser.options(section):
+            if key not in PHRASE_KEYS:
+                raise ConfigError(f"{path.name} {section}", key,
+                                  f"unknown phrase; phrases are {', '.join(PHRASE_KEYS)}")
+        book[section] = {key: parser.get(section, key).strip()
+                         for key in parser.options(section)}
+    return book
+
+
+def read_phrase_sections(r: Reader) -> dict[str, dict[str, str]]:
+    """config.ini's [phrases_<language>] sections (only the keys set there)."""
+    book: dict[str, dict[str, str]] = {}
+    for section in r.p.sections():
+        if section.startswith("phrases_"):
+            texts = {key: r.str(section, key) for key in PHRASE_KEYS}
+            book[section.removeprefix("phrases_")] = {k: v for k, v in texts.items() if v}
+    return book

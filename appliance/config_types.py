@@ -13,6 +13,46 @@ from .actions.settings import ActionSettings
 SECRET_NAMES = ("TWILIO_AUTH_TOKEN", "GEMINI_API_KEY", "SMTP_PASSWORD", "CRM_TOKEN",
                 "CALENDAR_FEED_TOKEN")
 E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+# The fixed phrases (appliance/phrases.ini, [phrases_<language>] in config.ini)
+PHRASE_KEYS = ("greeting", "after_dial", "still_there", "goodbye", "transfer", "no_transfer",
+               "reprompt", "anything_else", "no_input_goodbye", "filler", "apology",
+               "ask_gender", "voicemail", "voicemail_thanks")
+
+
+def base_language(language: str | None) -> str:
+    """"ru-RU" / "ru_RU" / "RU" -> "ru"; None -> ""."""
+    return (language or "").replace("_", "-").split("-")[0].lower()
+
+
+@dataclass(frozen=True)
+class PhraseBook:
+    """The fixed phrases by language; `text` falls back "ru-RU" -> "ru" -> the business's
+    language -> English, so a key is never missing."""
+
+    by_language: Mapping[str, Mapping[str, str]]   # language -> key -> text
+    default_language: str = "en"                   # the business's language
+    business: str = ""                             # replaces {business}
+
+    def text(self, key: str, language: str | None = None) -> str:
+        if key not in PHRASE_KEYS:
+            raise KeyError(f"no phrase {key!r}; phrases are {', '.join(PHRASE_KEYS)}")
+        for code in (language or "", base_language(language), self.default_language, "en"):
+            found = self.by_language.get(code, {}).get(key)
+            if found:
+                return found.replace("{business}", self.business)
+        raise KeyError(f"no phrase {key!r} in any language")
+
+    def has(self, key: str, language: str | None) -> bool:
+        """Does `language` itself (not a fallback) have this phrase?"""
+        return bool(self.by_language.get(base_language(language), {}).get(key))
+
+    @property
+    def languages(self) -> tuple[str, ...]:
+        return tuple(self.by_language)
+
+    def all_texts(self, language: str | None) -> list[str]:
+        """Every phrase of `language` (after fallbacks), for warming the voice cache."""
+        return [self.text(key, language) for key in PHRASE_KEYS]
 
 
 @dataclass(frozen=True)
@@ -106,6 +146,8 @@ class CallSettings:
     caller_window_s: int = 600     # ... beyond that it hears "all lines are busy"
     receive_timeout_s: float = 10.0  # no frame from Twilio this long (it sends every 20 ms) = dead
     gather_empty_max: int = 3      # <Gather>: empty results in a row before a polite goodbye
+    dtmf_quiet_s: float = 2.5      # keyed digits end after this long without a key (or at #)
+    voicemail: bool = False        # record a message when a transfer is not answered / out of hours
 
 
 @dataclass(frozen=True)
@@ -188,6 +230,7 @@ class Settings:
     actions: ActionSettings   # [appointments] [notify] [crm] [google_calendar]
     security: SecuritySettings = field(default_factory=SecuritySettings)   # [security]
     service: ServiceSettings = field(default_factory=ServiceSettings)      # [service]
+    phrases: PhraseBook = field(default_factory=lambda: PhraseBook({}))   # [phrases_<lang>]
 
     def model_refs(self) -> list[ModelRef]:
         refs = [self.stt.model, self.local_llm.model, self.kb.embedding_model]

@@ -55,6 +55,8 @@ def check_models(settings: Settings) -> list[Finding]:
     out = []
     entries = mm.load_manifest()
     for ref in settings.model_refs():
+        if ref.setting.startswith("[tts] voice_"):
+            continue            # a language's own voice: check_voices (a warning, not fatal)
         entry = mm.find(ref.manifest_name) if ref.manifest_name else None
         if not ref.present:
             fix = (f"run `appliance models download {ref.manifest_name}`" if entry
@@ -71,6 +73,14 @@ def check_models(settings: Settings) -> list[Finding]:
         out.append(Finding("ok", f"{ref.setting}: {ref.path}"))
     del entries
     return out
+
+
+def check_voices(settings: Settings) -> list[Finding]:
+    """One line per configured language: which voice speaks it; a warning for every language
+    without its own voice, or whose voice a business may not use."""
+    from .voices import voice_report
+
+    return [Finding(level, what, fix) for level, what, fix in voice_report(settings)]
 
 
 def check_twilio(settings: Settings) -> list[Finding]:
@@ -153,6 +163,7 @@ def run_doctor(config_path: Path, out=None) -> int:
         findings.append(Finding("ok", f"configuration {settings.path}"))
         findings += check_database(settings)
         findings += check_models(settings)
+        findings += check_voices(settings)
         findings += check_twilio(settings)
         findings += check_gemini(settings)
         from .ops.checks import all_checks    # licences, backups, the tunnel probe

@@ -11,9 +11,9 @@ from __future__ import annotations
 import logging
 from concurrent.futures import Executor
 from dataclasses import dataclass
+from pathlib import Path
 
 from .audio.vad import SileroVad
-from .call.phrases import PHRASES
 from .call.speech import PhoneSpeech
 from .config import Settings
 from .conversation.prompt import filler
@@ -45,13 +45,30 @@ async def load_speech(rt: Runtime, s: Settings, tts_executor: Executor | None = 
                                              languages=s.stt.languages,
                                              short_window=s.stt.short_window),
         needed_for_calls=True, ref=s.stt.model)
-    missing_voice = next((ref for ref in s.tts.voices.values() if not ref.present), None)
-    tts = await rt.load(
-        "tts", lambda: Speaker.load({lang: ref.path for lang, ref in s.tts.voices.items()},
-                                    threads=1),
-        needed_for_calls=True, ref=missing_voice or s.tts.voices[""])
+    voices = present_voices(rt, s)
+    tts = await rt.load("tts", lambda: Speaker.load(voices, threads=1),
+                        needed_for_calls=True, ref=s.tts.voices[""])
     return SpeechModels(vad, stt, PhoneSpeech(tts, tts_executor) if tts is not None else None,
                         await load_turn_model(rt, s))
+
+
+def present_voices(rt: Runtime, s: Settings) -> dict[str, Path]:
+    """The voices to load: the default one (required) and each language's that is on disk;
+    a missing language voice is reported (that language falls back to the default voice)."""
+    voices: dict[str, Path] = {"": s.tts.voices[""].path}
+    for language, ref in s.tts.voices.items():
+        if not language:
+            continue
+        if ref.present:
+            voices[language] = ref.path
+            continue
+        how = (f"run `appliance models download {ref.manifest_name}`" if ref.manifest_name
+               else f"fix {ref.setting}")
+        rt.report(f"voice_{language}", False, f"{ref.path} is missing ({language} replies use "
+                  f"the default voice); {how}", needed_for_calls=False)
+        log.warning("no %s voice: %s is missing; the default voice speaks %s", language,
+                    ref.path, language)
+    return voices
 
 
 async def load_turn_model(rt: Runtime, s: Settings) -> SmartTurnModel | None:
@@ -67,8 +84,13 @@ async def load_turn_model(rt: Runtime, s: Settings) -> SmartTurnModel | None:
 
 async def warm_phrases(speech: PhoneSpeech, s: Settings) -> None:
     """Synthesise the fixed phrases now, so the greeting starts at once on every call; the
-    filler ("One moment.", said whole) too, in every language that has its own voice."""
-    for text in (s.business.greeting, *PHRASES.values()):
-        await speech.render(text, s.business.language)
-    for language in dict.fromkeys((s.business.language, *(k for k in s.tts.voices if k))):
+    filler ("One moment.", said whole) too: in the business's language and in every language
+    that has its own voice (call/phrases.py)."""
+    await speech.render(s.business.greeting, s.business.language)
+    voiced = (k for k, ref in s.tts.voices.items() if k and ref.present)
+    for language in dict.fromkeys((s.business.language, *voiced)):
+        for key in ("greeting", "still_there", "goodbye", "transfer", "no_transfer",
+                    "after_dial"):
+            if key != "greeting" or language != s.business.language:
+                await speech.render(s.phrases.text(key, language), language)
         await speech.render(speakable(filler(language)), language)

@@ -43,6 +43,7 @@ class ModelEntry:
     files: tuple[ModelFile, ...]
     license: str = ""
     commercial_use: bool = False
+    language: str = ""        # voices: the language they speak (en, ru, he)
 
     def location(self, models_dir: Path) -> Path:
         return models_dir / self.path
@@ -69,7 +70,8 @@ def load_manifest(path: Path = MANIFEST) -> list[ModelEntry]:
                                   default=bool(raw.get("default", False)),
                                   needed_for=raw.get("needed_for", ""), why=raw.get("why", ""),
                                   files=files, license=raw.get("license", ""),
-                                  commercial_use=bool(raw.get("commercial_use", False))))
+                                  commercial_use=bool(raw.get("commercial_use", False)),
+                                  language=raw.get("language", "")))
         entry = entries[-1]
         if not entry.license:
             raise ManifestError(f"{path}: model {entry.name} does not name its licence")

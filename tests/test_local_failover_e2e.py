@@ -8,9 +8,9 @@ from __future__ import annotations
 import aiohttp
 
 from appliance.server import running
-from tests.fakes.gemini_server import FakeGemini, Reply
+from tests.support.fakes.gemini_server import FakeGemini, Reply
 from tests.test_local_offline_e2e import llm_status, message, replies, whatsapp_settings
-from tests.test_messaging_harness import twilio_stand_in
+from tests.support.messaging import twilio_stand_in
 
 CLOUD_HEADING = "Knowledge-base passages that may answer this (use only if relevant):"
 LOCAL_HEADING = "Passages (use only if relevant):\n"

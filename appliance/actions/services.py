@@ -5,6 +5,7 @@
     register_tools(registry, services)         # actions/tools.py
     ...
     await after_call(services, call_id)        # actions/summary.py, when a call ends
+    # conversations gone quiet are summarised by services.quiet (actions/quiet.py)
     await services.close()
 """
 
@@ -20,6 +21,7 @@ from .appointments import Appointments
 from .calendar import CalendarRules
 from .mailer import EmailOutbox, RetryPolicy, SendFn, smtp_send
 from .notify import Notifier, Outbound
+from .quiet import QuietSweeper
 from .settings import ActionSettings
 
 if TYPE_CHECKING:
@@ -45,6 +47,7 @@ class ActionServices:
     clock: Clock = utc_now
     crm: Any = None            # crm.CrmClient when [crm] url_template is set
     google: Any = None         # gcal.GoogleCalendar when [google_calendar] is set
+    quiet: QuietSweeper | None = None   # summaries of conversations gone quiet (actions/quiet.py)
     _started: bool = field(default=False, repr=False)
 
     @classmethod
@@ -84,6 +87,8 @@ class ActionServices:
             return
         self._started = True
         self.email.start()
+        self.quiet = self.quiet or QuietSweeper(self)
+        self.quiet.start()
         if self.google is not None:
             self.google.start()
 
@@ -92,6 +97,8 @@ class ActionServices:
 
     async def close(self) -> None:
         await self.email.close()
+        if self.quiet is not None:
+            await self.quiet.close()
         if self.google is not None:
             await self.google.close()
         if self.crm is not None:

@@ -41,6 +41,7 @@ class NotifySettings:
     rate_window_minutes: int = 10
     summary_email: bool = True          # to [owner] email, when set and [smtp] host is set
     summary_whatsapp: bool = True       # to [owner] whatsapp, when set
+    conversation_quiet_s: int = 1800    # a WhatsApp/SMS conversation quiet this long is summarised
 
 
 @dataclass(frozen=True)

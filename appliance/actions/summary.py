@@ -86,21 +86,52 @@ def _earlier_contact(conn: sqlite3.Connection, customer_id: int | None, before: 
     return row is not None
 
 
-def _sections(asked: list[str], done: list[str], human: list[str]) -> str:
-    lines: list[str] = []
-    lines.append("What was asked:")
-    if asked:
-        shown = asked[:MAX_ASKED]
-        lines.extend(f"- \"{_quote(a)}\"" for a in shown)
-        if len(asked) > len(shown):
-            lines.append(f"- ... and {len(asked) - len(shown)} more")
-    else:
-        lines.append("- nothing (no words heard)")
+@dataclass(frozen=True)
+class Exchange:
+    """What the customer said, what the bot answered, which tools it ran."""
+
+    asked: list[str]
+    answered: list[str]
+    tools: list[str]
+
+
+def _quoted(lines: list[str], items: list[str], none: str) -> None:
+    shown = items[:MAX_ASKED]
+    lines.extend(f"- \"{_quote(a)}\"" for a in shown)
+    if len(items) > len(shown):
+        lines.append(f"- ... and {len(items) - len(shown)} more")
+    if not items:
+        lines.append(f"- {none}")
+
+
+def _sections(talk: Exchange, done: list[str], human: list[str]) -> str:
+    lines: list[str] = ["What was asked:"]
+    _quoted(lines, talk.asked, "nothing (no words heard)")
+    lines.append("What the bot answered:")
+    _quoted(lines, talk.answered, "nothing")
     lines.append("What was done:")
     lines.extend(f"- {d}" for d in done) if done else lines.append("- nothing")
+    if talk.tools:
+        counts = {name: talk.tools.count(name) for name in dict.fromkeys(talk.tools)}
+        lines.append("- Tools run: " + ", ".join(
+            f"{name} x{n}" if n > 1 else name for name, n in counts.items()))
     lines.append("Needs a human:")
     lines.extend(f"- {h}" for h in human) if human else lines.append("- nothing")
     return "\n".join(lines)
+
+
+def _exchange(rows: list[sqlite3.Row]) -> Exchange:
+    """From turns rows (role, text, tool_name) in order: the bot's words before the
+    customer's first (the greeting) are not an answer."""
+    asked, answered, tools = [], [], []
+    for row in rows:
+        if row["role"] == "user":
+            asked.append(row["text"])
+        elif row["role"] == "assistant" and asked and row["text"].strip():
+            answered.append(row["text"])
+        elif row["role"] == "tool" and row["tool_name"]:
+            tools.append(row["tool_name"])
+    return Exchange(asked, answered, tools)
 
 
 def _done_and_human(actions: list[sqlite3.Row], messages: list[sqlite3.Row]
@@ -123,7 +154,7 @@ _ACTION_WORDS = {"booked": "Booked", "moved": "Moved", "cancelled": "Cancelled",
                  "message": "Took a message", "info_sent": "Sent information",
                  "transfer": "Transferred the call", "transfer_refused": "Could not transfer",
                  "transfer_unanswered": "Transfer not answered", "refused": "Refused",
-                 "confirmation": "Confirmation"}
+                 "confirmation": "Confirmation", "voicemail": "Voicemail"}
 
 
 async def summarize_call(db: Database, call_id: int, tz: str = "UTC") -> Summary:
@@ -136,17 +167,17 @@ async def summarize_call(db: Database, call_id: int, tz: str = "UTC") -> Summary
         customer = (conn.execute("SELECT * FROM customers WHERE id = ?",
                                  (call["customer_id"],)).fetchone()
                     if call["customer_id"] is not None else None)
-        asked = [r["text"] for r in conn.execute(
-            "SELECT text FROM turns WHERE call_id = ? AND role = 'user' ORDER BY id",
-            (call_id,))]
+        talk = _exchange(conn.execute(
+            "SELECT role, text, tool_name FROM turns WHERE call_id = ? ORDER BY id",
+            (call_id,)).fetchall())
         actions = conn.execute("SELECT * FROM action_log WHERE call_id = ? ORDER BY id",
                                (call_id,)).fetchall()
         messages = conn.execute("SELECT * FROM taken_messages WHERE call_id = ? ORDER BY id",
                                 (call_id,)).fetchall()
         returning = _earlier_contact(conn, call["customer_id"], call["started_at"], call_id)
-        return call, customer, asked, actions, messages, returning
+        return call, customer, talk, actions, messages, returning
 
-    call, customer, asked, actions, messages, returning = await db.read(read)
+    call, customer, talk, actions, messages, returning = await db.read(read)
     started, ended = _parse(call["started_at"]), _parse(call["ended_at"])
     done, human = _done_and_human(actions, messages)
     outcome = call["outcome"]
@@ -158,38 +189,45 @@ async def summarize_call(db: Database, call_id: int, tz: str = "UTC") -> Summary
     duration = _duration(started, ended)
     lines = [f"Who: {who}",
              f"When: {when}" + (f", {duration}" if duration else "") + " (phone call)",
-             f"Outcome: {OUTCOMES.get(outcome, outcome)}"
-             + (f" to {call['transfer_to']}" if call["transfer_to"] else "")]
-    text = "\n".join(lines) + "\n" + _sections(asked, done, human)
+             f"Outcome: {_outcome(outcome, call['transfer_to'], actions)}"]
+    text = "\n".join(lines) + "\n" + _sections(talk, done, human)
     name = (customer["name"] if customer is not None else None) or call["caller"] or "unknown"
     subject = f"Call from {name}: " + _headline(done, human)
     return Summary(subject, text, tuple(human),
                    customer["id"] if customer is not None else None, call_id)
 
 
+def _outcome(outcome: str, transfer_to: str | None, actions: list[sqlite3.Row]) -> str:
+    text = OUTCOMES.get(outcome, outcome) + (f" to {transfer_to}" if transfer_to else "")
+    kinds = {a["kind"] for a in actions}
+    if "transfer_unanswered" in kinds:
+        text = ("transfer not answered" if outcome == "transferred"
+                else f"transfer not answered, then {text}")
+    return text + (", voicemail left" if "voicemail" in kinds else "")
+
+
 async def summarize_conversation(db: Database, customer_id: int, since: str,
-                                 tz: str = "UTC") -> Summary:
-    """A messaging conversation (turns without a call) of one customer since `since`
-    (ISO UTC text, as stored)."""
+                                 tz: str = "UTC", until: str = "9999") -> Summary:
+    """A messaging conversation (turns without a call) of one customer from `since` to
+    `until` (ISO UTC text, as stored; both included)."""
     zone = ZoneInfo(tz)
 
     def read(conn: sqlite3.Connection):
         customer = conn.execute("SELECT * FROM customers WHERE id = ?",
                                 (customer_id,)).fetchone()
-        turns = conn.execute(
-            "SELECT text, channel, created_at FROM turns WHERE customer_id = ? AND "
-            "call_id IS NULL AND role = 'user' AND created_at >= ? ORDER BY id",
-            (customer_id, since)).fetchall()
-        actions = conn.execute(
-            "SELECT * FROM action_log WHERE customer_id = ? AND call_id IS NULL AND "
-            "created_at >= ? ORDER BY id", (customer_id, since)).fetchall()
-        messages = conn.execute(
-            "SELECT * FROM taken_messages WHERE customer_id = ? AND call_id IS NULL AND "
-            "created_at >= ? ORDER BY id", (customer_id, since)).fetchall()
+        window = "customer_id = ? AND call_id IS NULL AND created_at >= ? AND created_at <= ?"
+        args = (customer_id, since, until)
+        rows = conn.execute(f"SELECT role, text, tool_name, channel, created_at FROM turns "
+                            f"WHERE {window} ORDER BY id", args).fetchall()
+        actions = conn.execute(f"SELECT * FROM action_log WHERE {window} ORDER BY id",
+                               args).fetchall()
+        messages = conn.execute(f"SELECT * FROM taken_messages WHERE {window} ORDER BY id",
+                                args).fetchall()
         returning = _earlier_contact(conn, customer_id, since, None)
-        return customer, turns, actions, messages, returning
+        return customer, rows, actions, messages, returning
 
-    customer, turns, actions, messages, returning = await db.read(read)
+    customer, rows, actions, messages, returning = await db.read(read)
+    turns = [r for r in rows if r["role"] == "user"]
     if customer is None:
         raise LookupError(f"no customer {customer_id}")
     done, human = _done_and_human(actions, messages)
@@ -203,7 +241,7 @@ async def summarize_conversation(db: Database, customer_id: int, since: str,
         when += " to " + describe_time(last, zone)
     text = (f"Who: {_who(customer, '', returning)}\n"
             f"When: {when} ({', '.join(channels)})\n"
-            + _sections([t["text"] for t in turns], done, human))
+            + _sections(_exchange(rows), done, human))
     subject = f"{channels[0]} from {customer['name'] or customer['phone']}: " + \
         _headline(done, human)
     return Summary(subject, text, tuple(human), customer_id, None)
@@ -217,22 +255,33 @@ def _headline(done: list[str], human: list[str]) -> str:
     return "nothing to do"
 
 
-async def _store(db: Database, summary: Summary, since: str | None) -> bool:
-    """Keep the summary; False when this call was summarised before (sent already)."""
+async def _store(db: Database, summary: Summary, since: str | None,
+                 until: str | None = None) -> bool:
+    """Keep the summary; False when this call (or this conversation: customer and `since`)
+    was summarised before (sent already)."""
     def tx(conn: sqlite3.Connection) -> bool:
         cursor = conn.execute(
-            "INSERT INTO owner_summaries(call_id, customer_id, since, subject, text, "
-            "needs_human) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(call_id) DO NOTHING",
-            (summary.call_id, summary.customer_id, since, summary.subject, summary.text,
+            "INSERT OR IGNORE INTO owner_summaries(call_id, customer_id, since, until, subject, "
+            "text, needs_human) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (summary.call_id, summary.customer_id, since, until, summary.subject, summary.text,
              int(bool(summary.needs_human))))
         return cursor.rowcount > 0
 
     return await db.write(tx)
 
 
-async def after_call(services: "ActionServices", call_id: int) -> Summary | None:
+async def after_call(services: "ActionServices", call_id: int, *, final: bool = False
+                     ) -> Summary | None:
     """Summarise a finished call and send it to the owner (once per call); None when it was
-    sent before or the call is unknown."""
+    sent before, the call is unknown, or it was put through to a person and the transfer's
+    result (the <Dial action>, see `after_dial`) or a voicemail (call/voicemail.py) is still
+    to come - unless `final` (the call has ended for Twilio)."""
+    row = await services.db.fetchone("SELECT outcome, next_action FROM calls WHERE id = ?",
+                                     (call_id,))
+    if row is not None and not final and (row["outcome"] == "transferred"
+                                          or row["next_action"] == "voicemail"):
+        log.info("call %d: the summary waits for the transfer or the voicemail", call_id)
+        return None
     try:
         summary = await summarize_call(services.db, call_id,
                                        services.settings.business.timezone)
@@ -247,6 +296,15 @@ async def after_call(services: "ActionServices", call_id: int) -> Summary | None
     return summary
 
 
+async def after_dial(services: "ActionServices", call_id: int | None, answered: bool
+                     ) -> Summary | None:
+    """The <Dial action> came: an answered transfer ends the bot's part (summarise now); an
+    unanswered one goes back to the bot, whose call end summarises it, message included."""
+    if call_id is None or not answered:
+        return None
+    return await after_call(services, call_id, final=True)
+
+
 async def _with_call_link(services: "ActionServices", summary: Summary, call_id: int
                           ) -> Summary:
     """The owner's link to the call's page on the dashboard (needs [server] public_url)."""
@@ -259,11 +317,15 @@ async def _with_call_link(services: "ActionServices", summary: Summary, call_id:
 
 
 async def after_conversation(services: "ActionServices", customer_id: int,
-                             since: str) -> Summary | None:
-    """Summarise a messaging conversation since `since` and send it to the owner."""
+                             since: str, until: str = "9999") -> Summary | None:
+    """Summarise a messaging conversation from `since` to `until` and send it to the owner
+    (once: None when it was summarised before)."""
     summary = await summarize_conversation(services.db, customer_id, since,
-                                           services.settings.business.timezone)
-    await _store(services.db, summary, since)
+                                           services.settings.business.timezone, until)
+    if not await _store(services.db, summary, since, None if until == "9999" else until):
+        log.info("conversation of customer %d since %s was summarised before", customer_id,
+                 since)
+        return None
     await _send(services, summary, f"summary:conversation:{customer_id}:{since}")
     return summary
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
@@ -22,6 +22,7 @@ from ..conversation.conversation import Conversation
 from ..conversation.memory import Customer
 from ..stt.whisper import Transcript
 from .events import CallObserver
+from .phrases import PhraseBook, base_language, phrase_book
 from .record import CallStore
 from .speech import PhoneSpeech
 
@@ -59,6 +60,14 @@ class CallConfig:
     languages: tuple[str, ...]         # what speech recognition may switch to
     transfer_numbers: frozenset[str]
     operator_key: str                  # DTMF digit asking for a person ("" = none)
+    phrases: PhraseBook = field(default_factory=lambda: phrase_book({}))
+
+    def phrase(self, key: str, language: str | None) -> str:
+        """A fixed phrase in `language`; the greeting of the business's own language is
+        `greeting` (config.ini's [business] greeting)."""
+        if key == "greeting" and base_language(language) == base_language(self.language):
+            return self.greeting
+        return self.phrases.text(key, language)
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from ..conversation.events import Action
 from ..conversation.gate import ReleaseGate
 from ..telephony.media import Dtmf, Mark, Media, Start, Stop, WireError, parse_frame
 from .deps import CallDeps
+from .dtmf import Keypad
 from .events import (AudioSent, CallEnded, CallEvent, CallStarted, ReplyStarted, ToolRan,
                      TurnCompleted, TurnDecided)
 from .phrases import PHRASES
@@ -54,6 +55,7 @@ class CallSession:
                              clock=deps.clock, on_first_frame=self._first_frame,
                              on_heard=self._heard, on_piece_sent=self._piece_sent)
         self.turns = TurnTaking(self)
+        self.keypad = Keypad(self, self.config.call.dtmf_quiet_s)   # keyed digits (call/dtmf.py)
         self.language = self.config.language
         self.conversation: Conversation | None = None
         self.tg: asyncio.TaskGroup | None = None
@@ -290,6 +292,10 @@ class CallSession:
             run.stamp(first_heard_at=when)
 
     # -- fixed phrases, silence, DTMF and the time limit ---------------------------------------
+    def phrase(self, key: str) -> str:
+        """A fixed phrase in the call's current language (call/phrases.py)."""
+        return self.config.phrase(key, self.language)
+
     async def say(self, text: str) -> None:
         self._reply_id += 1
         self.player.start_reply()
@@ -298,8 +304,7 @@ class CallSession:
         await self.player.wait_idle()
 
     async def _greet(self) -> None:
-        text = (PHRASES["after_dial"] if self.admission.mode == "after_dial"
-                else self.config.greeting)
+        text = self.phrase("after_dial" if self.admission.mode == "after_dial" else "greeting")
         await self.say(text)
         assert self.conversation is not None
         await self.conversation.said(text)     # the model knows what the caller was told
@@ -308,16 +313,19 @@ class CallSession:
         self.last_activity = self.clock()
 
     async def _on_dtmf(self, digit: str) -> None:
-        log.info("DTMF %s", digit)
-        if not self.config.operator_key or digit != self.config.operator_key:
+        if (not self.config.operator_key or digit != self.config.operator_key
+                or self.keypad.pending):
+            await self.keypad.press(digit)
             return
         await self.interrupt()
         decision = self.deps.decide_transfer()
         if not decision.allowed:
             log.info("operator key pressed, no transfer (%s): taking a message", decision.reason)
-            await self.say(PHRASES["no_transfer"])
+            if self.config.call.voicemail:                 # call/voicemail.py records it
+                raise EndCall("completed", "voicemail")
+            await self.say(self.phrase("no_transfer"))
             return
-        await self.say(PHRASES["transfer"])
+        await self.say(self.phrase("transfer"))
         raise EndCall("transferred", "transfer", decision.target)
 
     async def _time_limit(self) -> None:
@@ -326,7 +334,7 @@ class CallSession:
                 await asyncio.Event().wait()
         except TimeoutError:
             await self.interrupt()
-            await self.say(PHRASES["goodbye"])
+            await self.say(self.phrase("goodbye"))
             raise EndCall("completed", "hangup") from None
 
     async def _silence_watch(self) -> None:
@@ -339,10 +347,10 @@ class CallSession:
                 continue
             if now - self.last_activity >= s.silence_prompt_s:
                 if self._silence_prompts >= s.silence_hangup_after:
-                    await self.say(PHRASES["goodbye"])
+                    await self.say(self.phrase("goodbye"))
                     raise EndCall("completed", "hangup")
                 self._silence_prompts += 1
-                await self.say(PHRASES["still_there"])
+                await self.say(self.phrase("still_there"))
                 self.last_activity = self.clock()
 
     def caller_active(self) -> None:

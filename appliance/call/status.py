@@ -50,7 +50,7 @@ class CallStatusHook:
                 return web.Response(status=204)
             log.info("call over (%s, %s s): %s", status, params.get("CallDuration", "?"),
                      closed.outcome)
-            if closed.mode == "gather" and self.after_call is not None:
+            if self.after_call is not None:     # every mode: sent once per call (summary.py)
                 self.after_call(closed.call_id)
         return web.Response(status=204)
 

@@ -25,6 +25,7 @@ from .events import CallEnded
 from .gather_hooks import GatherWebhooks
 from .record import CallStore
 from .registry import CallRegistry, Refused
+from .voicemail import Voicemail
 
 log = logging.getLogger(__name__)
 XML = "application/xml"
@@ -55,12 +56,13 @@ def fallback_twiml(settings: Settings) -> str:
 
 class VoiceWebhooks:
     def __init__(self, settings: Settings, store: CallStore | None, calls: CallRegistry,
-                 gather: GatherWebhooks, problems: Problems, dial_result: DialResult | None = None
-                 ) -> None:
+                 gather: GatherWebhooks, problems: Problems, dial_result: DialResult | None = None,
+                 voicemail: Voicemail | None = None) -> None:
         self.settings = settings
         self.guard = TwilioGuard(settings, ReplayCache())
         self._store, self.calls, self.gather = store, calls, gather
         self.problems, self.dial_result = problems, dial_result
+        self.voicemail = voicemail if voicemail is not None and voicemail.enabled else None
 
     @property
     def store(self) -> CallStore:
@@ -157,6 +159,8 @@ class VoiceWebhooks:
                     plan.transfer_to in self.settings.twilio.transfer_numbers:
                 log.info("transferring the call")
                 return _xml(twiml.dial(plan.transfer_to, self.url("/dial-status")))
+            if action == "voicemail" and self.voicemail is not None:
+                return _xml(await self.voicemail.twiml_for(call_sid))
             if action == "hangup":
                 response = twiml.VoiceResponse()
                 response.hangup()
@@ -178,6 +182,8 @@ class VoiceWebhooks:
                 response = twiml.VoiceResponse()
                 response.hangup()
                 return _xml(str(response))
+            if self.voicemail is not None:          # nobody answered: record a message
+                return _xml(await self.voicemail.twiml_for(call_sid))
             await self.store.reopen(call_sid)
             if request.query.get("fallback") or self.problems():
                 return _xml(twiml.say_and_hangup(SORRY))

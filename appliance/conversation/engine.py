@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,7 +32,7 @@ from ..telephony.caller_id import classify
 from ..store.db import Database
 from .conversation import Conversation
 from .history import history_messages
-from .memory import Memory
+from .memory import Customer, Memory
 from .privacy import Withheld, confirmed
 from .prompt import local_static_prompt, static_prompt
 from .tools import KB_SEARCH, ToolContext, ToolRegistry
@@ -75,6 +75,8 @@ class Engine:
         self.static_prompt = static_prompt(settings.business)
         self.local_prompt = local_static_prompt(settings.business)   # [i17] the local mode's
         self._warm: asyncio.Task[None] | None = None
+        # the CRM lookup (actions/crm.py), the same for every channel; set by appliance.compose
+        self.enrich: Callable[[Customer], Awaitable[Customer]] | None = None
         self._background: set[asyncio.Task[Any]] = set()
         self._stores: set[asyncio.Future[Any]] = set()   # history writes: awaited at close
 
@@ -109,6 +111,8 @@ class Engine:
             customer = await self.memory.anonymous_customer(call_id)
         else:
             customer = await self.memory.customer(caller.number or phone)
+            if self.enrich is not None:
+                customer = await self.enrich(customer)
         turns = await self.memory.recent_turns(customer.id, self.options.history_turns)
         attestation, verified = await self.memory.call_identity(call_id)
         context = ToolContext(phone=customer.phone, channel=channel, call_id=call_id,

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any, Iterable
 from zoneinfo import ZoneInfo
 
+from ..call.phrases import shipped_phrases
 from ..config import BusinessSettings
 from .memory import Customer
 from .tools import format_passages
@@ -35,15 +36,13 @@ CHANNEL_STYLE = {
 CHANNEL_STYLE["gather"] = CHANNEL_STYLE["call"]
 CHANNEL_STYLE["chat"] = CHANNEL_STYLE["whatsapp"]
 
-# Said on a call while the answer is delayed; and the reply when no model can answer.
-FILLERS = {"en": "One moment.", "he": "רק רגע.", "ru": "Одну минуту.", "ar": "لحظة من فضلك.",
-           "es": "Un momento.", "fr": "Un instant.", "de": "Einen Moment."}
-APOLOGIES = {
-    "en": "Sorry, I'm having a technical problem right now. Please try again in a few minutes.",
-    "he": "סליחה, יש לי תקלה טכנית כרגע. אפשר לנסות שוב בעוד כמה דקות.",
-    "ru": "Извините, у меня сейчас техническая проблема. Попробуйте, пожалуйста, через "
-          "несколько минут.",
-}
+# Said on a call while the answer is delayed; and the reply when no model can answer. The
+# texts are the shipped phrases file's (appliance/phrases.ini, call/phrases.py).
+_SHIPPED = shipped_phrases()
+FILLERS = {lang: texts["filler"] for lang, texts in _SHIPPED.items() if texts.get("filler")}
+APOLOGIES = {lang: texts["apology"] for lang, texts in _SHIPPED.items() if texts.get("apology")}
+ASK_GENDER = {lang: t["ask_gender"] for lang, t in _SHIPPED.items() if t.get("ask_gender")}
+GENDERED = ("he", "ar", "ru")   # languages whose verbs and adjectives agree with the listener
 
 
 def language_name(code: str | None) -> str:
@@ -138,6 +137,8 @@ def dynamic_prompt(channel: str, customer: Customer, timezone: str,
     if customer.gender in ("f", "m"):
         form = "feminine" if customer.gender == "f" else "masculine"
         about.append(f"address them in the {form} form (in languages such as Hebrew)")
+    if customer.gender not in ("f", "m") and (customer.language or GENDERED[0]) in GENDERED:
+        lines.append(_ask_gender_rule())
     if about:
         lines.append("The customer: " + "; ".join(about) + ".")
     elif unconfirmed is None:
@@ -158,6 +159,16 @@ def local_turn_context(passages: Iterable[Any], language: str | None, business_l
     if language and language.split("-")[0] != business_language.split("-")[0]:
         parts.append(f"(The customer speaks {language_name(language)}.)")
     return "\n\n".join(parts)
+
+
+def _ask_gender_rule() -> str:
+    """Hebrew (and other gendered languages) needs the listener's grammatical gender."""
+    examples = "; ".join(f"{language_name(lang)}: \"{ASK_GENDER[lang]}\""
+                         for lang in GENDERED if lang in ASK_GENDER)
+    return ("We do not know how to address this customer grammatically. If you reply in a "
+            "language where words agree with the listener's gender (Hebrew, Arabic, Russian "
+            "past tense) and you cannot tell from what they said, ask politely once, e.g. "
+            f"{examples}, then save it with update_customer (gender f or m) and use it.")
 
 
 def turn_context(passages: Iterable[Any] = (), language: str | None = None,

@@ -137,6 +137,15 @@ class Speaker:
     def languages(self) -> tuple[str, ...]:
         return tuple(code for code in self._voices if code)
 
+    def has_voice(self, language: str | None) -> bool:
+        """Does `language` have its own voice (not the default one standing in)?"""
+        return self.voice_for(language) is not self._voices[""] or (
+            bool(language) and self._default_speaks(language or ""))
+
+    def _default_speaks(self, language: str) -> bool:
+        espeak = self._voices[""].espeak_voice.replace("_", "-").split("-")[0].lower()
+        return espeak == language.replace("_", "-").split("-")[0].lower()
+
     def voice_for(self, language: str | None) -> Voice:
         """The voice for ``language`` ("he", "ru", "en-US" -> "en"), else the default one."""
         if language:

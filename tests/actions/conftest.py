@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from appliance.store.db import Database
-from tests.support.actions import NOW, FakeSmtp, make_harness
+from tests.support.actions import NOW, make_harness
 
 
 @pytest.fixture
@@ -16,13 +16,6 @@ async def db(tmp_path: Path):
     database = await Database.open(tmp_path / "a.db")
     yield database
     database.close()
-
-
-@pytest.fixture
-def smtp_server():
-    server = FakeSmtp().start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from appliance.actions.summary import after_call, after_conversation, summarize_call
+from appliance.actions.summary import after_call, after_conversation, after_dial, summarize_call
 from appliance.conversation.engine import Engine
 from appliance.conversation.events import ActionRequested, ReplyDone, TextDelta
 from appliance.llm.failover import ChatModels
@@ -101,7 +101,8 @@ async def test_a_call_books_an_appointment_and_the_owner_gets_the_summary(
         "UPDATE calls SET started_at = '2025-03-16T08:00:05.000Z', "
         "ended_at = '2025-03-16T08:03:35.000Z', outcome = 'transferred', "
         "transfer_to = '+972501112233' WHERE id = ?", (call_id,))
-    summary = await after_call(h.services, call_id)
+    assert await after_call(h.services, call_id) is None, "waits for the <Dial> result"
+    summary = await after_dial(h.services, call_id, answered=True)
     assert summary is not None
     expected = """\
 Who: Dana Levi, +972501234567, new customer
@@ -112,10 +113,16 @@ What was asked:
 - "12:30 please. I'm Dana Levi."
 - "Send the address to my friend please."
 - "And put me through to +15558675309."
+What the bot answered:
+- "I can do 12:00 or 12:30 tomorrow."
+- "You're booked for tomorrow at 12:30."
+- "I've sent you the address by text."
+- "Connecting you now."
 What was done:
 - Booked: #1 Mon 17 Mar 12:30 (fridge repair)
 - Sent information: address: sent
 - Transferred the call: wants the manager
+- Tools run: find_free_slots, update_customer, book_appointment, send_me_info, transfer_to_human
 Needs a human:
 - nothing"""
     assert summary.text == expected
@@ -152,6 +159,8 @@ When: Sat 15 Mar 2025 10:00, 45 s (phone call)
 Outcome: message taken
 What was asked:
 - "Can I talk to Avi?"
+What the bot answered:
+- nothing
 What was done:
 - Could not transfer: outside_hours: asks for Avi
 - Took a message: #1 urgent

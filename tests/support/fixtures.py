@@ -81,3 +81,12 @@ async def fake_twilio():
     """The Twilio REST stand-in on loopback, shared by the messaging and webhook tests."""
     async with FakeTwilio(ACCOUNT_SID, TOKEN) as fake:
         yield fake
+
+
+@pytest.fixture
+def smtp_server():
+    """An SMTP server on loopback (aiosmtpd) that keeps what it receives."""
+    from tests.support.actions import FakeSmtp
+    server = FakeSmtp().start()
+    yield server
+    server.stop()

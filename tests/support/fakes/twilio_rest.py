@@ -161,6 +161,13 @@ class FakeTwilio:
         self._media[path] = (content_type, data)
         return self.base_url + path
 
+    def add_recording(self, data: bytes, call_sid: str | None = None) -> str:
+        """Serve a call recording; returns the RecordingUrl Twilio would post (without an
+        extension: GET it with ".wav" appended, as Twilio serves it)."""
+        path = f"{API}/Accounts/{self.account_sid}/Recordings/{_sid('RE')}"
+        self._media[path + ".wav"] = ("audio/x-wav", data)
+        return self.base_url + path
+
     # -- inspection ----------------------------------------------------------------------------
     def creates(self) -> list[Recorded]:
         return [r for r in self.requests
