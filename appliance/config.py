@@ -256,6 +256,8 @@ def _call(r: _Reader, models: _Models) -> CallSettings:
         caller_window_s=r.int("call", "caller_window_s", 600, 10, 86400),
         receive_timeout_s=r.float("call", "receive_timeout_s", 10.0, 1.0, 300.0),
         gather_empty_max=r.int("call", "gather_empty_max", 3, 1, 10),
+        dtmf_quiet_s=r.float("call", "dtmf_quiet_s", 2.5, 0.5, 30.0),
+        voicemail=r.bool("call", "voicemail", False),
     )
 
 

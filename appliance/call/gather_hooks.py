@@ -27,25 +27,11 @@ from ..tts.clauses import speakable
 from .clips import Clip, ClipStore
 from .gather import GatherTurns, Piece, ReplyRun
 from .gather_voice import GatherVoice, locale
-from .phrases import PHRASES
 from .record import CallStore
 
 log = logging.getLogger(__name__)
 XML = "application/xml"
-# Until call/phrases.py has them (per language), the <Gather> mode's own phrases.
-DEFAULT_PHRASES = {
-    "reprompt": "Sorry, I didn't catch that. How can I help?",
-    "anything_else": "How else can I help?",
-    "no_input_goodbye": "I can't hear anything, so I'll end the call now. Please call again "
-                        "any time. Goodbye!",
-    "transfer": "One moment, I'm connecting you now.",
-    "goodbye": "Thank you for calling. Goodbye!",
-}
 Hints = Callable[[], Awaitable[tuple[str, ...]]]
-
-
-def phrase(name: str) -> str:
-    return PHRASES.get(name) or DEFAULT_PHRASES[name]
 
 
 def _xml(body: str) -> web.Response:
@@ -84,6 +70,10 @@ class GatherWebhooks:
         if render is None:
             return twiml.Spoken(text=text, language=locale(language))
         return self._play(self.deps.clips.add(call_sid, text, language, render))
+
+    def _say_phrase(self, call_sid: str, key: str, language: str) -> twiml.Spoken:
+        """A fixed phrase (appliance/phrases.ini, [phrases_<lang>]) in the caller's language."""
+        return self._say(call_sid, self.deps.settings.phrases.text(key, language), language)
 
     def _play(self, clip: Clip) -> twiml.Spoken:
         return twiml.Spoken(play_url=self.deps.url(self.deps.clips.path(clip)))
@@ -156,8 +146,8 @@ class GatherWebhooks:
             if call_id is None or run is None or run.answered:
                 language = (await self._language(call_sid, caller, call_id)
                             if call_id is not None else self.deps.settings.business.language)
-                return await self._gather(language, [self._say(
-                    call_sid, phrase("anything_else"), language)])
+                return await self._gather(
+                    language, [self._say_phrase(call_sid, "anything_else", language)])
             return await self._answer(call_sid, call_id, run)
 
     # -- answers -------------------------------------------------------------------------
@@ -167,8 +157,8 @@ class GatherWebhooks:
             log.info("%d empty results in a row: goodbye", empties)
             await self.store.finish(call_id, "no_speech")
             return _xml(twiml.speak_then_hangup(
-                [self._say(call_sid, phrase("no_input_goodbye"), language)]))
-        return await self._gather(language, [self._say(call_sid, phrase("reprompt"), language)],
+                [self._say_phrase(call_sid, "no_input_goodbye", language)]))
+        return await self._gather(language, [self._say_phrase(call_sid, "reprompt", language)],
                                   empties)
 
     async def _answer(self, call_sid: str, call_id: int, run: ReplyRun) -> web.Response:
@@ -193,12 +183,12 @@ class GatherWebhooks:
                 action.target in settings.twilio.transfer_numbers:
             await self.store.finish(call_id, "transferred")
             return _xml(twiml.speak_then_dial(
-                spoken or [self._say(call_sid, phrase("transfer"), run.language)],
+                spoken or [self._say_phrase(call_sid, "transfer", run.language)],
                 action.target, self.deps.url("/dial-status?fallback=1")))
         if action is not None and action.kind == "hangup":
             await self.store.finish(call_id, "completed")
             return _xml(twiml.speak_then_hangup(
-                spoken or [self._say(call_sid, phrase("goodbye"), run.language)]))
+                spoken or [self._say_phrase(call_sid, "goodbye", run.language)]))
         caller = self.turns.caller(call_sid)
         language = await self._language(call_sid, caller, call_id) if caller else run.language
         return await self._gather(language, spoken)     # the caller's language, if it changed
