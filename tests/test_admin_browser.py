@@ -58,7 +58,7 @@ async def server(make_settings, gemini, tmp_path):  # noqa: F811 - the fixture
               f"[kb]\ndirectory = {kb}\n",
         environ={"TWILIO_AUTH_TOKEN": TOKEN, "GEMINI_API_KEY": "test-key"})
     async with running(settings) as srv:
-        seed(settings.storage.database)
+        seed(settings.storage.database, settings.business.timezone)
         set_password(settings.storage.database)
         yield srv
 

@@ -61,7 +61,7 @@ def dashboard_settings(make_settings, tmp_path: Path, fake: FakeTwilio, extra: s
 async def dash(make_settings, tmp_path, fake_twilio):
     settings = dashboard_settings(make_settings, tmp_path, fake_twilio)
     async with running(settings) as srv:
-        seed(settings.storage.database)
+        seed(settings.storage.database, settings.business.timezone)
         set_password(settings.storage.database)
         yield srv
 

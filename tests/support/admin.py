@@ -7,6 +7,7 @@ import re
 import sqlite3
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 from http.cookies import SimpleCookie
 from pathlib import Path
 
@@ -34,7 +35,7 @@ def _stamp(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
 
 
-def seed(db_path: Path) -> dict[str, int]:
+def seed(db_path: Path, timezone: str = "Asia/Jerusalem") -> dict[str, int]:
     """A customer with a finished call (interrupted reply, a tool, timings, a summary), a
     WhatsApp thread with delivery states, and an appointment later today."""
     now = datetime.now(UTC)
@@ -89,7 +90,8 @@ def seed(db_path: Path) -> dict[str, int]:
         conn.execute("INSERT INTO turns(customer_id, channel, role, text) VALUES "
                      "(?, 'whatsapp', 'user', 'Is the oven part in stock?')", (cid,))
         later = (now + timedelta(hours=1)).replace(minute=0, second=0, microsecond=0)
-        if later.astimezone(UTC).date() != now.date():
+        local = ZoneInfo(timezone)             # "today" is the business's day, not UTC's
+        if later.astimezone(local).date() != now.astimezone(local).date():
             later = now + timedelta(minutes=1)
         conn.execute(
             "INSERT INTO appointments(uid, customer_id, start_utc, end_utc, note, channel) "
