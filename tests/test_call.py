@@ -37,10 +37,14 @@ async def gemini():
         yield fake
 
 
+# Gemini's replies are scripted in order: a speculative request on a half-heard turn (the
+# caller resumes after a pause) would take the first of them, so these calls reply only to the
+# finished turn. Speculation has its own tests (test_call_speculation.py).
 @pytest.fixture
 async def server(make_settings, gemini):
     settings = make_settings(
-        extra=f"[gemini]\nbase_url = {gemini.base_url}\n[call]\nsilence_prompt_s = 30\n",
+        extra=f"[gemini]\nbase_url = {gemini.base_url}\n"
+              "[call]\nsilence_prompt_s = 30\nspeculative_replies = false\n",
         environ={"TWILIO_AUTH_TOKEN": TOKEN, "GEMINI_API_KEY": "test-key"})
     async with running(settings) as srv:
         assert srv.services.health()["ready"], srv.services.health()
@@ -233,7 +237,8 @@ async def backchannel_server(tmp_path, test_models, gemini):
 
     whisper = tm.make_whisper(tmp_path / "mhm", phrase="mhm")
     ini = write_ini(tmp_path / "config.ini", test_models,
-                    f"[stt]\nmodel = {whisper}\n[gemini]\nbase_url = {gemini.base_url}\n")
+                    f"[stt]\nmodel = {whisper}\n[gemini]\nbase_url = {gemini.base_url}\n"
+                    "[call]\nspeculative_replies = false\n")   # one request per turn, counted
     settings = load_settings(ini, environ={"TWILIO_AUTH_TOKEN": TOKEN, "GEMINI_API_KEY": "k"})
     async with running(settings) as srv:
         yield srv

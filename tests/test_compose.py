@@ -36,7 +36,7 @@ async def test_a_booking_by_phone_sends_its_confirmation_through_twilio(
     gemini.script(Reply(calls=(Call("book_appointment", {"start": start}),), ttft_s=0.05),
                   Reply(text="You are booked for tomorrow at ten. Anything else?", ttft_s=0.05))
     settings = make_settings(
-        extra=(f"[gemini]\nbase_url = {gemini.base_url}\n[call]\nsilence_prompt_s = 30\n"
+        extra=(f"[gemini]\nbase_url = {gemini.base_url}\n[call]\nsilence_prompt_s = 30\nspeculative_replies = false\n"
                f"[twilio]\naccount_sid = {ACCOUNT_SID}\napi_base_url = {fake_twilio.base_url}\n"
                f"[messaging]\nsms_from = {SMS_FROM}\n"
                f"[appointments]\nhours = mon-sun 08:00-20:00\n"),
