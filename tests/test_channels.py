@@ -19,7 +19,7 @@ from appliance.simulate import CallerTurn, _run_stream, simulate_call
 from tests.support.actions import FakeSmtp
 from tests.actions import test_actions_external
 from tests.support.fixtures import PUBLIC_URL, TOKEN
-from tests.support.fakes.gemini_server import Call, FakeGemini, Reply
+from tests.support.fakes.gemini_server import Call, Reply
 from tests.support.fakes.twilio_rest import FakeTwilio
 from tests.test_call import db_rows, turn
 from tests.support.messaging import ACCOUNT_SID, WA_FROM, inbound_params, new_sid
@@ -36,15 +36,8 @@ crm_server = test_actions_external.crm_server   # the CRM stand-in
 
 
 @pytest.fixture
-async def gemini():
-    async with FakeGemini() as fake:
-        yield fake
-
-
-@pytest.fixture
-async def twilio():
-    async with FakeTwilio(ACCOUNT_SID, TOKEN) as fake:
-        yield fake
+def twilio(fake_twilio: FakeTwilio) -> FakeTwilio:
+    return fake_twilio                       # the shared stand-in (tests/support/fixtures.py)
 
 
 # Gemini's replies are scripted in order: a speculative request on a half-heard turn (the

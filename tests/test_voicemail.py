@@ -18,7 +18,7 @@ from tests import test_channels
 from tests.test_channels import OWNER, body, mails, signed_post
 from tests.support.messaging import ACCOUNT_SID
 
-gemini, smtp, twilio = test_channels.gemini, test_channels.smtp, test_channels.twilio
+smtp, twilio = test_channels.smtp, test_channels.twilio
 
 
 @pytest.fixture
