@@ -197,8 +197,18 @@ async def test_upload_a_kb_file_and_find_a_passage_from_it(server, browser, tmp_
     upload.write_text("# Kettle descaling\n\nWe descale any kettle for 35 shekels while you "
                       "wait, using a citric acid bath.\n", encoding="utf-8")
 
+    def where() -> str:              # what the browser shows, for a failure message
+        return f"{browser.current_url}: {browser.find_element(By.TAG_NAME, 'body').text[:400]}"
+
+    try:
+        (chooser,) = await until(lambda: browser.find_elements(By.CSS_SELECTOR,
+                                                               "input[type=file]"),
+                                 "the upload form", 15)
+    except AssertionError:
+        raise AssertionError(f"no upload form at {await step(where)}") from None
+
     def send() -> None:
-        browser.find_element(By.CSS_SELECTOR, "input[type=file]").send_keys(str(upload))
+        chooser.send_keys(str(upload))
         browser.find_element(By.CSS_SELECTOR, "form[enctype] button").click()
 
     await step(send)

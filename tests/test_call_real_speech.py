@@ -58,10 +58,13 @@ async def test_a_phone_number_read_in_groups_is_one_turn(make_settings, tmp_path
         (row,) = conn.execute("SELECT * FROM call_turns").fetchall()
     finally:
         conn.close()
-    # the words run to the last group ("3344"; Whisper tiny.en on the short window often writes
-    # it "334", and on the 30 s window sometimes drops it: bench/results/turn_stt.md)
+    # the words run to the last group ("052 881 3344"). Whisper tiny.en's digits vary with how
+    # the audio was windowed: "334" for the last group, "800 81" for the middle one (a CI run),
+    # and on the 30 s window it sometimes drops the last group: bench/results/turn_stt.md.
+    # Recognition is not what this test checks; that the one transcript spans the groups is.
     digits = "".join(ch for ch in row["transcript"] if ch.isdigit())
-    assert digits.startswith("052881") and len(digits) >= 9, row["transcript"]
+    assert digits.startswith("052") and "33" in digits[6:] and len(digits) >= 9, \
+        row["transcript"]
     assert row["model_p"] is not None and row["ended_by"], dict(row)
     assert row["reply_text"] == REPLY
 
