@@ -17,7 +17,7 @@ import secrets
 import time
 import wave
 import xml.etree.ElementTree as ET
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +41,7 @@ class CallerTurn:
     speech_end_s: float | None = None     # where the voice stops in the file (manifest)
     barge_in_after_s: float | None = None  # start this turn this long after the bot starts
     dtmf: str | None = None               # press this key instead of speaking
+    before: Callable[[], Awaitable[None]] | None = None   # awaited just before the turn starts
 
 
 @dataclass
@@ -309,6 +310,8 @@ class _CallerStream:
             if turn.dtmf:
                 await self._press(turn.dtmf, reply_timeout_s)
                 continue
+            if turn.before is not None:
+                await turn.before()
             following = turns[index + 1] if index + 1 < len(turns) else None
             await self._speak(turn, following, reply_timeout_s)
         await self.silence_until(lambda: False, tail_s)

@@ -64,6 +64,15 @@ def real_models() -> BenchModels:
                        embedding=_embedding(CACHE), voice=voice)
 
 
+def smart_turn() -> Path:
+    from .realmodels import RealModelUnavailable, ensure
+
+    try:
+        return ensure("smart-turn-v3.2")
+    except RealModelUnavailable as exc:
+        raise SystemExit(f"real models unavailable: {exc}") from None
+
+
 KB_SUBSET = ("faq.md", "hours.md")    # indexed at start-up: the whole kb/ takes ~10 min here
 
 
@@ -71,7 +80,8 @@ def english_config(path: Path, setup: Setup, models: BenchModels, gemini_url: st
                    kb_dir: Path) -> None:
     """harness.write_config, then [stt] languages = en (Whisper tiny.en is English-only) and
     a two-file knowledge base (every turn still searches it; indexing all of kb/ with the
-    embedding model's shape would take most of the run on a shared box)."""
+    embedding model's shape would take most of the run on a shared box), and the real
+    smart-turn v3.2 end-of-turn model."""
     import configparser
 
     harness_write(path, setup, models, gemini_url)
@@ -80,6 +90,7 @@ def english_config(path: Path, setup: Setup, models: BenchModels, gemini_url: st
     parser.read(path, encoding="utf-8")
     parser["stt"]["languages"] = "en"
     parser["kb"]["directory"] = str(kb_dir)
+    parser["call"]["turn_model"] = str(smart_turn())   # end of turn as the product decides it
     with open(path, "w", encoding="utf-8") as f:
         parser.write(f)
 

@@ -2,9 +2,10 @@
 stand-ins' work does not delay its clock: ``python -m bench.gemini_proc --ttft 0.3 --rate 200``.
 
 Prints ``{"url": ...}`` when it listens and serves until stdin closes; a line such as
-``ttft 0.8``, ``rate 150`` or ``long 1`` on stdin changes what the next requests get (any line,
-e.g. ``stats``, is answered with the state and the number of turn requests so far). Every
-request gets the next of REPLIES (or LONG_REPLY with ``--long``) after ``--ttft`` seconds,
+``ttft 0.8``, ``rate 150``, ``long 1`` or ``say TEXT`` on stdin changes what the next requests
+get (any line, e.g. ``stats``, is answered with the state and the number of turn requests so
+far). Every request gets TEXT once ``say`` set it (``say`` alone: back to the list), else the
+next of REPLIES (or LONG_REPLY with ``--long``) after ``--ttft`` seconds,
 streamed at ``--rate`` tokens per second (Gemini 2.5 Flash streams a few hundred tokens per
 second).
 """
@@ -37,23 +38,24 @@ LONG_REPLY = ("Our shop sells and repairs washing machines, fridges and ovens. "
 
 
 async def _serve(ttft: float, rate: float, long: bool) -> None:
-    state = {"ttft": ttft, "rate": rate, "long": long}
+    state: dict[str, float | bool | str] = {"ttft": ttft, "rate": rate, "long": long, "say": ""}
     short, longs = itertools.cycle(REPLIES), itertools.cycle([LONG_REPLY])
 
     def answer(recorded) -> Reply:
         if recorded.is_probe:
             return Reply(text="OK")
-        text = next(longs if state["long"] else short)
-        return Reply(text=text, ttft_s=state["ttft"], tokens_per_s=state["rate"])
+        text = str(state["say"]) or next(longs if state["long"] else short)
+        return Reply(text=text, ttft_s=float(state["ttft"]), tokens_per_s=float(state["rate"]))
 
     loop = asyncio.get_running_loop()
     async with FakeGemini() as fake:
         fake.default = answer
         print(json.dumps({"url": fake.base_url}), flush=True)
         while line := await loop.run_in_executor(None, sys.stdin.readline):
-            key, _, value = line.strip().partition(" ")   # "ttft 0.8", "rate 200", "long 1"
+            key, _, value = line.strip().partition(" ")   # "ttft 0.8", "long 1", "say Hi."
             if key in state:
-                state[key] = bool(int(value)) if key == "long" else float(value)
+                state[key] = (bool(int(value)) if key == "long" else value if key == "say"
+                              else float(value))
             print(json.dumps({**state, "requests": len(fake.turn_requests)}), flush=True)
 
 

@@ -13,7 +13,9 @@ Media Streams protocol with the product's Twilio stand-in (appliance.simulate: s
 webhook, WebSocket, real-time 20 ms mu-law frames, the bot's audio played back at real time,
 marks echoed, `clear` honoured), several turns per call in a fixed shuffled order. Both systems
 use real Whisper tiny.en, the real Piper joe voice and the same Gemini stand-in (first token after
-300 ms). Everything is measured on the Twilio side (bench/turn_metrics.py), so both are measured
+300 ms). The stand-in answers each caller turn with the question the set's next turn replies to
+(its bot_question: "What's the best number to reach you on?" before a number is read out), as the
+bot would on a real call; each system makes of that what it can. Everything is measured on the Twilio side (bench/turn_metrics.py), so both are measured
 alike. Then `--bargeins` barge-ins: the caller asks something and, 0.8 s after the bot's answer
 starts, speaks a longer turn over it; measured: caller speech onset -> the bot's `clear`.
 The cost: Gemini requests the stand-in answered per turn that got a reply, and (appliance, from
@@ -33,6 +35,7 @@ import os
 import random
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
@@ -113,9 +116,24 @@ def bursts(events: list[dict[str, Any]], origin: float) -> list[list[float]]:
     return runs
 
 
+CLOSING_QUESTION = "Thank you. Is there anything else I can help with?"
+
+
+def bot_lines(entries: list[dict[str, Any]]) -> list[str]:
+    """What the bot answers to each caller turn: the question the next turn replies to (the set's
+    bot_question), so a caller reads out a number after being asked for it, as on a real call."""
+    following = [e.get("bot_question") for e in entries[1:]] + [None]
+    return [f"I see. {q}" if q else CLOSING_QUESTION for q in following]
+
+
 async def run_call(system: Appliance | Pipecat, entries: list[dict[str, Any]],
-                   audio_dir: Path) -> tuple[list[TurnMetrics], dict[str, Any]]:
-    turns = [CallerTurn(audio_dir / e["file"], speech_end_s=e["speech_end_s"]) for e in entries]
+                   audio_dir: Path, gemini: GeminiStandIn | None = None,
+                   ) -> tuple[list[TurnMetrics], dict[str, Any]]:
+    def before(line: str) -> Callable[[], Awaitable[None]] | None:
+        return None if gemini is None else (lambda: gemini.say(line))
+
+    turns = [CallerTurn(audio_dir / e["file"], speech_end_s=e["speech_end_s"],
+                        before=before(line)) for e, line in zip(entries, bot_lines(entries))]
     result = await simulate_call(system.url, PUBLIC_URL, AUTH_TOKEN, turns,
                                  greeting_timeout_s=25.0, reply_timeout_s=12.0,
                                  sign=system.sign, tail_s=1.0)
@@ -197,7 +215,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         for number, entries in enumerate(calls, 1):
             for name, system in systems.items():
                 started, before = time.monotonic(), await gemini.requests()
-                metrics, info = await run_call(system, entries, speech_set.DEFAULT_OUT)
+                metrics, info = await run_call(system, entries, speech_set.DEFAULT_OUT, gemini)
                 tallies[name].requests += await gemini.requests() - before
                 tallies[name].busy_s += time.monotonic() - started
                 info["load_1min"] = round(os.getloadavg()[0], 2)
@@ -209,6 +227,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         for name, system in systems.items():
             if isinstance(system, Appliance):
                 tallies[name].speculation = system.speculation()   # the set's calls only
+        await gemini.say("")                  # the barge-ins talk over the usual replies
         for pairs in plan_bargeins(manifest, args.bargeins, args.seed):
             for name, system in systems.items():
                 clears = await run_bargein_call(system, pairs, speech_set.DEFAULT_OUT)
@@ -244,6 +263,14 @@ def rescore(results: dict[str, Any]) -> dict[str, Any]:
     return results
 
 
+def _plain(value: object) -> object:
+    """numpy scalars (a numpy bool once cost a 25-minute run its JSON) as Python values."""
+    item = getattr(value, "item", None)
+    if callable(item):
+        return item()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.turn_bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -268,8 +295,8 @@ def main(argv: list[str] | None = None) -> int:
         results = asyncio.run(main_async(args))
         results["wall_s"] = round(time.monotonic() - started, 1)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(results, indent=1) + "\n",
-                                             encoding="utf-8")
+    args.out.with_suffix(".json").write_text(json.dumps(results, indent=1, default=_plain)
+                                             + "\n", encoding="utf-8")
     notes = args.notes.read_text(encoding="utf-8").strip() if args.notes else ""
     write_report(args.out.with_suffix(".md"), results, notes)
     print(f"wrote {args.out}.md/.json in {results['wall_s']:.0f} s")

@@ -105,11 +105,18 @@ class GeminiStandIn:
 
     async def requests(self) -> int:
         """Turn requests (not probes) the stand-in has answered so far."""
+        return int((await self._command("stats"))["requests"])
+
+    async def say(self, text: str) -> None:
+        """Every request from now on is answered with ``text`` ("" for the usual replies)."""
+        await self._command(f"say {' '.join(text.split())}")
+
+    async def _command(self, line: str) -> dict[str, object]:
         proc = self._proc.proc
         assert proc is not None and proc.stdin is not None and proc.stdout is not None
-        proc.stdin.write(b"stats\n")
+        proc.stdin.write(line.encode() + b"\n")
         await proc.stdin.drain()
-        return int(json.loads(await asyncio.wait_for(proc.stdout.readline(), 10))["requests"])
+        return json.loads(await asyncio.wait_for(proc.stdout.readline(), 10))
 
 
 def write_appliance_config(path: Path, port: int, gemini_url: str) -> None:
@@ -131,6 +138,9 @@ def write_appliance_config(path: Path, port: int, gemini_url: str) -> None:
         ("stt", "languages"): "en",
         ("tts", "voice"): str(realmodels.ensure("piper-joe")),
         ("call", "turn_model"): str(realmodels.ensure("smart-turn-v3.2")),
+        # one stand-in caller number makes every call: the per-caller rate limit (6 per
+        # window) refused the barge-in calls of an appliance-only run
+        ("call", "caller_max_calls"): "1000",
         ("local_llm", "model_path"): str(tm.make_chat_gguf(models)),
         ("kb", "embedding_model"): str(tm.make_embedding_gguf(models)),
         ("kb", "directory"): str(ROOT / "kb"),

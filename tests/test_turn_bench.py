@@ -129,3 +129,13 @@ def test_rendered_turn_has_its_pause_and_boundaries_in_the_manifest():
         longest = max(end - start for start, end in entry["pauses_s"])
         assert longest == pytest.approx(1.0, abs=0.2)
         assert entry["kind"] == "two_part" and entry["bot_question"] == "Else?"
+
+
+def test_the_bot_answers_each_turn_with_the_question_the_next_turn_replies_to():
+    from bench.turn_bench import CLOSING_QUESTION, bot_lines
+
+    entries = [{"bot_question": "How can I help you today?"},
+               {"bot_question": "What's the best number to reach you on?"},
+               {"bot_question": None}, {}]
+    assert bot_lines(entries) == ["I see. What's the best number to reach you on?",
+                                  CLOSING_QUESTION, CLOSING_QUESTION, CLOSING_QUESTION]

@@ -219,3 +219,43 @@ def test_bad_inputs():
         TurnParams(model_done=0.2)
     with pytest.raises(ValueError):
         TurnParams(continue_threshold=0.8)
+
+
+def test_a_caller_who_went_on_after_an_early_commit_gets_longer_waits_from_then_on():
+    det = TurnDetector()
+    # turn 1: "It's forty five Allenby Road." committed after 350 ms; the caller goes on 800 ms
+    # after the end of speech ("third floor"): that commit was early
+    first = run(det, speech(900) + silence(800), {1: ("It's forty five Allenby Road.", 0.95)})
+    (early,) = commits(first)
+    assert (early.ended_by, early.wait_ms) == ("model+text", 350)
+    second = run(det, speech(600) + silence(1200), {1: ("Third floor, thank you.", 0.95)})
+    (decision,) = commits(second)
+    assert decision.start_ms - early.end_of_speech_ms == 800
+    assert (decision.ended_by, decision.wait_ms) == ("caller_pauses", 800 + 150)
+    assert det.caller_pause_ms == 800
+
+
+def test_a_pause_the_caller_went_on_after_sets_the_floor_for_the_next_turns_only():
+    det = TurnDetector()
+    first = run(det, speech(300) + silence(992) + speech(1200) + silence(600),
+                {1: ("Um.", 0.8), 2: ("Um. I'd like to book a table.", 0.92)})
+    assert commits(first)[0].ended_by == "model+text"          # not within the turn
+    run(det, silence(3000))                                      # the bot answers
+    second = run(det, speech(500) + silence(1500), {1: ("Yes, please.", 0.9)})
+    assert (commits(second)[0].ended_by, commits(second)[0].wait_ms) == (
+        "caller_pauses", 992 + 150)
+
+
+def test_a_new_turn_long_after_the_commit_teaches_nothing_and_the_floor_is_capped():
+    det = TurnDetector()
+    run(det, speech(600) + silence(400) + silence(3000), {1: ("Is it open today?", 0.9)})
+    second = run(det, speech(600) + silence(400), {1: ("Is it open today?", 0.9)})
+    assert commits(second)[0].wait_ms == 200 and det.caller_pause_ms == 0
+    waits = []
+    for det in (TurnDetector(TurnParams(adapt_margin_ms=0)), TurnDetector()):
+        run(det, speech(600) + silence(1408) + speech(600) + silence(1600),
+            {1: ("and", 0.1), 2: ("and then the", 0.1)})      # went on after 1.4 s
+        run(det, silence(3000))
+        (decision,) = commits(run(det, speech(600) + silence(1600), {1: ("Thanks, bye.", 0.95)}))
+        waits.append(decision.wait_ms)
+    assert waits == [200, 1500]                                  # off; capped at max_wait_ms

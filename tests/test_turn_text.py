@@ -28,6 +28,8 @@ from appliance.turns.text import TextSignal, expectation_of, normalise, text_sig
     ("Hang on, let me check.", "holding"),
     ("Sure, one moment.", "holding"),
     ("Hold on.", "holding"),
+    ("Oh wait, one more thing.", "holding"),  # more is announced
+    ("And another question.", "holding"),
 ])
 def test_unfinished(text, reason):
     assert text_signal(text) == TextSignal("unfinished", reason)
@@ -38,6 +40,7 @@ def test_unfinished(text, reason):
     ("Can I speak to a real person, please?", "question"),
     ("Is it?", "question"),
     ("Thanks, bye.", "closing"),
+    ("Lovely, bye now.", "closing"),
     ("No, that's all", "closing"),
     ("Спасибо", "closing"),
     ("תודה רבה", "closing"),

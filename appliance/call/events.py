@@ -55,7 +55,8 @@ class TurnDecided:
     at: float
     start_ms: int
     end_of_speech_ms: int
-    ended_by: str        # model+text, model, text, silence, silence_max, max_length
+    ended_by: str        # model+text, model, text, silence, silence_max, max_length,
+                         # caller_pauses
     wait_ms: int         # the adaptive silence required for the final pause
     silence_ms: int      # the silence actually waited (audio time)
     model_p: float | None            # smart-turn P(complete) for the final pause

@@ -27,7 +27,12 @@ window, follows ``TurnParams.wait_for``:
 
 The model alone never ends a turn fast: on 8 kHz phone audio it scores many finished turns low and
 some pauses inside a turn high (bench/results/turn_model.md), so the transcript leads and the
-model shortens or lengthens the wait. "pending" (a transcript was asked for but has not come)
+model shortens or lengthens the wait. The caller teaches it too: a pause they went on after (a
+``Resume``, or a new turn starting within ``adapt_gap_ms`` of a committed turn's end of speech:
+that commit was early) sets a floor for the caller's next turns, the longest such pause plus
+``adapt_margin_ms`` (at most ``max_wait_ms``; ended_by "caller_pauses"), so a caller who reads
+things out with one-second pauses is cut off once, not at every turn. The floor starts at the
+next turn: within a turn the text already says whether more is coming. "pending" (a transcript was asked for but has not come)
 never waits less than ``base_wait_ms``. A signal that arrives after its wait has already passed commits at once; signals for an older
 pause are ignored. A voiced blip shorter than ``resume_min_ms`` counts as silence, but no turn is
 committed while such a blip is going on. Voicing uses hysteresis (open at ``start_threshold``,
@@ -42,7 +47,8 @@ from typing import Literal
 
 from .text import Expect, TextSignal, text_signal
 
-EndedBy = Literal["model+text", "model", "text", "silence", "silence_max", "max_length"]
+EndedBy = Literal["model+text", "model", "text", "silence", "silence_max", "max_length",
+                  "caller_pauses"]
 
 
 @dataclass(frozen=True)
@@ -63,6 +69,8 @@ class TurnParams:
     model_not_done: float = 0.3  # P(complete) below: the model says unfinished
     max_turn_ms: int = 30_000  # onset to forced end (Whisper's window is 30 s)
     pending_wait_ms: int = 0  # least wait while the transcript has not come (0: base_wait_ms)
+    adapt_margin_ms: int = 150  # later waits >= the caller's longest mid-turn pause + this (0: off)
+    adapt_gap_ms: int = 1500  # a turn starting this soon after a commit's end of speech: too early
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.continue_threshold <= self.start_threshold <= 1.0:
@@ -77,6 +85,8 @@ class TurnParams:
             raise ValueError("need 0 < fast <= quick <= text <= model <= base <= doubt <= max")
         if self.max_turn_ms <= 0:
             raise ValueError("max_turn_ms must be > 0")
+        if self.adapt_margin_ms < 0 or self.adapt_gap_ms < 0:
+            raise ValueError("adapt_margin_ms and adapt_gap_ms must be >= 0")
 
     def wait_for(self, signal: TextSignal | None, model_p: float | None,
                  text_pending: bool = False) -> tuple[int, EndedBy]:
@@ -163,6 +173,9 @@ class TurnDetector:
         self._now_ms = start_ms
         self._pause_id = 0  # increases for every pause, across turns
         self._expect: Expect | None = None
+        self._held_ms = 0  # the longest pause this caller went on after (the whole call)
+        self._floor_ms = 0  # the wait floor in force this turn (from the earlier turns)
+        self._last_end_ms: int | None = None  # end of speech of the last committed turn
         self.reset()
 
     def reset(self, at_ms: int | None = None) -> None:
@@ -210,9 +223,23 @@ class TurnDetector:
         """The adaptive wait of the current pause, from the evidence so far."""
         return self._wait()[0]
 
+    @property
+    def caller_pause_ms(self) -> int:
+        """The longest pause this caller went on after in the earlier turns (0: none)."""
+        return self._floor_ms
+
     def _wait(self) -> tuple[int, EndedBy]:
         pending = self._announced and self._signal is None
-        return self.params.wait_for(self._signal, self._model_p, text_pending=pending)
+        wait, ended_by = self.params.wait_for(self._signal, self._model_p, text_pending=pending)
+        p = self.params
+        if p.adapt_margin_ms and self._floor_ms:
+            floor = min(p.max_wait_ms, self._floor_ms + p.adapt_margin_ms)
+            if floor > wait:
+                return floor, "caller_pauses"
+        return wait, ended_by
+
+    def _held(self, pause_ms: int) -> None:
+        self._held_ms = max(self._held_ms, pause_ms)
 
     # --- inputs ----------------------------------------------------------------------------
     def frame(self, speech_probability: float, duration_ms: int) -> list[TurnEvent]:
@@ -260,6 +287,11 @@ class TurnDetector:
             return []
         self._state = _State.SPEECH
         self._turn_start_ms = self._run_start_ms
+        if self._last_end_ms is not None and \
+                self._turn_start_ms - self._last_end_ms <= self.params.adapt_gap_ms:
+            self._held(self._turn_start_ms - self._last_end_ms)  # the last commit was early
+        self._last_end_ms = None
+        self._floor_ms = self._held_ms
         self._last_voiced_end_ms = self._now_ms
         self._pauses_in_turn = 0
         return [TurnStarted(at_ms=self._turn_start_ms)]
@@ -281,6 +313,7 @@ class TurnDetector:
         events: list[TurnEvent] = []
         if self._announced:
             pause_ms = self._run_start_ms - self._last_voiced_end_ms
+            self._held(pause_ms)
             events.append(Resume(self._run_start_ms, pause_ms, self._pause_id))
         self._state = _State.SPEECH
         self._last_voiced_end_ms = self._now_ms
@@ -307,5 +340,6 @@ class TurnDetector:
             decided_ms=self._now_ms, ended_by=ended_by, wait_ms=wait,
             speculative_starts=self._pauses_in_turn, model_p=self._model_p,
             text_signal=self._signal, text=self._text, pause_id=self._pause_id)
+        self._last_end_ms = self._last_voiced_end_ms
         self.reset()
         return Commit(decision)

@@ -74,7 +74,8 @@ _DANGLING = _vocab(
     "в на с к по для о мой моя моё мои номер "
     "של עם את ב ל מ על שלי המספר")
 _CLOSINGS = (
-    "thank you", "thanks", "thanks a lot", "bye", "goodbye", "bye bye", "that's all",
+    "thank you", "thanks", "thanks a lot", "bye", "goodbye", "bye bye", "bye now",
+    "bye for now", "that's all",
     "that's it", "that is all", "nothing else", "no thanks", "no thank you", "have a nice day",
     "спасибо", "до свидания", "пока", "это всё", "это все",
     "תודה", "תודה רבה", "להתראות", "ביי", "זהו",
@@ -85,6 +86,10 @@ _HOLDING = (
     "just a second", "just a sec", "a moment", "a second", "let me check", "let me see",
     "let me think", "let me look", "let me find it", "give me a second", "give me a moment",
     "wait", "минутку", "секунду", "подождите", "сейчас посмотрю", "רגע", "שנייה", "רק רגע",
+    # ... or announces that more is coming: "Oh wait, one more thing."
+    "one more thing", "one more question", "another thing", "another question",
+    "one last thing", "one last question", "and also", "ещё одно", "еще одно", "עוד משהו",
+    "עוד שאלה",
 )
 _SHORT_ANSWERS = _vocab(
     "yes yeah yep yup no nope sure ok okay correct right exactly fine great perfect please "
