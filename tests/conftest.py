@@ -7,6 +7,7 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before llama.cpp / CTranslate2 load
 
 from tests.support.fixtures import (  # noqa: E402
-    fake_twilio, gemini, make_settings, smtp_server, test_models)
+    crm_server, fake_twilio, gemini, make_settings, smtp_server, test_models, tiny_fs)
 
-__all__ = ["fake_twilio", "gemini", "make_settings", "smtp_server", "test_models"]
+__all__ = ["crm_server", "fake_twilio", "gemini", "make_settings", "smtp_server", "test_models",
+           "tiny_fs"]

@@ -23,7 +23,7 @@ from appliance.simulate import CallerTurn, simulate_call
 from appliance.server import running
 from tests.support.admin import CALL_SID, PASSWORD, seed, set_password
 from tests.support.fixtures import AUDIO_DIR, PUBLIC_URL, TOKEN
-from tests.test_call import REPLY, db_rows, gemini  # noqa: F401 - gemini is a fixture
+from tests.support.calls import REPLY, db_rows, gemini  # noqa: F401 - gemini is a fixture
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver") or (

@@ -30,7 +30,7 @@ from tests.support.admin import (
 )
 from tests.support.fixtures import ACCOUNT_SID, HERE, TOKEN
 from tests.support.fakes.twilio_rest import FakeTwilio
-from tests.test_call import db_rows as rows
+from tests.support.calls import db_rows as rows
 
 SMS_FROM = "+15550002222"
 DIGITS = CUSTOMER_PHONE.lstrip("+")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sqlite3
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -19,22 +18,13 @@ import pytest
 
 from appliance.simulate import CallerTurn, simulate_call
 from appliance.server import running
-from tests.support.fixtures import AUDIO_DIR, PUBLIC_URL, TOKEN
-from tests.support.fakes.gemini_server import Call, FakeGemini, Reply
+from tests.support import calls
+from tests.support.calls import REPLY, db_rows, open_ticket, turn
+from tests.support.fixtures import PUBLIC_URL, TOKEN
+from tests.support.fakes.gemini_server import Call, Reply
+from tests.support.gather import last_reply, plays, whole_reply
 
-MANIFEST = {e["file"]: e for e in json.loads((AUDIO_DIR / "manifest.json").read_text())}
-REPLY = "Of course, I can book that for you. Which time suits you best, nine or eleven?"
-
-
-def turn(name: str, **kw) -> CallerTurn:
-    return CallerTurn(AUDIO_DIR / name, speech_end_s=MANIFEST[name]["speech_end_s"], **kw)
-
-
-@pytest.fixture
-async def gemini():
-    async with FakeGemini() as fake:
-        fake.default = Reply(text=REPLY, ttft_s=0.05)
-        yield fake
+gemini = calls.gemini      # the Gemini stand-in answering REPLY
 
 
 # Gemini's replies are scripted in order: a speculative request on a half-heard turn (the
@@ -49,15 +39,6 @@ async def server(make_settings, gemini):
     async with running(settings) as srv:
         assert srv.services.health()["ready"], srv.services.health()
         yield srv
-
-
-def db_rows(srv, sql: str, *args) -> list[sqlite3.Row]:
-    conn = sqlite3.connect(srv.services.settings.storage.database)
-    conn.row_factory = sqlite3.Row
-    try:
-        return conn.execute(sql, args).fetchall()
-    finally:
-        conn.close()
 
 
 async def call(srv, turns, **kw):
@@ -167,8 +148,6 @@ async def test_forged_or_unsigned_requests_are_refused(server) -> None:
 
 
 async def test_a_stream_without_a_valid_token_is_closed_before_any_work(server) -> None:
-    from tests.test_call_admission import open_ticket
-
     ticket = await open_ticket(server, "CA" + "1" * 32)     # a real one-time stream URL
     async with aiohttp.ClientSession() as http:
         async with http.ws_connect(ticket.local_ws, headers=ticket.upgrade_headers) as ws:
@@ -310,8 +289,6 @@ async def test_gather_mode_answers_with_the_same_engine(make_settings, gemini) -
         gather = ET.fromstring(body).find("Gather")
         assert gather.get("input") == "speech"
         assert gather.get("action") == PUBLIC_URL + "/respond"
-        from tests.test_gather import last_reply, plays, whole_reply
-
         bodies = await whole_reply(srv, call_params, "Are you open?")
         assert ET.fromstring(bodies[-1]).find("Gather") is not None
         assert [u for b in bodies for u in plays(b)], "the reply is <Play>ed in our voice"

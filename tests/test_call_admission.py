@@ -14,59 +14,17 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import aiohttp
 import pytest
-from twilio.request_validator import RequestValidator
 
 from appliance.runtime import Component
 from appliance.server import running
 from appliance.simulate import simulate_call
+from tests.support.calls import SIGN, call_params, open_ticket, post, settings_for, sid
 from tests.support.fixtures import PUBLIC_URL, TOKEN
 from tests.support.fakes.gemini_server import FakeGemini, Reply
-
-ACCOUNT = "AC" + "0" * 32
-SIGN = RequestValidator(TOKEN)
-
-
-@dataclass
-class Ticket:
-    status: int
-    twiml: str
-    stream_url: str = ""
-    token: str = ""
-    local_ws: str = ""
-
-    @property
-    def upgrade_headers(self) -> dict[str, str]:
-        return {"X-Twilio-Signature": SIGN.compute_signature(self.stream_url, {})}
-
-
-def call_params(call_sid: str, caller: str = "+15550001111", **extra: str) -> dict[str, str]:
-    return {"CallSid": call_sid, "AccountSid": ACCOUNT, "From": caller, "To": "+15550002222",
-            "CallStatus": "ringing", **extra}
-
-
-async def post(srv, path: str, params: dict[str, str]) -> tuple[int, str]:
-    headers = {"X-Twilio-Signature": SIGN.compute_signature(PUBLIC_URL + path, params)}
-    async with aiohttp.ClientSession() as http, \
-            http.post(srv.url + path, data=params, headers=headers) as resp:
-        return resp.status, await resp.text()
-
-
-async def open_ticket(srv, call_sid: str, caller: str = "+15550001111",
-                      path: str = "/voice-stream", **extra: str) -> Ticket:
-    status, body = await post(srv, path, call_params(call_sid, caller, **extra))
-    ticket = Ticket(status, body)
-    stream = ET.fromstring(body).find("./Connect/Stream") if status == 200 else None
-    if stream is not None:
-        ticket.stream_url = stream.get("url")
-        ticket.token = {p.get("name"): p.get("value")
-                        for p in stream.findall("Parameter")}["token"]
-        ticket.local_ws = srv.url.replace("http", "ws", 1) + urlsplit(ticket.stream_url).path
-    return ticket
 
 
 def outcomes(srv) -> dict[str, str]:
@@ -77,21 +35,11 @@ def outcomes(srv) -> dict[str, str]:
         conn.close()
 
 
-def sid(n: int) -> str:
-    return f"CA{n:032d}"
-
-
 @pytest.fixture
 async def gemini():
     async with FakeGemini() as fake:
         fake.default = Reply(text="Sure.", ttft_s=0.02)
         yield fake
-
-
-def settings_for(make_settings, gemini, extra: str = ""):
-    return make_settings(
-        extra=f"[gemini]\nbase_url = {gemini.base_url}\n[twilio]\naccount_sid = {ACCOUNT}\n"
-              + extra, environ={"TWILIO_AUTH_TOKEN": TOKEN, "GEMINI_API_KEY": "k"})
 
 
 @pytest.mark.parametrize("overflow", ["busy", "operator", "gather"])

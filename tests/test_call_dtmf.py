@@ -12,10 +12,10 @@ from appliance.call.dtmf import KeyedDigits
 from appliance.server import running
 from appliance.simulate import CallerTurn, simulate_call
 from tests.support.fixtures import PUBLIC_URL, TOKEN
-from tests import test_call
-from tests.test_call import REPLY, db_rows
+from tests.support import calls
+from tests.support.calls import REPLY, db_rows
 
-gemini = test_call.gemini      # the Gemini stand-in answering REPLY
+gemini = calls.gemini      # the Gemini stand-in answering REPLY
 
 
 

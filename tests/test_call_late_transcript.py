@@ -17,9 +17,8 @@ from appliance.server import running
 from appliance.simulate import simulate_call
 from appliance.stt.whisper import SpeechRecognizer
 from tests.support.fixtures import PUBLIC_URL, TOKEN
-from tests.test_call_speculation import paused_turn, rows
-
-from tests.test_call import REPLY as ANSWER, gemini  # noqa: F401 - the Gemini stand-in fixture
+from tests.support.calls import (  # noqa: F401 - gemini: the Gemini stand-in fixture
+    REPLY as ANSWER, gemini, paused_turn, rows)
 
 STT_DELAY_S = 1.6
 

@@ -13,8 +13,7 @@ from appliance.server import running
 from appliance.simulate import CallerTurn, simulate_call
 from tests.support.fixtures import PUBLIC_URL, TOKEN
 from tests.support.fakes.gemini_server import FakeGemini, Reply
-from tests.test_turns_real_speech import CLIPS, _clip
-from tests.support.turn_replay import real_model, write_wav
+from tests.support.turn_replay import CLIPS, real_model, speech_clip as _clip, write_wav
 
 REPLY = "Thank you, I have your number."
 

@@ -11,24 +11,19 @@ cancelled speculative attempts ask for the booking too; only the released reply 
 
 from __future__ import annotations
 
-import json
-import sqlite3
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
-import numpy as np
 import pytest
 
 from appliance.call.events import (AudioSent, CallEvent, ReplyStarted, SpeechStarted,
                                    TurnCompleted, TurnDecided)
 from appliance.server import running
-from appliance.simulate import CallerTurn, simulate_call
-from tests.support.fixtures import AUDIO_DIR, PUBLIC_URL, TOKEN
+from appliance.simulate import simulate_call
+from tests.support.fixtures import PUBLIC_URL, TOKEN
 from tests.support.fakes.gemini_server import Call, FakeGemini, Recorded, Reply
-from tests.support.turn_replay import read_wav, write_wav
+from tests.support.calls import paused_turn, rows
 
-MANIFEST = {e["file"]: e for e in json.loads((AUDIO_DIR / "manifest.json").read_text())}
 BOOKED = "You are booked for tomorrow at ten. Anything else?"
 HOLD = "Let me book that for you."
 
@@ -36,18 +31,6 @@ HOLD = "Let me book that for you."
 def tomorrow_ten() -> str:
     day = datetime.now(ZoneInfo("Asia/Jerusalem")).date() + timedelta(days=1)
     return f"{day.isoformat()}T10:00"
-
-
-def paused_turn(directory: Path, pause_s: float) -> CallerTurn:
-    """en_book.wav's speech, a pause of `pause_s`, then its speech again."""
-    pcm, rate = read_wav(AUDIO_DIR / "en_book.wav")
-    entry = MANIFEST["en_book.wav"]
-    speech = pcm[int(entry["speech_start_s"] * rate):int(entry["speech_end_s"] * rate)]
-    lead = np.zeros(int(0.5 * rate), np.int16)
-    gap = np.zeros(int(pause_s * rate), np.int16)
-    path = directory / "en_book_paused.wav"
-    write_wav(path, np.concatenate([lead, speech, gap, speech, pcm[-rate:]]), rate)
-    return CallerTurn(path, speech_end_s=(len(lead) + 2 * len(speech) + len(gap)) / rate)
 
 
 @pytest.fixture
@@ -63,15 +46,6 @@ async def gemini():
     async with FakeGemini() as fake:
         fake.default = answer
         yield fake
-
-
-def rows(db: Path, sql: str, *args: object) -> list[sqlite3.Row]:
-    conn = sqlite3.connect(db)
-    conn.row_factory = sqlite3.Row
-    try:
-        return conn.execute(sql, args).fetchall()
-    finally:
-        conn.close()
 
 
 async def test_a_cancelled_speculative_reply_never_books_and_is_never_heard(

@@ -6,7 +6,6 @@ conversation is summarised once it goes quiet, once."""
 from __future__ import annotations
 
 import asyncio
-import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -16,28 +15,15 @@ from twilio.request_validator import RequestValidator
 
 from appliance.server import running
 from appliance.simulate import CallerTurn, _run_stream, simulate_call
-from tests.support.actions import FakeSmtp
-from tests.actions import test_actions_external
+from tests.support import channels
+from tests.support.actions import OWNER_EMAIL as OWNER
+from tests.support.calls import db_rows, turn
+from tests.support.channels import body, mails, messaging_settings, signed_post
 from tests.support.fixtures import PUBLIC_URL, TOKEN
 from tests.support.fakes.gemini_server import Call, Reply
-from tests.support.fakes.twilio_rest import FakeTwilio
-from tests.test_call import db_rows, turn
-from tests.support.messaging import ACCOUNT_SID, WA_FROM, inbound_params, new_sid
+from tests.support.messaging import ACCOUNT_SID, WA_FROM, inbound_params, new_sid, wait_until
 
-OWNER = "owner@sunrise.example"
-
-
-@pytest.fixture
-def smtp(smtp_server: FakeSmtp) -> FakeSmtp:
-    return smtp_server
-
-
-crm_server = test_actions_external.crm_server   # the CRM stand-in
-
-
-@pytest.fixture
-def twilio(fake_twilio: FakeTwilio) -> FakeTwilio:
-    return fake_twilio                       # the shared stand-in (tests/support/fixtures.py)
+smtp, twilio = channels.smtp, channels.twilio
 
 
 # Gemini's replies are scripted in order: a speculative request on a half-heard turn (the
@@ -56,29 +42,6 @@ async def server(make_settings, gemini, smtp, twilio):
         environ={"TWILIO_AUTH_TOKEN": TOKEN, "GEMINI_API_KEY": "test-key"})
     async with running(settings) as srv:
         yield srv
-
-
-async def mails(smtp: FakeSmtp, n: int, subject: str = "", timeout: float = 30.0) -> list:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = [m for m in smtp.messages if subject in m["Subject"]]
-        if len(found) >= n:
-            return found
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"no {n} mails {subject!r}: {[m['Subject'] for m in smtp.messages]}")
-
-
-def body(mail) -> str:
-    return mail.get_content().replace("\r\n", "\n")
-
-
-async def signed_post(srv, path: str, data: dict) -> str:
-    signature = RequestValidator(TOKEN).compute_signature(PUBLIC_URL + path, data)
-    async with aiohttp.ClientSession() as http:
-        async with http.post(srv.url + path, data=data,
-                             headers={"X-Twilio-Signature": signature}) as resp:
-            assert resp.status in (200, 204), await resp.text()
-            return await resp.text()
 
 
 async def test_a_call_summary_says_what_the_bot_answered_and_which_tools_ran(
@@ -160,23 +123,6 @@ async def test_a_whatsapp_conversation_is_summarised_once_it_goes_quiet(
     await signed_post(server, "/message", inbound_params(new_sid(), sender, "Please call me."))
     second = (await mails(smtp, 2, "WhatsApp from"))[1]
     assert '- "Please call me."' in body(second) and "Do you fix ovens?" not in body(second)
-
-
-def messaging_settings(make_settings, gemini, twilio, extra: str = ""):
-    """The real server answering WhatsApp through the Twilio stand-in, Gemini faked."""
-    return make_settings(
-        extra=f"[gemini]\nbase_url = {gemini.base_url}\n"
-              f"[twilio]\naccount_sid = {ACCOUNT_SID}\napi_base_url = {twilio.base_url}\n"
-              f"[messaging]\nwhatsapp_from = {WA_FROM}\n" + extra,
-        environ={"TWILIO_AUTH_TOKEN": TOKEN, "GEMINI_API_KEY": "test-key"})
-
-
-async def wait_until(check, what: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 async def test_the_crm_is_asked_on_every_channel(make_settings, gemini, twilio, crm_server

@@ -29,7 +29,7 @@ from tests.support.fakes.twilio_rest import FakeTwilio
 from tests.support.messaging import wait_until
 from tests.support.messaging import (ACCOUNT_SID, AUTH_TOKEN, WA_FROM, inbound_params,
                                           new_sid, sign)
-from tests.messaging.test_messaging_media import ogg_opus
+from tests.support.voice_notes import ogg_opus
 
 MANIFEST = {e["file"]: e for e in json.loads((AUDIO_DIR / "manifest.json").read_text())}
 SENDERS = [f"whatsapp:+97250123456{i}" for i in range(4)]

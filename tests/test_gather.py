@@ -25,8 +25,8 @@ from appliance.call import gather as gather_module
 from appliance.server import running
 from tests.support.fixtures import PUBLIC_URL
 from tests.support.fakes.gemini_server import Call, FakeGemini, Reply
-from tests.test_call import db_rows as rows
-from tests.test_call_admission import call_params, post, settings_for, sid
+from tests.support.calls import call_params, db_rows as rows, open_ticket, post, settings_for, sid
+from tests.support.gather import plays, whole_reply
 
 LONG = ("We are open from nine to six, Sunday to Thursday. On Friday we close at one. "
         "Is there anything else I can do for you?")
@@ -67,32 +67,6 @@ def ulaw_of(wav: bytes) -> bytes:
     at = wav.index(b"data")
     (size,) = struct.unpack("<I", wav[at + 4:at + 8])
     return wav[at + 8:at + 8 + size]
-
-
-async def last_reply(srv, call_sid: str) -> str:
-    """The bot's last stored reply on this call (what its <Play> clips say)."""
-    (row,) = rows(srv, "SELECT t.text FROM turns t JOIN calls c ON c.id = t.call_id WHERE "
-                       "c.call_sid = ? AND t.role = 'assistant' ORDER BY t.id DESC LIMIT 1",
-                  call_sid)
-    return row["text"]
-
-
-def plays(body: str) -> list[str]:
-    return [p.text for p in ET.fromstring(body).iter("Play")]
-
-
-async def whole_reply(srv, params: dict[str, str], speech: str) -> list[str]:
-    """/respond, then /continue until the next <Gather>: every TwiML document in order."""
-    status, body = await post(srv, "/respond", {**params, "SpeechResult": speech,
-                                                "Confidence": "0.9"})
-    assert status == 200, body
-    bodies = [body]
-    while ET.fromstring(body).find("Redirect") is not None:
-        path = ET.fromstring(body).find("Redirect").text[len(PUBLIC_URL):]
-        status, body = await post(srv, path, params)
-        assert status == 200, body
-        bodies.append(body)
-    return bodies
 
 
 async def test_a_gather_call_is_answered_with_piper_clips_and_closed_by_its_status(
@@ -301,8 +275,6 @@ async def test_say_only_for_a_language_without_a_local_voice(make_settings, gemi
 
 async def test_overflow_calls_get_gather_mode_with_piper_end_to_end(make_settings, gemini
                                                                     ) -> None:
-    from tests.test_call_admission import open_ticket
-
     gemini.default = Reply(text="All good, how can I help?", ttft_s=0.02)
     settings = settings_for(make_settings, gemini, "[call]\nmax_concurrent = 1\n"
                                                    "overflow = gather\n")

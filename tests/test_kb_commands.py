@@ -12,7 +12,7 @@ import pytest
 from appliance import cli
 from appliance.kb.commands import ProgressBar
 from appliance.kb.index import IngestProgress
-from tests.test_kb_eval import KB_DIR, embedding_model_path
+from tests.support.kb import KB_DIR, embedding_model_path
 
 
 @pytest.fixture

@@ -18,14 +18,11 @@ from appliance.kb.index import Indexer, IngestProgress, KbError, scan
 from appliance.kb.stats import read_stats
 from appliance.kb.search import KnowledgeBase
 from appliance.store.db import Database
-from tests.test_kb_eval import KB_DIR, embedding_model_path
+from tests.support import kb as kb_support
+from tests.support.kb import KB_DIR
 
-
-@pytest.fixture(scope="module")
-def embedder() -> Iterator[Embedder]:
-    e = Embedder(embedding_model_path(), threads=2)
-    yield e
-    e.close()
+embedder, ingested = kb_support.embedder, kb_support.ingested          # fixtures
+ingested_template = kb_support.ingested_template
 
 
 @pytest.fixture
@@ -37,24 +34,6 @@ def kb_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def db(tmp_path: Path) -> Iterator[Database]:
-    database = Database.open_sync(tmp_path / "appliance.db")
-    yield database
-    database.close()
-
-
-@pytest.fixture(scope="module")
-def ingested_template(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Path:
-    """kb/ ingested once with the real model; tests start from a copy of the file."""
-    path = tmp_path_factory.mktemp("template") / "appliance.db"
-    database = Database.open_sync(path)
-    Indexer(database, embedder).ingest(KB_DIR)
-    database.close()
-    return path
-
-
-@pytest.fixture
-def ingested(tmp_path: Path, ingested_template: Path) -> Iterator[Database]:
-    shutil.copy(ingested_template, tmp_path / "appliance.db")
     database = Database.open_sync(tmp_path / "appliance.db")
     yield database
     database.close()

@@ -10,7 +10,7 @@ import pytest
 from appliance.config import KbSettings, ModelRef
 from appliance.kb.search import KnowledgeBase, default_min_similarity
 from appliance.store.db import Database
-from tests.test_kb_index import embedder, ingested, ingested_template  # noqa: F401 (fixtures)
+from tests.support.kb import embedder, ingested, ingested_template  # noqa: F401 (fixtures)
 
 
 @pytest.fixture

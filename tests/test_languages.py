@@ -23,7 +23,7 @@ from appliance.simulate import simulate_call
 from tests.support import models as tm
 from tests.support.fixtures import MODELS_CACHE, PUBLIC_URL, TOKEN
 from tests.support.fakes.gemini_server import FakeGemini, Reply
-from tests.test_call import db_rows, turn
+from tests.support.calls import db_rows, turn
 
 CALLER = "+15550001111"
 
@@ -157,8 +157,8 @@ async def test_hebrew_gender_is_asked_when_unknown_stored_and_then_used(make_set
     update_customer; the next prompt addresses her in the feminine form and no longer asks."""
     from tests.support.fakes.gemini_server import Call
     from tests.support.fakes.twilio_rest import FakeTwilio
-    from tests.test_channels import messaging_settings, signed_post, wait_until
-    from tests.support.messaging import ACCOUNT_SID, inbound_params, new_sid
+    from tests.support.channels import messaging_settings, signed_post
+    from tests.support.messaging import ACCOUNT_SID, inbound_params, new_sid, wait_until
 
     ask = "כדי שאדבר נכון, לפנות אלייך בלשון זכר או נקבה?"
     gemini.script(Reply(text=ask),

@@ -1,7 +1,8 @@
 """The shape of the code, kept true by tests: no import cycle among appliance modules (imports
 inside functions count; only `if TYPE_CHECKING:` blocks do not), no module over 400 lines and
 no function over 60 lines in appliance/ (a shrinking allow-list names what is still too big),
-and no `Any` in the per-call boundary."""
+no `Any` in the per-call boundary, and no test module importing another (what tests share lives
+in tests/support/)."""
 
 from __future__ import annotations
 
@@ -17,8 +18,8 @@ BIG_MODULES: set[str] = set()
 LONG_FUNCTIONS: set[str] = set()
 
 
-def _module_name(path: Path) -> str:
-    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+def _module_name(path: Path, root: Path = ROOT) -> str:
+    parts = list(path.relative_to(root).with_suffix("").parts)
     if parts[-1] == "__init__":
         parts.pop()
     return ".".join(parts)
@@ -93,6 +94,42 @@ def test_the_cycle_finder_finds_a_cycle() -> None:
 
 def test_no_import_cycle_among_appliance_modules() -> None:
     assert find_cycle(import_graph()) is None
+
+
+def imports_of_test_modules(tests: Path) -> list[str]:
+    """Each import of a test_*.py module by another module under `tests` (a package folder):
+    helpers and fixtures tests share belong in tests/support/ (or a conftest.py)."""
+    def visible(path: Path) -> bool:
+        return not any(part.startswith(".") or part == "__pycache__"
+                       for part in path.relative_to(tests).parts)
+
+    files = [p for p in sorted(tests.rglob("*.py")) if visible(p)]
+    test_modules = {_module_name(p, tests.parent) for p in files if p.name.startswith("test_")}
+    return [f"{path.relative_to(tests.parent)} imports {target}"
+            for path in files
+            for target in sorted(_imports(path, _module_name(path, tests.parent), test_modules))]
+
+
+def test_the_test_import_finder_finds_every_spelling(tmp_path: Path) -> None:
+    tests = tmp_path / "tests"
+    (tests / "area").mkdir(parents=True)
+    for name in ("__init__.py", "area/__init__.py", "test_a.py", "area/test_c.py"):
+        (tests / name).write_text("")
+    (tests / "support.py").write_text("from tests.fixtures import test_models\n")
+    (tests / "test_b.py").write_text("from tests.support import x\nimport tests.support\n")
+    assert imports_of_test_modules(tests) == []
+    (tests / "test_b.py").write_text("from tests.test_a import helper\n")
+    (tests / "area" / "test_d.py").write_text(
+        "from . import test_c\nfrom tests import test_a\n\n\ndef f():\n"
+        "    from .test_c import fixture\n")
+    assert imports_of_test_modules(tests) == [
+        "tests/area/test_d.py imports tests.area.test_c",
+        "tests/area/test_d.py imports tests.test_a",
+        "tests/test_b.py imports tests.test_a"]
+
+
+def test_no_test_module_imports_another() -> None:
+    assert imports_of_test_modules(ROOT / "tests") == []
 
 
 def test_no_module_over_400_lines() -> None:

@@ -9,7 +9,7 @@ import aiohttp
 
 from appliance.server import running
 from tests.support.fakes.gemini_server import FakeGemini, Reply
-from tests.test_local_offline_e2e import llm_status, message, replies, whatsapp_settings
+from tests.support.local_llm import llm_status, message, replies, whatsapp_settings
 from tests.support.messaging import twilio_stand_in
 
 CLOUD_HEADING = "Knowledge-base passages that may answer this (use only if relevant):"

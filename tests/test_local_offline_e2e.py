@@ -4,50 +4,14 @@ the local model's counters in /healthz, not from a patch."""
 
 from __future__ import annotations
 
-import asyncio
-
 import aiohttp
 
-from appliance.config import load_settings
 from appliance.server import running
 from tests.support.actions import free_port
-from tests.support.fixtures import TOKEN, write_ini
-from tests.support.messaging import (ACCOUNT_SID, WA_FROM, inbound_params, new_sid, sign,
-                                          twilio_stand_in)
+from tests.support.local_llm import CUSTOMER, llm_status, message, replies, whatsapp_settings
+from tests.support.messaging import twilio_stand_in
 
-CUSTOMER = "whatsapp:+972501234567"
 PASSAGE_HEADING = "Knowledge-base passages that may answer this (use only if relevant):\n"
-
-
-async def message(http: aiohttp.ClientSession, url: str, body: str) -> None:
-    params = inbound_params(new_sid(), CUSTOMER, body)
-    async with http.post(url + "/message", data=params,
-                         headers={"X-Twilio-Signature": sign("/message", params)}) as resp:
-        assert resp.status == 200, await resp.text()
-
-
-async def replies(fake, count: int, timeout: float = 60.0) -> None:
-    async def poll() -> None:
-        while len(fake.sent_to(CUSTOMER)) < count:
-            await asyncio.sleep(0.05)
-    await asyncio.wait_for(poll(), timeout)
-
-
-async def llm_status(http: aiohttp.ClientSession, url: str) -> dict:
-    async with http.get(url + "/healthz") as resp:
-        return (await resp.json())["llm"]
-
-
-def whatsapp_settings(tmp_path, test_models, twilio_url: str, gemini_url: str):
-    """WhatsApp through the Twilio stand-in, Gemini at `gemini_url` (a key set), the test
-    GGUF as the local model with room for a few turns."""
-    extra = (f"[twilio]\naccount_sid = {ACCOUNT_SID}\napi_base_url = {twilio_url}\n"
-             f"[messaging]\nwhatsapp_from = {WA_FROM}\n"
-             f"[gemini]\nbase_url = {gemini_url}\n"
-             f"first_token_timeout_ms = 1500\nretry_after_failure_s = 600\n"
-             f"[local_llm]\ncontext_tokens = 4096\nmax_tokens = 24\n")
-    ini = write_ini(tmp_path / "config.ini", test_models, extra)
-    return load_settings(ini, environ={"TWILIO_AUTH_TOKEN": TOKEN, "GEMINI_API_KEY": "a-key"})
 
 
 async def test_the_second_offline_message_prefills_only_its_new_tokens(tmp_path, test_models):

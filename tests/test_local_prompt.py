@@ -98,7 +98,7 @@ async def test_an_offline_turn_gets_two_capped_passages_and_the_short_prompt(tmp
     from appliance.llm.failover import ChatModels
     from appliance.store.db import Database
     from tests.support.fakes import chat_model_path, listen, make_settings
-    from tests.conversation.test_failover import RecordingLocal
+    from tests.support.local_llm import RecordingLocal
 
     @dataclass(frozen=True)
     class Hit:

@@ -24,8 +24,7 @@ from appliance.simulate import simulate_call
 from tests.support.fixtures import PUBLIC_URL, TOKEN
 from tests.support.fakes.gemini_server import FakeGemini, Reply
 from tests.support.frame_fuzz import FrameFuzzer, start_frame
-from tests.test_call import turn
-from tests.test_call_admission import open_ticket, settings_for
+from tests.support.calls import open_ticket, settings_for, turn
 
 FRAMES = 10_000
 SEED = 1313

@@ -9,7 +9,6 @@ and cached under tests/.cache/turn-clips.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -22,31 +21,20 @@ from appliance.turns.decision import TurnParams
 from appliance.turns.smart_turn import SmartTurnModel
 from appliance.turns.speculation import ReleaseReply, RestartReply
 from tests.support.turn_replay import (
+    CLIPS,
     phone_to_16k,
     read_wav,
     real_model,
     replay,
-    to_phone,
-    write_wav,
+    speech_clip as _clip,
 )
 
 AUDIO = Path(__file__).resolve().parent / "data" / "audio"
-CACHE = Path(__file__).resolve().parent / ".cache" / "turn-clips"
 MANIFEST = json.loads((AUDIO / "manifest.json").read_text())
 SPOKEN = [e for e in MANIFEST if e["speech_start_s"] is not None]
 TAIL_MS = 2500  # silence appended so every turn can end
 # After the end of speech the wait may reach max_wait_ms; the VAD tail adds up to ~0.4 s.
 BOUND_MS = TurnParams().max_wait_ms + 500
-
-# (name, pieces, expect): the pieces are spoken with the pause (ms) after each one.
-CLIPS = [
-    ("phone_groups", [("My number is 052.", 700), ("881.", 700), ("3344.", 0)], None),
-    ("phone_asked", [("052.", 800), ("881.", 800), ("3344.", 0)], "phone"),
-    ("filler", [("Umm...", 700), ("I'd like to book a table for two.", 0)], None),
-    ("well_um", [("Well, um,", 700), ("what time do you open?", 0)], None),
-    ("date", [("I'd like to come in on", 700), ("Tuesday the fifth.", 0)], None),
-    ("address", [("My address is", 700), ("12 Main Street.", 0)], "address"),
-]
 
 
 @pytest.fixture(scope="module")
@@ -75,28 +63,6 @@ def test_caller_wavs_commit_once_after_the_end(stack, entry):
 def test_silence_is_no_turn(stack):
     pcm_8k, _ = read_wav(AUDIO / "silence_5s.wav")
     assert replay(phone_to_16k(pcm_8k), *stack).events == []
-
-
-def _clip(name: str, pieces: list[tuple[str, int]]) -> tuple[np.ndarray, list[int]]:
-    """8 kHz clip of ``pieces`` and the start (ms) of each piece; synthesised once, cached."""
-    key = hashlib.sha256(json.dumps(pieces).encode()).hexdigest()[:12]
-    path, starts_path = CACHE / f"{name}-{key}.wav", CACHE / f"{name}-{key}.json"
-    if path.is_file() and starts_path.is_file():
-        return read_wav(path)[0], json.loads(starts_path.read_text())
-    from appliance.tts.piper import Voice
-
-    voice = Voice.load(real_model("piper-joe"), threads=1)
-    parts, starts, at = [], [], 0
-    for text, pause_ms in pieces:
-        audio = np.concatenate([piece.samples for piece in voice.synthesize(text)])
-        speech = to_phone(audio, voice.sample_rate_hz)
-        starts.append(at)
-        parts += [speech, np.zeros(pause_ms * 8, dtype=np.int16)]
-        at += (len(speech) + pause_ms * 8) // 8
-    pcm = np.concatenate(parts)
-    write_wav(path, pcm, 8000)
-    starts_path.write_text(json.dumps(starts))
-    return pcm, starts
 
 
 @pytest.mark.parametrize("name, pieces, expect", CLIPS, ids=[c[0] for c in CLIPS])

@@ -13,12 +13,13 @@ import pytest
 from appliance.server import running
 from appliance.simulate import CallerTurn, simulate_call
 from tests.support.fixtures import AUDIO_DIR, PUBLIC_URL, TOKEN
-from tests.test_call import db_rows
-from tests import test_channels
-from tests.test_channels import OWNER, body, mails, signed_post
+from tests.support import channels
+from tests.support.actions import OWNER_EMAIL as OWNER
+from tests.support.calls import db_rows
+from tests.support.channels import body, mails, signed_post
 from tests.support.messaging import ACCOUNT_SID
 
-smtp, twilio = test_channels.smtp, test_channels.twilio
+smtp, twilio = channels.smtp, channels.twilio
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ import pytest
 
 from appliance.actions.summary import after_call, after_conversation, after_dial, summarize_call
 from appliance.conversation.engine import Engine
-from appliance.conversation.events import ActionRequested, ReplyDone, TextDelta
 from appliance.llm.failover import ChatModels
 from appliance.llm.gemini import GeminiModel
 from tests.support.actions import (
@@ -22,6 +21,7 @@ from tests.support.actions import (
     FakeSmtp,
     Harness,
     make_harness,
+    say,
 )
 from tests.support.fakes.gemini_server import Call, FakeGemini, Recorded, Reply
 
@@ -35,18 +35,6 @@ async def h(tmp_path: Path, gemini: FakeGemini, smtp_server: FakeSmtp):
                                  gemini_url=gemini.base_url)
     yield harness
     harness.close()
-
-
-async def say(conversation, text: str) -> tuple[str, list]:
-    reply, actions = "", []
-    async for event in conversation.reply(text, language="en"):
-        if isinstance(event, TextDelta):
-            reply += event.text
-        elif isinstance(event, ActionRequested):
-            actions.append(event.action)
-        elif isinstance(event, ReplyDone):
-            pass
-    return reply, actions
 
 
 def last_tool_result(recorded: Recorded) -> str:

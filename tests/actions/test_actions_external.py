@@ -224,34 +224,6 @@ async def test_the_background_sync_catches_up_when_google_returns(
 
 # -- CRM -------------------------------------------------------------------------------------
 
-@pytest.fixture
-async def crm_server():
-    seen: list[str] = []
-
-    async def lookup(request: web.Request) -> web.Response:
-        seen.append(request.headers.get("Authorization", ""))
-        phone = request.query["phone"]
-        if phone == "+972501234567":
-            return web.json_response({"customer": {"name": "Dana Levi", "language": "he",
-                                                   "gender": "f", "tags": ["vip"],
-                                                   "notes": "Owns two fridges"}})
-        if phone == "+972500000001":
-            await asyncio.sleep(2)
-        if phone == "+972500000002":
-            return web.Response(status=500, text="boom")
-        return web.Response(status=404)
-
-    app = web.Application()
-    app.router.add_get("/people", lookup)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    yield f"http://127.0.0.1:{port}/people?phone={{phone}}", seen
-    await runner.cleanup()
-
-
 async def test_crm_lookup_fills_what_the_local_record_lacks(tmp_path: Path, crm_server) -> None:
     url, seen = crm_server
     h = await make_harness(tmp_path, NOW)

@@ -4,7 +4,7 @@ server that is down (delayed, never lost), permanent refusals, the background se
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from pathlib import Path
 
 
@@ -12,15 +12,9 @@ from appliance.actions.mailer import EmailOutbox, RetryPolicy
 from appliance.actions.notify import choose_channel
 from appliance.config import SmtpSettings
 from appliance.store.db import Database
-from tests.support.actions import Clock, FakeSmtp, free_port
+from tests.support.actions import MAIL_NOW as NOW, Clock, FakeSmtp, free_port, smtp_settings as smtp
 
-NOW = datetime(2025, 3, 16, 8, 0, tzinfo=timezone.utc)
 POLICY = RetryPolicy(first_s=30, factor=2, max_s=3600, poll_s=0.1, timeout_s=3)
-
-
-def smtp(port: int) -> SmtpSettings:
-    return SmtpSettings(host="127.0.0.1", port=port, username="", password="",
-                        sender="receptionist@sunrise.example", starttls=False)
 
 
 async def test_a_queued_mail_is_delivered(db: Database, smtp_server: FakeSmtp) -> None:

@@ -18,8 +18,7 @@ from appliance.actions.mailer import (
 )
 from appliance.config import SmtpSettings
 from appliance.store.db import Database
-from tests.support.actions import Clock, FakeSmtp
-from tests.actions.test_actions_notify import NOW, smtp
+from tests.support.actions import MAIL_NOW as NOW, Clock, FakeSmtp, smtp_settings as smtp
 
 POLICY = RetryPolicy(first_s=30, factor=2, max_s=3600, poll_s=0.1, timeout_s=3, max_attempts=3)
 BREAKS = ["\n", "\r", "\v", "\f", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029"]

@@ -19,9 +19,8 @@ import pytest
 from appliance.conversation.engine import Engine
 from appliance.llm.failover import ChatModels
 from appliance.llm.gemini import GeminiModel
-from tests.support.actions import NOW, Harness, make_harness
+from tests.support.actions import NOW, Harness, make_harness, say
 from tests.support.fakes.gemini_server import Call, FakeGemini, Recorded, Reply
-from tests.actions.test_actions_call import say
 
 VICTIM = "+972501234567"
 WITHHELD = "+266696687"

@@ -11,6 +11,7 @@ import aiohttp
 from appliance.server import running
 from tests.support.fixtures import PUBLIC_URL, TOKEN
 from tests.support.fakes.gemini_server import Call, FakeGemini, Recorded, Reply
+from tests.support.gather import last_reply, whole_reply
 
 
 async def _post(srv, path: str, data: dict) -> str:
@@ -25,8 +26,6 @@ async def _post(srv, path: str, data: dict) -> str:
 
 async def _said(srv, params: dict, speech: str) -> str:
     """What the bot answered (its <Play> clips say the stored reply)."""
-    from tests.test_gather import last_reply, whole_reply
-
     await whole_reply(srv, params, speech)
     return await last_reply(srv, params["CallSid"])
 

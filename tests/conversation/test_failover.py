@@ -5,7 +5,7 @@ real local model (generated GGUF). Each case checks what the caller hears and wh
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -13,12 +13,12 @@ import pytest
 from appliance.config import LocalLlmSettings, ModelRef
 from appliance.conversation.engine import Engine
 from appliance.conversation.tools import ToolRegistry
-from appliance.llm.base import ChatRequest
 from appliance.llm.failover import ChatModels
 from appliance.llm.gemini import GeminiModel
 from appliance.llm.local import LocalModel
 from appliance.store.db import Database
 from tests.support.fakes import chat_model_path, listen, make_settings
+from tests.support.local_llm import RecordingLocal
 from tests.support.fakes.gemini_server import Call, Reply
 
 GEMINI = "gemini:gemini-2.5-flash"
@@ -36,28 +36,6 @@ def local_model() -> LocalModel:
     model._llm.set_seed(1234)
     yield model
     model.close()
-
-
-@dataclass
-class RecordingLocal:
-    """The real local model, recording the requests it was given."""
-
-    model: LocalModel
-    requests: list[ChatRequest] = field(default_factory=list)
-
-    @property
-    def name(self) -> str:
-        return self.model.name
-
-    def stream(self, request: ChatRequest) -> Any:
-        self.requests.append(request)
-        return self.model.stream(request)
-
-    async def warm(self, static: str, tools: Any = ()) -> Any:
-        return await self.model.warm(static, tools)
-
-    async def prefill(self, request: ChatRequest, whole: bool = False) -> Any:
-        return await self.model.prefill(request, whole)
 
 
 @dataclass

@@ -16,7 +16,7 @@ import pytest
 from appliance.messaging.media import MediaError, decode_audio, sniff_audio
 from tests.support.fakes.twilio_rest import FakeTwilio
 from tests.support.messaging import Harness, twilio_stand_in
-from tests.messaging.test_messaging_media import FakeTranscript, RecordingStt, ogg_opus
+from tests.support.voice_notes import FakeTranscript, RecordingStt, ogg_opus
 
 AUDIO = Path(__file__).resolve().parents[1] / "data" / "audio"
 WA = "whatsapp:+972501234567"

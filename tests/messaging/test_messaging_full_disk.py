@@ -26,11 +26,11 @@ from appliance.app import build_app
 from appliance.compose import Services, compose
 from tests.support.fakes.gemini_server import FakeGemini, Recorded, Reply
 from tests.support.fakes.twilio_rest import FakeTwilio, Hang
-from tests.messaging.test_messaging_exactly_once import CUSTOMER, OWNER, REPLY, model
+from tests.support.faults import CUSTOMER, OWNER, REPLY, model
 from tests.support.messaging import (FAST, inbound_params, new_sid, sign, twilio_stand_in,
                                           write_settings)
 from tests.support.messaging import query, wait_until
-from tests.test_store_full_disk import _fill, tiny_fs  # noqa: F401 - the fixture
+from tests.support.fixtures import fill_disk as _fill
 
 MOMENTS = ["inbound", "answer", "send"]
 
@@ -76,7 +76,7 @@ def delivered(db: Path) -> bool:
 
 @pytest.mark.parametrize("moment", MOMENTS)
 async def test_a_full_disk_at_each_write_then_space_back_without_a_restart(
-        tiny_fs: Path, tmp_path: Path, moment: str, caplog) -> None:  # noqa: F811
+        tiny_fs: Path, tmp_path: Path, moment: str, caplog) -> None:
     caplog.set_level(logging.WARNING)
     async with twilio_stand_in() as twilio, FakeGemini() as gemini:
         filling = FillingModel(tiny_fs)

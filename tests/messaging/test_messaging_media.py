@@ -6,8 +6,7 @@ polite answer and are recorded."""
 from __future__ import annotations
 
 import io
-import wave
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import av
@@ -18,6 +17,7 @@ from appliance.messaging.media import MediaError, decode_audio
 from appliance.stt.whisper import SpeechRecognizer
 from tests.support import models as test_models
 from tests.support.fakes.twilio_rest import FakeTwilio
+from tests.support.voice_notes import FakeTranscript, RecordingStt, ogg_opus
 from tests.support.messaging import (
     FAST,
     Harness,
@@ -26,26 +26,6 @@ from tests.support.messaging import (
 AUDIO = Path(__file__).resolve().parents[1] / "data" / "audio"  # a copy of shared/audio
 MODELS = Path(__file__).resolve().parents[1] / ".cache" / "models"
 WA = "whatsapp:+972501234567"
-
-
-def ogg_opus(wav_path: Path, rate: int = 16000) -> bytes:
-    """A WhatsApp-style voice note (OGG container, Opus codec) made from a WAV file."""
-    with wave.open(str(wav_path)) as w:
-        source_rate = w.getframerate()
-        pcm = np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16)
-    buf = io.BytesIO()
-    with av.open(buf, mode="w", format="ogg") as out:
-        stream = out.add_stream("libopus", rate=rate)
-        stream.layout = "mono"
-        resampler = av.AudioResampler(format="s16", layout="mono", rate=rate)
-        frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
-        frame.sample_rate = source_rate
-        for resampled in resampler.resample(frame) + resampler.resample(None):
-            for packet in stream.encode(resampled):
-                out.mux(packet)
-        for packet in stream.encode(None):
-            out.mux(packet)
-    return buf.getvalue()
 
 
 @pytest.fixture(scope="module")
@@ -57,25 +37,6 @@ def voice_note() -> bytes:
 def recognizer() -> SpeechRecognizer:
     whisper_dir = test_models.ensure_models(MODELS).whisper_dir
     return SpeechRecognizer.load(whisper_dir, threads=2, languages=("en", "he", "ru"))
-
-
-@dataclass(frozen=True)
-class FakeTranscript:
-    text: str
-    language: str
-    rejected_reason: str | None = None
-
-
-class RecordingStt:
-    """transcribe_async as SpeechRecognizer has it; records the audio it was given."""
-
-    def __init__(self, transcript: FakeTranscript) -> None:
-        self.transcript = transcript
-        self.calls: list[tuple[np.ndarray, str | None]] = []
-
-    async def transcribe_async(self, pcm: np.ndarray, language_hint: str | None = None):
-        self.calls.append((pcm, language_hint))
-        return self.transcript
 
 
 def test_the_voice_note_is_real_ogg_opus(voice_note: bytes) -> None:

@@ -13,17 +13,12 @@ from tests.support.messaging import (
     Harness,
     inbound_params,
     new_sid,
+    nothing_written,
     sign,
 )
 
 CUSTOMER_WA = "whatsapp:+972501234567"
 CUSTOMER_SMS = "+972541234567"
-TABLES = ("messages_in", "message_media", "messages_out", "message_status_events",
-          "message_consent")
-
-
-def nothing_written(h: Harness) -> bool:
-    return all(h.count(table) == 0 for table in TABLES) and h.count("customers") == 0
 
 
 async def test_forged_signature_is_refused(harness: Harness) -> None:

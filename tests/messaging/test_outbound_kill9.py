@@ -19,7 +19,7 @@ import pytest
 
 from tests.support.fakes.gemini_server import FakeGemini
 from tests.support.fakes.twilio_rest import Hang
-from tests.messaging.test_messaging_exactly_once import CUSTOMER, OWNER, REPLY, Server, model, settings_for
+from tests.support.faults import CUSTOMER, OWNER, REPLY, Server, model, settings_for
 from tests.support.messaging import inbound_params, new_sid, twilio_stand_in
 from tests.support.messaging import query, wait_until
 

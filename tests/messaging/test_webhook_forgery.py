@@ -23,7 +23,7 @@ from tests.support.messaging import (
     new_sid,
     sign,
 )
-from tests.messaging.test_messaging_webhooks import nothing_written
+from tests.support.messaging import nothing_written
 
 CUSTOMER_WA = "whatsapp:+972501234567"
 

@@ -7,7 +7,7 @@ import email
 import email.policy
 import socket
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 from email.message import EmailMessage
 from pathlib import Path
@@ -18,9 +18,10 @@ from aiosmtpd.controller import Controller
 from appliance.actions.mailer import RetryPolicy
 from appliance.actions.services import ActionServices
 from appliance.actions.settings import ActionSettings, CrmSettings, GoogleCalendarSettings
-from appliance.config import Settings
+from appliance.config import Settings, SmtpSettings
 from appliance.config_actions import read_appointments, read_notify
 from appliance.config_reader import Reader
+from appliance.conversation.events import ActionRequested, ReplyDone, TextDelta
 from appliance.conversation.memory import Memory
 from appliance.conversation.tools import ToolContext, ToolRegistry
 from appliance.store.db import Database
@@ -32,6 +33,7 @@ OPERATOR = "+972501112233"
 
 JLM = ZoneInfo("Asia/Jerusalem")
 NOW = datetime(2025, 3, 16, 10, 0, tzinfo=JLM)    # the harness's clock: Sunday, within hours
+MAIL_NOW = datetime(2025, 3, 16, 8, 0, tzinfo=timezone.utc)   # the e-mail outbox tests' clock
 
 
 def free_port() -> int:
@@ -98,6 +100,12 @@ class RecordingNotifier:
             return                                   # as the outbox: once per key
         self.keys.add(dedupe_key)
         self.sent.append(Sent(channel, to, body, reason))
+
+
+def smtp_settings(port: int) -> SmtpSettings:
+    """The SMTP stand-in on loopback at `port`, without STARTTLS or a login."""
+    return SmtpSettings(host="127.0.0.1", port=port, username="", password="",
+                        sender="receptionist@sunrise.example", starttls=False)
 
 
 class Clock:
@@ -197,3 +205,16 @@ async def make_harness(tmp_path: Path, now: datetime, *, smtp_port: int = 0,
     registry = ToolRegistry.default()
     register_tools(registry, services)
     return Harness(settings, db, services, notifier, clock, registry, Memory(db))
+
+
+async def say(conversation, text: str) -> tuple[str, list]:
+    """The caller says `text`: the whole reply and the actions the engine asked for."""
+    reply, actions = "", []
+    async for event in conversation.reply(text, language="en"):
+        if isinstance(event, TextDelta):
+            reply += event.text
+        elif isinstance(event, ActionRequested):
+            actions.append(event.action)
+        elif isinstance(event, ReplyDone):
+            pass
+    return reply, actions

@@ -1,12 +1,17 @@
 """The fixtures every area shares (registered by tests/conftest.py): the generated test models,
-Settings written the way an owner would, the Twilio REST stand-in; and the constants they use."""
+Settings written the way an owner would, the Twilio REST stand-in, the CRM stand-in, a tiny
+filesystem to fill; and the constants they use."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import subprocess
 from pathlib import Path
 from typing import Callable
 
 import pytest
+from aiohttp import web
 
 from appliance.config import Settings, load_settings
 from tests.support.fakes.gemini_server import FakeGemini
@@ -90,3 +95,62 @@ def smtp_server():
     server = FakeSmtp().start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+async def crm_server():
+    """An HTTP CRM on loopback: Dana Levi is found, +972500000001 is slow, ...02 broken."""
+    seen: list[str] = []
+
+    async def lookup(request: web.Request) -> web.Response:
+        seen.append(request.headers.get("Authorization", ""))
+        phone = request.query["phone"]
+        if phone == "+972501234567":
+            return web.json_response({"customer": {"name": "Dana Levi", "language": "he",
+                                                   "gender": "f", "tags": ["vip"],
+                                                   "notes": "Owns two fridges"}})
+        if phone == "+972500000001":
+            await asyncio.sleep(2)
+        if phone == "+972500000002":
+            return web.Response(status=500, text="boom")
+        return web.Response(status=404)
+
+    app = web.Application()
+    app.router.add_get("/people", lookup)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    yield f"http://127.0.0.1:{port}/people?phone={{phone}}", seen
+    await runner.cleanup()
+
+
+@pytest.fixture
+def tiny_fs(tmp_path: Path):
+    """A real 2 MB tmpfs to fill up (mounting needs root: skipped otherwise)."""
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)],
+                          capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def fill_disk(folder: Path) -> Path:
+    """A file that fills the filesystem `folder` is on, until a write fails."""
+    filler = folder / "filler"
+    with filler.open("wb") as fh:
+        try:
+            while True:
+                fh.write(b"\0" * 65536)
+                fh.flush()
+        except OSError:
+            pass
+    return filler

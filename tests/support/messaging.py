@@ -313,6 +313,15 @@ class Harness:
         await self.wait_for(self.settled, timeout, "messages to be answered and sent")
 
 
+MESSAGE_TABLES = ("messages_in", "message_media", "messages_out", "message_status_events",
+                  "message_consent")
+
+
+def nothing_written(h: Harness) -> bool:
+    """No message, media, status, consent or customer row: what a refused webhook leaves."""
+    return all(h.count(table) == 0 for table in MESSAGE_TABLES) and h.count("customers") == 0
+
+
 def twilio_stand_in() -> FakeTwilio:
     """The fake REST server for this account (``async with``)."""
     return FakeTwilio(ACCOUNT_SID, AUTH_TOKEN)
@@ -337,8 +346,9 @@ def query(db: Path, sql: str) -> list[dict[str, Any]]:
         conn.close()
 
 
-async def wait_until(check, timeout: float = 20.0) -> None:
+async def wait_until(check, what: str = "the condition", timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     while not check():
-        assert time.monotonic() < deadline, "timed out"
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(0.05)

@@ -4,6 +4,8 @@ the speculative-reply controller following along. Test support; no product code 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import wave
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +32,17 @@ from appliance.turns.text import Expect
 from bench.realmodels import RealModelUnavailable, ensure
 
 PRE_ROLL_MS = 200  # audio before the onset given to STT and the turn model
+CLIP_CACHE = Path(__file__).resolve().parents[1] / ".cache" / "turn-clips"
+
+# (name, pieces, expect): the pieces are spoken with the pause (ms) after each one.
+CLIPS = [
+    ("phone_groups", [("My number is 052.", 700), ("881.", 700), ("3344.", 0)], None),
+    ("phone_asked", [("052.", 800), ("881.", 800), ("3344.", 0)], "phone"),
+    ("filler", [("Umm...", 700), ("I'd like to book a table for two.", 0)], None),
+    ("well_um", [("Well, um,", 700), ("what time do you open?", 0)], None),
+    ("date", [("I'd like to come in on", 700), ("Tuesday the fifth.", 0)], None),
+    ("address", [("My address is", 700), ("12 Main Street.", 0)], "address"),
+]
 
 
 def real_model(name: str) -> Path:
@@ -110,3 +123,25 @@ def _handle(event: TurnEvent, det: TurnDetector, spec: SpeculativeTurns[str], ou
     elif isinstance(event, Commit):
         out.actions += spec.commit(event.decision.text or "", event.decision.pause_id)
     return onset_ms
+
+
+def speech_clip(name: str, pieces: list[tuple[str, int]]) -> tuple[np.ndarray, list[int]]:
+    """8 kHz clip of ``pieces`` and the start (ms) of each piece; synthesised once, cached."""
+    key = hashlib.sha256(json.dumps(pieces).encode()).hexdigest()[:12]
+    path, starts_path = CLIP_CACHE / f"{name}-{key}.wav", CLIP_CACHE / f"{name}-{key}.json"
+    if path.is_file() and starts_path.is_file():
+        return read_wav(path)[0], json.loads(starts_path.read_text())
+    from appliance.tts.piper import Voice
+
+    voice = Voice.load(real_model("piper-joe"), threads=1)
+    parts, starts, at = [], [], 0
+    for text, pause_ms in pieces:
+        audio = np.concatenate([piece.samples for piece in voice.synthesize(text)])
+        speech = to_phone(audio, voice.sample_rate_hz)
+        starts.append(at)
+        parts += [speech, np.zeros(pause_ms * 8, dtype=np.int16)]
+        at += (len(speech) + pause_ms * 8) // 8
+    pcm = np.concatenate(parts)
+    write_wav(path, pcm, 8000)
+    starts_path.write_text(json.dumps(starts))
+    return pcm, starts
