@@ -2,7 +2,7 @@ r"""Turn-taking on real speech: the appliance and pipecat, called the same way, 
 
     APPLIANCE_REAL_MODELS=/work/main/tests/.cache/real-models \
         python -m bench.turn_bench [--systems appliance,pipecat] [--per-call 8] [--limit N]
-                                   [--bargeins 8]
+                                   [--bargeins 8] [--bargeins-only]
 
 On a quiet box (check `uptime` first: the report records the load average after every call).
 The pipecat venv (bench/pipecat_bench/venv.py) is made on first use from PyPI; `--systems
@@ -17,7 +17,10 @@ use real Whisper tiny.en, the real Piper joe voice and the same Gemini stand-in 
 (its bot_question: "What's the best number to reach you on?" before a number is read out), as the
 bot would on a real call; each system makes of that what it can. Everything is measured on the Twilio side (bench/turn_metrics.py), so both are measured
 alike. Then `--bargeins` barge-ins: the caller asks something and, 0.8 s after the bot's answer
-starts, speaks a longer turn over it; measured: caller speech onset -> the bot's `clear`.
+starts, speaks a longer turn over it; measured: caller speech onset -> the bot's `clear`. A
+question the bot never answered (its reply timeout ran out, the "barge-in" was spoken into
+silence) is counted apart as unanswered, not as a missed `clear`; `--bargeins-only` plays only
+these calls (~3 min for the appliance).
 The cost: Gemini requests the stand-in answered per turn that got a reply, and (appliance, from
 its call_turns) the speculative replies started, cancelled and released.
 
@@ -38,9 +41,9 @@ import time
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from appliance.simulate import CallerTurn, simulate_call
+from appliance.simulate import CallerTurn, TurnResult, simulate_call
 
 from . import speech_set
 from .turn_metrics import (BURST_GAP_S, TurnMetrics, bargein_clear_ms, summarize,
@@ -80,26 +83,52 @@ def plan_bargeins(manifest: list[dict[str, Any]], count: int, seed: int,
     return [pairs[i:i + per_call] for i in range(0, len(pairs), per_call)]
 
 
-async def run_bargein_call(system: Appliance | Pipecat,
+class CallTarget(Protocol):
+    """Where a call goes: a system under test (turn_systems) or a test's running server."""
+
+    @property
+    def url(self) -> str: ...
+    @property
+    def sign(self) -> bool: ...
+
+
+async def run_bargein_call(system: CallTarget,
                            pairs: list[tuple[dict[str, Any], dict[str, Any]]],
-                           audio_dir: Path) -> list[float | None]:
-    """One call of (question, barge-in) pairs; the barge-ins' clear latencies (None: no clear)."""
+                           audio_dir: Path, public_url: str = PUBLIC_URL,
+                           auth_token: str = AUTH_TOKEN) -> list[float | None | str]:
+    """One call of (question, barge-in) pairs; per barge-in its clear latency (ms), None if no
+    clear came, or UNANSWERED if the bot never started answering the question: the caller's
+    timeout ran out and the "barge-in" was spoken into silence, so there was nothing to stop."""
     turns = []
     for ask, barge in pairs:
         turns.append(CallerTurn(audio_dir / ask["file"], speech_end_s=ask["speech_end_s"]))
         turns.append(CallerTurn(audio_dir / barge["file"], speech_end_s=barge["speech_end_s"],
                                 barge_in_after_s=BARGE_IN_AFTER_S))
-    result = await simulate_call(system.url, PUBLIC_URL, AUTH_TOKEN, turns,
+    result = await simulate_call(system.url, public_url, auth_token, turns,
                                  greeting_timeout_s=25.0, reply_timeout_s=12.0,
                                  sign=system.sign, tail_s=1.0)
-    clears = []
+    return bargein_outcomes(result.turns, pairs)
+
+
+UNANSWERED = "unanswered"
+
+
+def bargein_outcomes(played: list[TurnResult],
+                     pairs: list[tuple[dict[str, Any], dict[str, Any]]]
+                     ) -> list[float | None | str]:
+    """Each played barge-in's clear latency (ms), None (no clear), or UNANSWERED (no answer to
+    the question came before the barge-in started: not a barge-in at all)."""
+    outcomes: list[float | None | str] = []
     for index, (_, barge) in enumerate(pairs):
-        if 2 * index + 1 >= len(result.turns):
+        if 2 * index + 1 >= len(played):
             break
-        turn = result.turns[2 * index + 1]
+        ask, turn = played[2 * index], played[2 * index + 1]
+        if ask.first_reply_frame_at is None:
+            outcomes.append(UNANSWERED)
+            continue
         start = turn.end_of_speech_at - barge["speech_end_s"]
-        clears.append(bargein_clear_ms(barge, start, turn.clear_at))
-    return clears
+        outcomes.append(bargein_clear_ms(barge, start, turn.clear_at))
+    return outcomes
 
 
 def bursts(events: list[dict[str, Any]], origin: float) -> list[list[float]]:
@@ -164,7 +193,7 @@ class _Tally:
         self.busy_s = 0.0
         self.startup_s = 0.0
         self.requests = 0                      # Gemini requests during the set's calls
-        self.clears: list[float | None] = []   # barge-in clear latencies
+        self.clears: list[float | None | str] = []   # barge-in clear latencies (or UNANSWERED)
         self.speculation: dict[str, int] = {}
 
     def result(self) -> dict[str, Any]:
@@ -197,7 +226,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     """Both systems run at once, idle but for the call in progress; their calls alternate, so
     the other work on the machine weighs on both alike."""
     manifest = speech_set.load()
-    calls = plan_calls(manifest, args.per_call, args.seed, args.limit)
+    calls = [] if args.bargeins_only else plan_calls(manifest, args.per_call, args.seed,
+                                                     args.limit)
     kinds = {"appliance": Appliance, "pipecat": Pipecat}
     results: dict[str, Any] = {"turns": sum(map(len, calls)), "calls": len(calls),
                                "per_call": args.per_call, "seed": args.seed, "systems": {},
@@ -212,31 +242,37 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         tallies = {name: _Tally() for name in systems}
         for name, system in systems.items():
             tallies[name].startup_s = system.startup_s
-        for number, entries in enumerate(calls, 1):
-            for name, system in systems.items():
-                started, before = time.monotonic(), await gemini.requests()
-                metrics, info = await run_call(system, entries, speech_set.DEFAULT_OUT, gemini)
-                tallies[name].requests += await gemini.requests() - before
-                tallies[name].busy_s += time.monotonic() - started
-                info["load_1min"] = round(os.getloadavg()[0], 2)
-                tallies[name].turns.extend(metrics)
-                tallies[name].calls.append(info)
-                print(f"  {name} call {number}/{len(calls)}: {len(metrics)} turns, "
-                      f"{sum(m.cut_off for m in metrics)} cut off, "
-                      f"load {info['load_1min']}", flush=True)
-        for name, system in systems.items():
-            if isinstance(system, Appliance):
-                tallies[name].speculation = system.speculation()   # the set's calls only
+        await _play_set(systems, tallies, calls, gemini)
         await gemini.say("")                  # the barge-ins talk over the usual replies
         for pairs in plan_bargeins(manifest, args.bargeins, args.seed):
             for name, system in systems.items():
-                clears = await run_bargein_call(system, pairs, speech_set.DEFAULT_OUT)
-                tallies[name].clears.extend(clears)
-                print(f"  {name} barge-ins: clear {clears} ms", flush=True)
+                outcomes = await run_bargein_call(system, pairs, speech_set.DEFAULT_OUT)
+                tallies[name].clears.extend(outcomes)
+                print(f"  {name} barge-ins: clear {outcomes} ms", flush=True)
         for name, tally in tallies.items():
             results["systems"][name] = tally.result()
     results["load_at_end"] = os.getloadavg()
     return results
+
+
+async def _play_set(systems: dict[str, Appliance | Pipecat], tallies: dict[str, _Tally],
+                    calls: list[list[dict[str, Any]]], gemini: GeminiStandIn) -> None:
+    """The turn set's calls, each system in turn."""
+    for number, entries in enumerate(calls, 1):
+        for name, system in systems.items():
+            started, before = time.monotonic(), await gemini.requests()
+            metrics, info = await run_call(system, entries, speech_set.DEFAULT_OUT, gemini)
+            tallies[name].requests += await gemini.requests() - before
+            tallies[name].busy_s += time.monotonic() - started
+            info["load_1min"] = round(os.getloadavg()[0], 2)
+            tallies[name].turns.extend(metrics)
+            tallies[name].calls.append(info)
+            print(f"  {name} call {number}/{len(calls)}: {len(metrics)} turns, "
+                  f"{sum(m.cut_off for m in metrics)} cut off, "
+                  f"load {info['load_1min']}", flush=True)
+    for name, system in systems.items():
+        if isinstance(system, Appliance):
+            tallies[name].speculation = system.speculation()   # the set's calls only
 
 
 def rescore(results: dict[str, Any]) -> dict[str, Any]:
@@ -281,6 +317,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=12)
     parser.add_argument("--bargeins", type=int, default=8,
                         help="barge-ins spoken over the bot's answers (0: none)")
+    parser.add_argument("--bargeins-only", action="store_true",
+                        help="play only the barge-in calls, not the turn set")
     parser.add_argument("--ttft", type=float, default=0.3,
                         help="the Gemini stand-in's first token after this many seconds")
     parser.add_argument("--out", type=Path, default=RESULTS / "turn_taking")

@@ -23,6 +23,7 @@ Per turn (a manifest entry played from `start_at`):
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -116,9 +117,13 @@ def bargein_clear_ms(entry: dict[str, Any], start_at: float,
     return round((clear_at - (start_at + entry["speech_start_s"])) * 1000, 1)
 
 
-def summarize_bargeins(clears: list[float | None]) -> dict[str, Any]:
+def summarize_bargeins(outcomes: Sequence[float | None | str]) -> dict[str, Any]:
+    """Clear latencies (ms) or None (no clear) of the barge-ins; any other value (the bench's
+    "unanswered") is a barge-in spoken after a question the bot never answered, counted apart."""
+    clears = [c for c in outcomes if c is None or isinstance(c, (int, float))]
     measured = [c for c in clears if c is not None]
     return {"bargeins": len(clears), "bargeins_cleared": len(measured),
+            "bargeins_unanswered": len(outcomes) - len(clears),
             "bargein_clear_p50_ms": percentile(measured, 0.5),
             "bargein_clear_p95_ms": percentile(measured, 0.95)}
 

@@ -72,6 +72,7 @@ ROWS = [("turns", "turns"), ("replied", "turns with a reply"), ("cut_offs", "cut
         ("talked_over", "cut-offs talked over (no clear)"),
         ("bargeins", "barge-ins over the bot's answer"),
         ("bargeins_cleared", "barge-ins the bot stopped for (`clear`)"),
+        ("bargeins_unanswered", "barge-ins not played: the bot never answered the question"),
         ("bargein_clear_p50_ms", "barge-in clear p50 (ms)"),
         ("bargein_clear_p95_ms", "barge-in clear p95 (ms)"),
         ("gemini_requests", "Gemini requests (the set's calls)"),

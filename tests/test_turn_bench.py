@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import shutil
+from dataclasses import dataclass
 
 import numpy as np
 import pytest
 
 from bench import speech_set
 from bench.realmodels import RealModelUnavailable
-from bench.turn_bench import plan_bargeins
+from appliance.server import running
+from bench.turn_bench import UNANSWERED, plan_bargeins, run_bargein_call
 from bench.turn_metrics import (bargein_clear_ms, percentile, summarize, summarize_bargeins,
                                 turn_metrics)
 from bench.turn_report import write_report
 from bench.turn_specs import TURNS, TurnSpec
+from tests.support.calls import MANIFEST, settings_for
+from tests.support.fakes.gemini_server import FakeGemini, Reply
+from tests.support.fixtures import AUDIO_DIR, PUBLIC_URL, TOKEN
 
+LONG_REPLY = ("Of course. We're open Sunday to Thursday from nine to six, and on Friday from nine "
+              "to one. Is there anything else I can help you with today?")
 ENTRY = {"file": "t.wav", "kind": "phone_number", "speech_start_s": 0.5, "speech_end_s": 5.0,
          "pauses_s": [[2.0, 3.0]]}
 
@@ -139,3 +146,31 @@ def test_the_bot_answers_each_turn_with_the_question_the_next_turn_replies_to():
                {"bot_question": None}, {}]
     assert bot_lines(entries) == ["I see. What's the best number to reach you on?",
                                   CLOSING_QUESTION, CLOSING_QUESTION, CLOSING_QUESTION]
+
+
+@dataclass(frozen=True)
+class _Server:
+    url: str
+    sign: bool = True
+
+
+async def test_a_bargein_after_an_unanswered_question_is_not_counted_as_a_missed_clear(
+        make_settings) -> None:
+    """Through the real server: the first question is silence (the bot has nothing to answer,
+    as when Whisper rejected "Do you deliver to Haifa?" in babble as no speech), so the caller's
+    wait runs out and the next turn is spoken into silence: no `clear` is due. The second
+    question is answered and the caller speaks over the answer: that one is timed."""
+    silence, hours, long = (MANIFEST[f] for f in ("silence_5s.wav", "en_hours.wav",
+                                                  "en_long.wav"))
+    quiet = "[call]\nsilence_prompt_s = 60\n"       # as in the bench: no "are you there?"
+    async with FakeGemini() as gemini:
+        gemini.default = Reply(text=LONG_REPLY, ttft_s=0.05)
+        async with running(settings_for(make_settings, gemini, quiet)) as srv:
+            outcomes = await run_bargein_call(_Server(srv.url),
+                                              [(silence, hours), (hours, long)], AUDIO_DIR,
+                                              public_url=PUBLIC_URL, auth_token=TOKEN)
+    assert outcomes[0] == UNANSWERED, outcomes
+    assert isinstance(outcomes[1], float), outcomes       # the bot stopped for this one
+    summary = summarize_bargeins(outcomes)
+    assert (summary["bargeins"], summary["bargeins_cleared"],
+            summary["bargeins_unanswered"]) == (1, 1, 1)
