@@ -249,6 +249,7 @@ def _call(r: _Reader, models: _Models) -> CallSettings:
         turn_wait_ms=r.int("call", "turn_wait_ms", 700, 200, 5000),
         transcript_wait_ms=r.int("call", "transcript_wait_ms", 1500, 200, 10000),
         caller_pause_margin_ms=r.int("call", "caller_pause_margin_ms", 150, 0, 2000),
+        caller_pause_turns=r.int("call", "caller_pause_turns", 0, 0, 100),
         turn_model=turn_model,
         speculative_replies=r.bool("call", "speculative_replies", True),
         max_concurrent=r.int("call", "max_concurrent", 0, 0, 256) or _default_max_calls(),

@@ -210,12 +210,14 @@ class _Tally:
                 "speculation": self.speculation}
 
 
-async def _start(name: str, kind: type[Appliance] | type[Pipecat], gemini_url: str,
-                 stack: AsyncExitStack, results: dict[str, Any]) -> Appliance | Pipecat | None:
+async def _start(name: str, gemini_url: str, stack: AsyncExitStack, results: dict[str, Any],
+                 overrides: dict[tuple[str, str], str]) -> Appliance | Pipecat | None:
     workdir = WORKDIR / name
     workdir.mkdir(parents=True, exist_ok=True)
+    system = Appliance(workdir, gemini_url, overrides) if name == "appliance" else \
+        Pipecat(workdir, gemini_url)
     try:
-        return await stack.enter_async_context(kind(workdir, gemini_url))
+        return await stack.enter_async_context(system)
     except Exception as exc:  # noqa: BLE001 - one system failing must not lose the other's numbers
         results["systems"][name] = {"error": f"{type(exc).__name__}: {exc}"}
         print(f"  {name} did not start: {exc}", flush=True)
@@ -228,15 +230,16 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     manifest = speech_set.load()
     calls = [] if args.bargeins_only else plan_calls(manifest, args.per_call, args.seed,
                                                      args.limit)
-    kinds = {"appliance": Appliance, "pipecat": Pipecat}
+    overrides = parse_overrides(args.appliance_set)
     results: dict[str, Any] = {"turns": sum(map(len, calls)), "calls": len(calls),
                                "per_call": args.per_call, "seed": args.seed, "systems": {},
-                               "cpus": os.cpu_count(), "load_at_start": os.getloadavg()}
+                               "cpus": os.cpu_count(), "load_at_start": os.getloadavg(),
+                               "appliance_set": args.appliance_set}
     WORKDIR.mkdir(parents=True, exist_ok=True)
     async with GeminiStandIn(WORKDIR, ttft_s=args.ttft) as gemini, AsyncExitStack() as stack:
         systems = {}
         for name in args.systems.split(","):
-            system = await _start(name, kinds[name], gemini.url, stack, results)
+            system = await _start(name, gemini.url, stack, results, overrides)
             if system is not None:
                 systems[name] = system
         tallies = {name: _Tally() for name in systems}
@@ -273,6 +276,18 @@ async def _play_set(systems: dict[str, Appliance | Pipecat], tallies: dict[str, 
     for name, system in systems.items():
         if isinstance(system, Appliance):
             tallies[name].speculation = system.speculation()   # the set's calls only
+
+
+def parse_overrides(items: list[str]) -> dict[tuple[str, str], str]:
+    """["call.caller_pause_turns=3"] -> {("call", "caller_pause_turns"): "3"}."""
+    overrides = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        section, dot, key = name.partition(".")
+        if not (sep and dot and section and key):
+            raise SystemExit(f"--appliance-set {item!r}: expected SECTION.KEY=VALUE")
+        overrides[(section.strip(), key.strip())] = value.strip()
+    return overrides
 
 
 def rescore(results: dict[str, Any]) -> dict[str, Any]:
@@ -317,6 +332,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=12)
     parser.add_argument("--bargeins", type=int, default=8,
                         help="barge-ins spoken over the bot's answers (0: none)")
+    parser.add_argument("--appliance-set", action="append", default=[], metavar="S.KEY=VALUE",
+                        help="override one key of the appliance's config.ini (repeatable), "
+                             "e.g. call.caller_pause_turns=3")
     parser.add_argument("--bargeins-only", action="store_true",
                         help="play only the barge-in calls, not the turn set")
     parser.add_argument("--ttft", type=float, default=0.3,

@@ -119,8 +119,10 @@ class GeminiStandIn:
         return json.loads(await asyncio.wait_for(proc.stdout.readline(), 10))
 
 
-def write_appliance_config(path: Path, port: int, gemini_url: str) -> None:
-    """The shipped config.ini with the benchmark's models, port, database and Gemini URL."""
+def write_appliance_config(path: Path, port: int, gemini_url: str,
+                           overrides: dict[tuple[str, str], str] | None = None) -> None:
+    """The shipped config.ini with the benchmark's models, port, database and Gemini URL, and
+    `overrides` ((section, key) -> value: a variant measured against the shipped one)."""
     from tests.support import models as tm
 
     models = ROOT / "bench" / ".cache" / "turnbench-models"
@@ -148,7 +150,7 @@ def write_appliance_config(path: Path, port: int, gemini_url: str) -> None:
         ("gemini", "base_url"): gemini_url,
         ("business", "greeting"): GREETING,
     }
-    for (section, key), value in values.items():
+    for (section, key), value in {**values, **(overrides or {})}.items():
         parser[section][key] = value
     with open(path, "w", encoding="utf-8") as f:
         parser.write(f)
@@ -187,6 +189,11 @@ class _System:
 class Appliance(_System):
     label = "appliance"
 
+    def __init__(self, workdir: Path, gemini_url: str,
+                 overrides: dict[tuple[str, str], str] | None = None) -> None:
+        super().__init__(workdir, gemini_url)
+        self.overrides = dict(overrides or {})
+
     def speculation(self) -> dict[str, int]:
         """What its own call records say the speculative replies cost (call_turns)."""
         import sqlite3
@@ -202,7 +209,8 @@ class Appliance(_System):
         config = self.workdir / "appliance.ini"
         for stale in self.workdir.glob("appliance.db*"):
             stale.unlink()
-        await asyncio.to_thread(write_appliance_config, config, self.port, self.gemini_url)
+        await asyncio.to_thread(write_appliance_config, config, self.port, self.gemini_url,
+                                self.overrides)
         env = dict(os.environ, TWILIO_AUTH_TOKEN=AUTH_TOKEN, GEMINI_API_KEY="bench-key",
                    OMP_WAIT_POLICY="PASSIVE")
         return [sys.executable, "-m", "appliance", "serve", "--config", str(config)], env

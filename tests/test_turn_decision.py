@@ -259,3 +259,46 @@ def test_a_new_turn_long_after_the_commit_teaches_nothing_and_the_floor_is_cappe
         (decision,) = commits(run(det, speech(600) + silence(1600), {1: ("Thanks, bye.", 0.95)}))
         waits.append(decision.wait_ms)
     assert waits == [200, 1500]                                  # off; capped at max_wait_ms
+
+
+def _held_pause_turn(det, pause_ms=992):
+    """"Um. [pause] I'd like to book a table.": the caller goes on after `pause_ms`."""
+    run(det, speech(300) + silence(pause_ms) + speech(1200) + silence(600),
+        {1: ("Um.", 0.8), 2: ("Um. I'd like to book a table.", 0.92)})
+    run(det, silence(3000))                                      # the bot answers
+
+
+def _yes_turn(det):
+    (decision,) = commits(run(det, speech(500) + silence(1500), {1: ("Yes, please.", 0.9)}))
+    run(det, silence(3000))
+    return decision.ended_by, decision.wait_ms
+
+
+def test_with_adapt_turns_the_floor_lasts_that_many_turns_after_the_pause():
+    floored = ("caller_pauses", 992 + 150)
+    for turns, expected in ((2, [floored, floored, ("model+text", 350)]),
+                            (0, [floored, floored, floored])):      # 0: the whole call
+        det = TurnDetector(TurnParams(adapt_turns=turns))
+        _held_pause_turn(det)
+        assert [_yes_turn(det) for _ in range(3)] == expected, turns
+
+
+def test_with_adapt_turns_a_later_pause_renews_the_floor_and_an_older_longer_one_expires():
+    det = TurnDetector(TurnParams(adapt_turns=2))
+    _held_pause_turn(det, pause_ms=1216)                        # turn 1
+    assert _yes_turn(det) == ("caller_pauses", 1216 + 150)      # turn 2: turn 1 counts
+    _held_pause_turn(det, pause_ms=608)                         # turn 3: a shorter pause
+    assert _yes_turn(det) == ("caller_pauses", 608 + 150)       # turn 4: turns 2-3 count
+    assert _yes_turn(det) == ("caller_pauses", 608 + 150)       # turn 5: turns 3-4
+    assert _yes_turn(det) == ("model+text", 350)                 # turn 6: none of them
+
+
+def test_with_adapt_turns_an_early_commit_counts_for_the_turn_it_ended():
+    det = TurnDetector(TurnParams(adapt_turns=1))
+    run(det, speech(900) + silence(800), {1: ("It's forty five Allenby Road.", 0.95)})
+    second = run(det, speech(600) + silence(1200), {1: ("Third floor, thank you.", 0.95)})
+    assert (commits(second)[0].ended_by, commits(second)[0].wait_ms) == ("caller_pauses", 950)
+    run(det, silence(3000))
+    assert _yes_turn(det) == ("model+text", 350)     # turn 3: only turn 2 counts, no pause
+    with pytest.raises(ValueError):
+        TurnParams(adapt_turns=-1)
