@@ -172,3 +172,37 @@ def test_vad_plus_turn_detector_nothing_in_silence(vad, entry):
     for prob in probabilities(vad, read_8k(entry["file"])):
         events += detector.frame(prob, WINDOW_MS)
     assert events == []
+
+
+@needs_audio
+@pytest.mark.parametrize("before,after", [("en_long.wav", "en_human.wav"),
+                                          ("en_price.wav", "en_hours.wav")])
+def test_after_a_long_silence_the_callers_next_words_are_heard_from_their_onset(
+        vad, before, after):
+    """The call's Listener carries Silero's state over the silence between two turns. The state
+    the last speaker left made the next onset weak (p ~0.45 for "Can I", "What are") at some
+    alignments of the 32 ms windows, so the barge-in opened a window ~200-650 ms late and the
+    bot talked on over the caller. After a second of silence the state is reset: at every
+    alignment tried, the caller's speech is voiced from its onset (audio timeline, no clock)."""
+    from appliance.audio.bargein import BargeInDetector, BargeInParams, PauseBot
+    from appliance.call.listener import Listener
+    from appliance.simulate import read_wav_ulaw
+
+    entry = next(e for e in SPEECH if e["file"] == after)
+    first, second = read_wav_ulaw(AUDIO_DIR / before), read_wav_ulaw(AUDIO_DIR / after)
+    late = {}
+    for gap_frames in range(100, 130, 3):           # 2.0-2.6 s of silence, 20 ms frames
+        stream = first + b"\xff" * 160 * gap_frames + second
+        onset_ms = len(first) // 8 + gap_frames * 20 + entry["speech_start_s"] * 1000
+        listener, barge = Listener(vad), BargeInDetector(BargeInParams(pause_after_ms=140))
+        pause = None
+        for i in range(0, len(stream), 160):
+            for p in listener.feed(stream[i:i + 160]):
+                if barge.now_ms < onset_ms - 500:   # the bot is not speaking yet
+                    barge.reset(at_ms=barge.now_ms + WINDOW_MS)
+                    continue
+                events = [e for e in barge.process(p, WINDOW_MS) if isinstance(e, PauseBot)]
+                pause = pause or (events[0] if events else None)
+        assert pause is not None, gap_frames
+        late[gap_frames] = round(pause.onset_ms - onset_ms)
+    assert all(ms <= 100 for ms in late.values()), late

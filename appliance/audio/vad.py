@@ -114,6 +114,14 @@ class VadStream:
         self._pending = np.zeros(0, dtype=np.float32)
         self.windows_done = 0
 
+    def reset_state(self) -> None:
+        """Forget the LSTM state only (the audio context and buffered samples stay): after a
+        long silence the state left by the last speaker makes the model slow to hear the next
+        onset (p ~0.45 instead of ~0.8 for the same word), so the caller's next words start
+        afresh, as Silero's own streaming use resets between utterances."""
+        self._h = np.zeros(STATE_SHAPE, dtype=np.float32)
+        self._c = np.zeros(STATE_SHAPE, dtype=np.float32)
+
     @property
     def pending_samples(self) -> int:
         """Samples buffered that do not yet fill a 32 ms window."""
