@@ -46,7 +46,7 @@ def test_ingest_search_stats(config: Path, capsys: pytest.CaptureFixture[str]) -
     out = capsys.readouterr().out
     first = out.splitlines()[0]
     assert first.startswith("1. score ") and "products.csv row 22" in first
-    assert "similarity 0." in first and "bm25#1" in first
+    assert "similarity 0." in first and "bm25#1" in first and "  rerank " in first
     assert "Dyson V12 Detect Slim" in out
 
     assert run(config, "search", "Do you sell cars?") == 0
@@ -56,6 +56,7 @@ def test_ingest_search_stats(config: Path, capsys: pytest.CaptureFixture[str]) -
     lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     assert len(lines) <= 2 and lines[0]["source"] == "delivery.md"
     assert lines[0]["ranks"] == {"bm25": 1} and lines[0]["similarity"] is None
+    assert lines[0]["rerank_score"] is None          # words only: nothing to rerank with
 
     assert run(config, "stats") == 0
     out = capsys.readouterr().out

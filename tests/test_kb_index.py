@@ -14,7 +14,10 @@ import numpy as np
 import pytest
 
 from appliance.kb.embed import Embedder
-from appliance.kb.index import Indexer, IngestProgress, KbError, scan
+from appliance.kb.index import Indexer, IngestProgress, KbError, scan, title_text
+from appliance.kb.parts import passage_parts
+from appliance.kb.passage import Passage
+from appliance.kb.sources import kind_of, parse_source
 from appliance.kb.stats import read_stats
 from appliance.kb.search import KnowledgeBase
 from appliance.store.db import Database
@@ -46,7 +49,7 @@ class FakeEmbedder:
         self.name, self.dimension = name, dimension
         self.embedded: list[str] = []
         self.calls = 0
-        self.fail_after: int | None = None   # calls (passages and titles: two per small file)
+        self.fail_after: int | None = None   # calls (passages, titles, parts: 3 a small file)
 
     @property
     def identity(self) -> str:
@@ -81,6 +84,8 @@ def consistent(db: Database) -> dict[str, int]:
             assert vec <= ids
             titles = {r[0] for r in conn.execute("SELECT rowid FROM kb_vec_title")}
             assert titles == vec               # every passage with a vector has a title vector
+            parts = {r[0] for r in conn.execute("SELECT passage_id FROM kb_part_vec")}
+            assert parts <= vec and bool(parts) == bool(vec)   # no part outlives its passage
         files = conn.execute("SELECT coalesce(sum(passages), 0) FROM kb_files").fetchone()[0]
         assert files == len(ids)
         return {"passages": len(ids), "vectors": len(vec)}
@@ -176,7 +181,7 @@ def test_interrupted_ingest_leaves_a_usable_index(db: Database, kb_dir: Path) ->
         path.write_text(path.read_text(encoding="utf-8") + "\nNew paragraph.\n", encoding="utf-8")
     fake.embedded.clear()
     fake.calls = 0
-    fake.fail_after = 2                       # the second file's embedding is interrupted
+    fake.fail_after = 3                       # the second file's embedding is interrupted
     with pytest.raises(KeyboardInterrupt):
         Indexer(db, fake).ingest(kb_dir)
     assert consistent(db)["passages"] == before["passages"]
@@ -241,6 +246,33 @@ def test_missing_folder(db: Database) -> None:
     assert caught.value.code == "no_directory"
 
 
+def test_an_index_without_part_vectors_gets_them_without_re_embedding_passages(
+        db: Database, kb_dir: Path) -> None:
+    fake = FakeEmbedder()
+    Indexer(db, fake).ingest(kb_dir)
+    db.write_sync(lambda c: c.execute("DROP TABLE kb_part_vec"))   # as made before parts
+    fake.embedded.clear()
+    report = Indexer(db, fake).ingest(kb_dir)
+    assert report.passages_embedded == 0 and report.passages_reused == report.passages_total
+    consistent(db)
+    passages = [p for rel in scan(kb_dir) if kind_of(rel)
+                for p in parse_source(rel, (kb_dir / rel).read_bytes()).passages]
+    wanted = {part for p in passages for part in passage_parts(p)}
+    assert wanted <= set(fake.embedded)                   # every sentence or field, once
+    assert set(fake.embedded) - wanted <= {title_text(p) for p in passages}   # and titles
+
+
+def test_passage_parts_are_the_title_and_its_sentences_or_fields() -> None:
+    prose = Passage(ordinal=0, title="Delivery > Eilat", text="We deliver on Sundays.\n"
+                    "Eilat costs 150 ILS. Ok.", locator="Delivery > Eilat", line_start=1,
+                    line_end=2, heading="Delivery > Eilat")
+    assert passage_parts(prose) == ["We deliver on Sundays.", "Eilat costs 150 ILS."]
+    row = Passage(ordinal=0, title="Kettle", text="name: Kettle\nprice: 199 ILS",
+                  locator="row 2", line_start=2, line_end=2, row=2,
+                  fields={"name": "Kettle", "price": "199 ILS"})
+    assert passage_parts(row) == ["name: Kettle", "price: 199 ILS"]   # "Kettle": too short
+
+
 def test_an_index_without_title_vectors_gets_them_without_re_embedding_passages(
         db: Database, kb_dir: Path) -> None:
     fake = FakeEmbedder()
@@ -250,7 +282,8 @@ def test_an_index_without_title_vectors_gets_them_without_re_embedding_passages(
     report = Indexer(db, fake).ingest(kb_dir)
     assert report.passages_embedded == 0 and report.passages_reused == report.passages_total
     assert consistent(db)["vectors"] == report.passages_total
-    assert fake.embedded and all(len(t) < 80 for t in fake.embedded)   # titles only
+    # titles and sentences only (the part vectors are new too): no whole passage
+    assert fake.embedded and not any("\n" in t for t in fake.embedded)
 
 
 def test_vocabulary_follows_the_index(db: Database, kb_dir: Path) -> None:

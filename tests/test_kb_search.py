@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from appliance.config import KbSettings, ModelRef
-from appliance.kb.search import KnowledgeBase, default_min_similarity
+from appliance.kb.search import Hit, KnowledgeBase, default_min_similarity
 from appliance.store.db import Database
 from tests.support.kb import embedder, ingested, ingested_template  # noqa: F401 (fixtures)
 
@@ -34,10 +34,21 @@ def test_markdown_hit_carries_its_heading(kb: KnowledgeBase) -> None:
     assert hit.row is None and hit.line_start > 1 and "Yom Kippur" in hit.text
 
 
+def assert_ranked(hits: list[Hit]) -> None:
+    """The reranked best candidates first (parts.py), by their rerank score, then the rest
+    by the fused score."""
+    head = [h.rerank_score for h in hits if h.rerank_score is not None]
+    assert head and head == sorted(head, reverse=True)
+    assert [h.rerank_score is not None for h in hits] == [True] * len(head) + [False] * (
+        len(hits) - len(head))
+    tail = [h.score for h in hits[len(head):]]
+    assert tail == sorted(tail, reverse=True)
+
+
 def test_hits_are_ranked_and_limited(kb: KnowledgeBase) -> None:
     hits = kb.search("washing machine", k=10)
     assert 3 < len(hits) <= 10
-    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    assert_ranked(hits)
     assert len(kb.search("washing machine")) == kb.top_k == 4
     assert len(kb.search("washing machine", k=1)) == 1
 
@@ -59,7 +70,7 @@ def test_an_answered_question_gets_k_passages(kb: KnowledgeBase) -> None:
     (in fused order), so an answer ranked 2nd or 3rd is not hidden by the floor."""
     hits = kb.search("delivry to Eilat", k=5)
     assert len(hits) == 5 and hits[0].source == "delivery.md"
-    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    assert_ranked(hits)
     assert kb.search("Do you sell cars?", k=5) == []
 
 

@@ -25,6 +25,22 @@ def test_csv_row_is_one_passage_with_field_names_kept() -> None:
     assert (second.row, second.ordinal) == (3, 1)
 
 
+def test_csv_row_title_is_the_column_that_names_the_rows() -> None:
+    """No column is called "name": the title is the first column of words whose values tell the
+    rows apart, not a category that repeats nor a code."""
+    data = ("Code,Category,Job,Price\n"
+            "SV-1,Servicing,Small service,390\n"
+            "SV-2,Servicing,Major service,1150\n"
+            "BR-1,Brakes,,480\n").encode()
+    titles = [p.title for p in parse_source("jobs.csv", data).passages]
+    assert titles == ["Small service", "Major service", "BR-1"]   # empty cell: first filled
+
+
+def test_csv_row_title_falls_back_to_the_first_filled_cell() -> None:
+    data = "Zone,Fee\nA,120\nA,150\n".encode()
+    assert [p.title for p in parse_source("zones.csv", data).passages] == ["A", "A"]
+
+
 def test_malformed_csv_rows_are_skipped_with_their_line_and_the_rest_kept() -> None:
     data = (b'sku,name,price\n'
             b'A-1,Widget,5\n'

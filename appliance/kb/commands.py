@@ -150,6 +150,8 @@ def run_search(args: argparse.Namespace, settings: Settings) -> int:
         for hit in hits:
             print(json.dumps({"source": hit.source, "locator": hit.locator, "row": hit.row,
                               "heading": hit.heading, "score": round(hit.score, 5),
+                              "rerank_score": (None if hit.rerank_score is None
+                                               else round(hit.rerank_score, 4)),
                               "similarity": hit.similarity, "coverage": round(hit.coverage, 3),
                               "ranks": hit.ranks, "title": hit.title, "text": hit.text},
                              ensure_ascii=False))
@@ -161,8 +163,9 @@ def run_search(args: argparse.Namespace, settings: Settings) -> int:
     for number, hit in enumerate(hits, 1):
         sim = "  -  " if hit.similarity is None else f"{hit.similarity:.2f}"
         found = " ".join(f"{name}#{rank}" for name, rank in hit.ranks.items())
-        print(f"{number}. score {hit.score:.4f}  similarity {sim}  words {hit.coverage:.2f}  "
-              f"[{found}]  {hit.citation}")
+        rerank = "" if hit.rerank_score is None else f"  rerank {hit.rerank_score:.2f}"
+        print(f"{number}. score {hit.score:.4f}  similarity {sim}  words {hit.coverage:.2f}"
+              f"{rerank}  [{found}]  {hit.citation}")
         body = " ".join(hit.text.split())
         print(f"   {hit.title}: {body[:200]}{'...' if len(body) > 200 else ''}")
     print(f"({len(hits)} hits, {elapsed:.1f} ms; floor: {floor})")

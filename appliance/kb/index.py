@@ -30,7 +30,7 @@ import numpy as np
 
 from ..store.db import Database
 from . import text as textmod
-from . import vocab
+from . import parts, vocab
 from .calibration import calibration_for
 from .embed import TextEmbedder
 from .sources import (
@@ -185,13 +185,17 @@ class Indexer:
         recorded = meta(conn).get("embedding_model")
         identity = self.embedder.identity
         if recorded == identity and vec_table_exists(conn):
-            if not vec_table_exists(conn, TITLE_TABLE):     # an index made before titles
+            before_titles = not vec_table_exists(conn, TITLE_TABLE)
+            if before_titles:                                # an index made before titles
                 self._create_vec(conn, TITLE_TABLE)
+            if parts.ensure_table(conn) or before_titles:    # or before part vectors
                 conn.execute("UPDATE kb_files SET embedding_model = ''")  # revisit every file
             return False
-        for table in (VEC_TABLE, TITLE_TABLE):
+        for table in (VEC_TABLE, TITLE_TABLE, parts.PART_TABLE):
             conn.execute(f"DROP TABLE IF EXISTS {table}")
+        for table in (VEC_TABLE, TITLE_TABLE):
             self._create_vec(conn, table)
+        parts.ensure_table(conn)
         _set_meta(conn, embedding_model=identity, embedding_name=self.embedder.name,
                   embedding_dim=str(self.embedder.dimension))
         if recorded:
@@ -239,9 +243,11 @@ class Indexer:
         report.warnings.extend(parsed.warnings)
         vectors = self._vectors(parsed.passages, report, embedded)
         titles = self._title_vectors(parsed.passages)
+        part_vectors = (parts.embed_parts(self.embedder, parsed.passages, EMBED_BATCH)
+                        if self.embedder is not None and parsed.passages else None)
         self.db.write_sync(lambda c: self._replace_file(
             c, rel, digest, len(data), parsed.kind, parsed.passages, vectors, titles,
-            len(parsed.warnings)))
+            len(parsed.warnings), part_vectors))
         (report.updated if known is not None else report.added).append(rel)
         log.info("kb: %s %s: %d passages", rel, "updated" if known is not None else "added",
                  len(parsed.passages))
@@ -287,7 +293,8 @@ class Indexer:
 
     def _replace_file(self, conn: sqlite3.Connection, rel: str, digest: str, size: int,
                       kind: str, passages: list[Passage], vectors: np.ndarray | None,
-                      titles: np.ndarray | None, warnings: int) -> None:
+                      titles: np.ndarray | None, warnings: int,
+                      part_vectors: list[np.ndarray] | None = None) -> None:
         self._delete_file(conn, rel)
         identity = self.embedder.identity if (self.embedder and vectors is not None) else ""
         file_id = conn.execute(
@@ -318,6 +325,8 @@ class Indexer:
             if has_titles:
                 conn.execute(f"INSERT INTO {TITLE_TABLE}(rowid, embedding) VALUES (?, ?)",
                              (pid, titles[i].astype("<f4").tobytes()))
+            if has_vec and part_vectors is not None:
+                parts.write(conn, pid, part_vectors[i])
 
     @staticmethod
     def _delete_file(conn: sqlite3.Connection, rel: str) -> None:
@@ -330,6 +339,8 @@ class Indexer:
                                              if vec_table_exists(conn, t)]
         for table in tables:
             conn.executemany(f"DELETE FROM {table} WHERE rowid = ?", [(i,) for i in ids])
+        if vec_table_exists(conn, parts.PART_TABLE):
+            parts.delete(conn, ids)
         conn.execute("DELETE FROM kb_passages WHERE file_id = ?", (row[0],))
         conn.execute("DELETE FROM kb_files WHERE id = ?", (row[0],))
 

@@ -30,9 +30,9 @@ import numpy as np
 
 from ..config import KbSettings
 from ..store.db import Database
-from . import retrieve
+from . import parts, retrieve
 from . import text as textmod
-from .calibration import DEFAULT_MIN_COVERAGE, calibration_for
+from .calibration import COVERAGE_WEIGHT, DEFAULT_MIN_COVERAGE, calibration_for
 from .confidence import TOP, Features, features
 from .coverage import WordCoverage
 from .embed import TextEmbedder
@@ -78,6 +78,8 @@ class Hit:
     coverage: float              # share of the question's words found, 0..1
     ranks: Mapping[str, int] = field(default_factory=dict)   # retriever -> 1-based rank
     title_similarity: float | None = None   # cosine similarity of the question to the title
+    # The reranked best candidates (parts.py) come first, by this; the others by ``score``.
+    rerank_score: float | None = None
 
     @property
     def found_by(self) -> tuple[str, ...]:
@@ -205,13 +207,15 @@ class _Search:
             self.words.add_synonyms()
         self.similarities: dict[int, float] = {}
         self.titles: dict[int, float] = {}
+        self.rerank_scores: dict[int, float] = {}
 
     def run(self, k: int) -> tuple[list[Hit], Features | None]:
         fused = retrieve.fuse(self._lists())[:self.kb.candidates]
         if not fused:
             return [], None
         if self.kb.calibration.abstain is None:
-            return self._floored(fused, k), None
+            return self._floored(fused, k, self._reranked(fused)), None
+        fused = self._reranked(fused)
         top = fused[:TOP]
         sims = [self._similarity(pid) for pid, _ in top]
         coverages = [self.words.coverage(pid) for pid, _ in top]
@@ -225,10 +229,33 @@ class _Search:
         hits = [self._hit(pid, ranks) for pid, ranks in fused[:k]]
         return [h for h in hits if h is not None], found
 
-    def _floored(self, fused: list[tuple[int, dict[str, int]]], k: int) -> list[Hit]:
+    def _reranked(self, fused: list[tuple[int, dict[str, int]]]
+                  ) -> list[tuple[int, dict[str, int]]]:
+        """The best parts.RERANK candidates reordered by max(similarity, best part's
+        similarity) + COVERAGE_WEIGHT x word coverage (parts.py); the rest keep their places."""
+        if self.vector is None or self.retrievers != _RETRIEVERS["hybrid"] or len(fused) < 2:
+            return fused
+        head = fused[:parts.RERANK]
+        best_part = parts.best_similarities(self.conn, [pid for pid, _ in head], self.vector)
+        if not best_part:
+            return fused
+
+        def score(pid: int) -> float:
+            sim = self._similarity(pid)
+            whole = sim if sim is not None else -1.0
+            return (max(whole, best_part.get(pid, -1.0))
+                    + COVERAGE_WEIGHT * self.words.coverage(pid))
+
+        scores = self.rerank_scores = {pid: score(pid) for pid, _ in head}
+        return sorted(head, key=lambda item: -scores[item[0]]) + fused[parts.RERANK:]
+
+    def _floored(self, fused: list[tuple[int, dict[str, int]]], k: int,
+                 order: list[tuple[int, dict[str, int]]]) -> list[Hit]:
         """The hand floors (floor.py) decide whether the question is answered: the passages
-        that pass, in fused order; once one has passed, the ranking's next passages fill the
-        ``k`` slots (an answer the floor would hide at rank 2 or 3 still reaches the model)."""
+        that pass, in fused order (the order they were calibrated on); once one has passed,
+        the next passages of ``order`` (the reranked fused list) fill the ``k`` slots (an
+        answer the floor would hide at rank 2 or 3 still reaches the model), and the hits
+        come in that order."""
         use_similarity = "vector" in self.retrievers and self.vector is not None
         floor = Floor(self.kb, self.conn, self.words, self.vector if use_similarity else None,
                       self.similarities, self.titles, use_similarity=use_similarity,
@@ -240,12 +267,13 @@ class _Search:
             if hit is not None:
                 hits.append(hit)
                 if len(hits) == k:
-                    return hits
-        return self._filled(hits, fused, k) if hits else hits
+                    break
+        return self._filled(hits, order, k) if hits else hits
 
     def _filled(self, hits: list[Hit], fused: list[tuple[int, dict[str, int]]], k: int
                 ) -> list[Hit]:
-        """``hits`` and the best-ranked passages not among them, up to ``k``, in fused order."""
+        """``hits`` and the best-ranked passages not among them, up to ``k``, in ``fused``'s
+        order."""
         taken = {h.passage_id for h in hits}
         for pid, ranks in fused:
             if len(hits) == k:
@@ -301,15 +329,16 @@ class _Search:
         sim, coverage = known if known is not None else (self._similarity(pid),
                                                          self.words.coverage(pid))
         return _hit(row, retrieve.fused_score(ranks), sim, coverage, ranks,
-                    self.titles.get(pid))
+                    self.titles.get(pid), self.rerank_scores.get(pid))
 
 
 
 def _hit(row: sqlite3.Row, score: float, similarity: float | None, coverage: float,
-         ranks: Mapping[str, int], title_similarity: float | None = None) -> Hit:
+         ranks: Mapping[str, int], title_similarity: float | None = None,
+         rerank_score: float | None = None) -> Hit:
     return Hit(passage_id=row["id"], source=row["path"], locator=row["locator"],
                title=row["title"], text=row["text"], row=row["row_number"],
                heading=row["heading"], line_start=row["line_start"], line_end=row["line_end"],
                fields=json.loads(row["fields"]) if row["fields"] else None, score=score,
                similarity=similarity, coverage=coverage, ranks=dict(ranks),
-               title_similarity=title_similarity)
+               title_similarity=title_similarity, rerank_score=rerank_score)

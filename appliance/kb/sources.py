@@ -15,7 +15,7 @@ A whole file that cannot be used (not UTF-8, binary, empty, too large, unknown t
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import PurePosixPath
 from typing import Iterator, Mapping
 
@@ -144,10 +144,11 @@ def parse_csv(path: str, text: str) -> ParsedSource:
         fields = {h: c.strip() for h, c in zip(header, cells, strict=True) if c.strip()}
         body = "\n".join(f"{name}: {value}" for name, value in fields.items())
         passages.append(Passage(
-            ordinal=len(passages), title=_row_title(header, fields), text=body,
+            ordinal=len(passages), title="", text=body,
             locator=f"row {row}", line_start=start, line_end=end, row=row, fields=fields))
     if header is None:
         raise SourceSkipped(path, "empty", "no header row")
+    passages = _titled(header, passages)
     if not passages and not warnings:
         warnings.append(SourceWarning(path, None, "header only, no rows"))
     return ParsedSource("csv", passages, _capped(path, warnings))
@@ -229,15 +230,39 @@ def _header(path: str, line: int, cells: list[str], warnings: list[SourceWarning
 _TITLE_COLUMNS = ("name", "title", "product", "service", "item", "שם", "название", "имя")
 
 
-def _row_title(header: list[str], fields: Mapping[str, str]) -> str:
+def _titled(header: list[str], passages: list[Passage]) -> list[Passage]:
+    """The rows with their titles: the value of the column that names them (_name_column)."""
+    rows = [p.fields or {} for p in passages]
+    column = _name_column(header, rows)
+    out = []
+    for passage, fields in zip(passages, rows, strict=True):
+        title = fields.get(column, "") if column else ""
+        if not title:        # this row leaves the name empty: its first filled cell
+            title = next((fields[c] for c in header if fields.get(c)), "")
+        out.append(replace(passage, title=title))
+    return out
+
+
+def _name_column(header: list[str], rows: list[Mapping[str, str]]) -> str | None:
+    """The column that names each row: one called so (_TITLE_COLUMNS), else the first whose
+    values are words (not numbers or codes), fill most rows and tell them apart: a category
+    column that repeats ("Brakes", "Brakes") makes a poor title, the job next to it a good one."""
     for candidate in _TITLE_COLUMNS:
         for column in header:
-            if column.lower() == candidate and fields.get(column):
-                return fields[column]
+            if column.lower() == candidate and any(r.get(column) for r in rows):
+                return column
     for column in header:
-        if fields.get(column):
-            return fields[column]
-    return ""
+        values = [r[column] for r in rows if r.get(column)]
+        if (2 * len(values) > len(rows) and len(set(values)) == len(values)
+                and all(_wordy(v) for v in values)):
+            return column
+    return None
+
+
+def _wordy(value: str) -> bool:
+    """Mostly letters: a name, not a price, a code ("GEN-01") or a date."""
+    letters = sum(c.isalpha() for c in value)
+    return letters >= 3 and letters >= 2 * sum(c.isdigit() for c in value)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import pytest
 
@@ -23,9 +23,9 @@ ROOT = Path(__file__).resolve().parents[2]
 KB_DIR = ROOT / "kb"
 EVAL_FILE = ROOT / "tests" / "kb_eval.jsonl"
 BUSINESSES = ROOT / "tests" / "data" / "kb_businesses"
-NAMES = ("dental", "plumbing", "restaurant", "vet")
+NAMES = ("dental", "plumbing", "restaurant", "vet", "garage")
 SPLIT = {"dental": "dev", "plumbing": "held-out", "restaurant": "held-out", "vet": "held-out",
-         "dental-negatives": "dev"}
+         "garage": "held-out", "dental-negatives": "dev"}
 
 
 @dataclass(frozen=True)
@@ -94,9 +94,11 @@ def ingested(tmp_path: Path, ingested_template: Path) -> Iterator[Database]:
 
 
 def run_business(name: str, model: Path | None, workdir: Path,
-                 embedder: TextEmbedder | None = None,
-                 questions: str = "questions.jsonl") -> EvalResult:
-    """``model`` (a GGUF) or a ready ``embedder`` (kept open) or neither (words only)."""
+                 embedder: TextEmbedder | None = None, questions: str = "questions.jsonl",
+                 configure: Callable[[KnowledgeBase], KnowledgeBase] | None = None
+                 ) -> EvalResult:
+    """``model`` (a GGUF) or a ready ``embedder`` (kept open) or neither (words only);
+    ``configure`` may change the KnowledgeBase before the questions run."""
     folder = BUSINESSES / name
     db = Database.open_sync(workdir / f"{name}-{questions}.db")
     owned = Embedder(model, threads=2) if model is not None and embedder is None else None
@@ -104,6 +106,8 @@ def run_business(name: str, model: Path | None, workdir: Path,
         report = Indexer(db, owned or embedder).ingest(folder / "docs")
         assert not report.warnings, report.warnings
         kb = KnowledgeBase(db, owned or embedder)
+        if configure is not None:
+            kb = configure(kb)
         return evaluate(lambda q, k: kb.search(q, k=k),
                         load_business_questions(folder / questions))
     finally:
