@@ -42,8 +42,7 @@ from appliance.conversation.tools import ToolRegistry
 from appliance.llm.failover import ChatModels
 from appliance.llm.local import LocalModel, without_amx
 from appliance.store.db import Database
-from appliance.call.reply import FIRST_CLAUSE_MIN_WORDS
-from appliance.tts.clauses import ClauseSplitter
+from appliance.tts.first_clause import SpokenClauses
 from bench import llm_shapes
 from tests.support.fakes import make_settings
 
@@ -144,6 +143,7 @@ class Turn:
     prompt_tokens: int
     clause_chunks: int = 0         # text chunks (~tokens) up to the end of the first clause
     tts_cpu_ms: float = 0.0        # Piper's CPU time to the first audio chunk of it
+    first_piece: str = ""          # what Piper spoke first
 
     def estimate_ms(self, prefill_tps: float, decode_tps: float) -> float:
         """First audio on 2 idle cores: the new prompt tokens, the first clause's tokens,
@@ -188,8 +188,9 @@ async def one_turn(conversation: Any, question: str, voice: Any, model: LocalMod
     started = time.perf_counter()
     first_text = None
     audio: asyncio.Future[tuple[float, float]] | None = None
-    splitter = ClauseSplitter(first_min_words=FIRST_CLAUSE_MIN_WORDS)   # as on a call
+    splitter = SpokenClauses()   # as on a call
     chunks = 0
+    first_piece = ""
 
     def synthesize(piece: str) -> tuple[float, float]:
         cpu = time.thread_time()
@@ -201,17 +202,19 @@ async def one_turn(conversation: Any, question: str, voice: Any, model: LocalMod
         if isinstance(event, TextDelta):
             first_text = first_text or time.perf_counter()
             chunks += audio is None
-            pieces = splitter.feed(event.text)
+            pieces = splitter.feed(event.text, time.perf_counter())
             if pieces and audio is None:
+                first_piece = pieces[0]
                 audio = loop.run_in_executor(None, synthesize, pieces[0])
         elif isinstance(event, ReplyDone) and audio is None:
             rest = splitter.flush()
-            audio = loop.run_in_executor(None, synthesize, rest[0] if rest else "Okay.")
+            first_piece = rest[0] if rest else "Okay."
+            audio = loop.run_in_executor(None, synthesize, first_piece)
     audio_at, tts_cpu = await audio if audio is not None else (time.perf_counter(), 0.0)
     stats = model.last_stats
     return Turn(((first_text or audio_at) - started) * 1000, (audio_at - started) * 1000,
                 stats.new_tokens if stats else 0, stats.prompt_tokens if stats else 0,
-                chunks, tts_cpu)
+                chunks, tts_cpu, first_piece)
 
 
 async def run_config(config: Config, model: LocalModel, voice: Any, turns: int,
@@ -356,7 +359,8 @@ async def main_async(turns: int, with_candidates: bool, default: str,
                     await run_config(config, model, voice, turns, Path(tmp))
                     configs.append(config)
                     progress(f"{label}, reuse {reuse}: first audio "
-                             f"{[round(t.first_audio_ms) for t in config.turns]} ms")
+                             f"{[round(t.first_audio_ms) for t in config.turns]} ms; first "
+                             f"pieces {[t.first_piece for t in config.turns]}")
                 mixed[label] = await interleaved(model, voice, Path(tmp))
             finally:
                 model.close()
