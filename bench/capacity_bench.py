@@ -176,7 +176,7 @@ async def main_async(levels: list[int], turns: int, offline: str | None = None) 
     started, date = time.monotonic(), time.strftime("%Y-%m-%d %H:%M", time.gmtime())
     setup = (Setup(whisper="tiny", llm="local", chat=offline) if offline else
              Setup(whisper="tiny", llm="cloud", chat="qwen0.5b", ttft_s=0.3))
-    name = "capacity_offline" if offline else "capacity"
+    report_name = "capacity_offline" if offline else "capacity"
     out: list[dict[str, Any]] = []
     tmp = CACHE.parent / "capacity-run"      # kept after the run: the server's log is there
     shutil.rmtree(tmp, ignore_errors=True)
@@ -201,12 +201,12 @@ async def main_async(levels: list[int], turns: int, offline: str | None = None) 
                     "Gemini stand-in 300 ms to first token")}
         for n in levels:
             out.append(await level(rig, n, turns, base))
-            save(out, info, started, name)
+            save(out, info, started, report_name)
             row = report.concurrency_summary(out)["rows"][-1]
             say(f"{n} calls: p50 {row['latency']['median']} p95 {row['latency']['p95']} "
                 f"ms, underruns {row['gaps']}, cpu/turn {out[-1]['cpu_s_per_turn']:.2f} s, "
                 f"load {out[-1]['load_before']:.1f}")
-    return save(out, info, started, name)
+    return save(out, info, started, report_name)
 
 
 def save(out: list[dict[str, Any]], info: dict[str, Any], started: float,
