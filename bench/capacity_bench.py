@@ -174,7 +174,9 @@ async def main_async(levels: list[int], turns: int, offline: str | None = None) 
     weights; qwen0.5b: the default's shape); the report goes to capacity_offline.md."""
     models = real_models(offline)
     started, date = time.monotonic(), time.strftime("%Y-%m-%d %H:%M", time.gmtime())
-    setup = (Setup(whisper="tiny", llm="local", chat=offline) if offline else
+    # Random weights (and Gemma 270M, a base model) never end an answer: 48 tokens, as the
+    # local-model bench, stands in for an instruct model's one or two spoken sentences.
+    setup = (Setup(whisper="tiny", llm="local", chat=offline, max_tokens=48) if offline else
              Setup(whisper="tiny", llm="cloud", chat="qwen0.5b", ttft_s=0.3))
     report_name = "capacity_offline" if offline else "capacity"
     out: list[dict[str, Any]] = []
@@ -197,7 +199,8 @@ async def main_async(levels: list[int], turns: int, offline: str | None = None) 
         info = {"cores": os.cpu_count(), "turns": turns, "date": date,
                 "startup_s": rig.start_info["startup_s"], "base_rss_mb": base,
                 "setup": "real Whisper tiny.en (int8), real Piper en_US-joe-medium, " + (
-                    f"offline: no Gemini, the local model {offline} answers" if offline else
+                    f"offline: no Gemini, the local model {offline} answers (at most 48 tokens)"
+                    if offline else
                     "Gemini stand-in 300 ms to first token")}
         for n in levels:
             out.append(await level(rig, n, turns, base))
