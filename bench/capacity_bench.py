@@ -52,16 +52,18 @@ def say(text: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
 
 
-def real_models() -> BenchModels:
+def real_models(offline: str | None = None) -> BenchModels:
     from .realmodels import RealModelUnavailable, ensure
 
     try:
         whisper, voice = ensure("whisper-tiny.en"), ensure("piper-joe")
+        chat = {"qwen0.5b": llm_shapes.ensure("qwen2.5-0.5b", speakable=True)}
+        if offline == "gemma3-270m":
+            chat["gemma3-270m"] = ensure("gemma3-270m")
     except RealModelUnavailable as exc:
         raise SystemExit(f"real models unavailable: {exc}") from None
-    return BenchModels(whisper={"tiny": whisper},
-                       chat={"qwen0.5b": llm_shapes.ensure("qwen2.5-0.5b", speakable=True)},
-                       embedding=_embedding(CACHE), voice=voice)
+    return BenchModels(whisper={"tiny": whisper}, chat=chat, embedding=_embedding(CACHE),
+                       voice=voice)
 
 
 def smart_turn() -> Path:
@@ -167,10 +169,16 @@ def render(levels: list[dict[str, Any]], info: dict[str, Any]) -> str:
     return "\n".join(out) + "\n"
 
 
-async def main_async(levels: list[int], turns: int) -> str:
-    models = real_models()
+async def main_async(levels: list[int], turns: int, offline: str | None = None) -> str:
+    """``offline``: no Gemini at all, the named local model answers (gemma3-270m: the real
+    weights; qwen0.5b: the default's shape); the report goes to capacity_offline.md."""
+    models = real_models(offline)
     started, date = time.monotonic(), time.strftime("%Y-%m-%d %H:%M", time.gmtime())
-    setup = Setup(whisper="tiny", llm="cloud", chat="qwen0.5b", ttft_s=0.3)
+    # Random weights (and Gemma 270M, a base model) never end an answer: 48 tokens, as the
+    # local-model bench, stands in for an instruct model's one or two spoken sentences.
+    setup = (Setup(whisper="tiny", llm="local", chat=offline, max_tokens=48) if offline else
+             Setup(whisper="tiny", llm="cloud", chat="qwen0.5b", ttft_s=0.3))
+    report_name = "capacity_offline" if offline else "capacity"
     out: list[dict[str, Any]] = []
     tmp = CACHE.parent / "capacity-run"      # kept after the run: the server's log is there
     shutil.rmtree(tmp, ignore_errors=True)
@@ -190,27 +198,31 @@ async def main_async(levels: list[int], turns: int) -> str:
         base = rig.rss_mb()
         info = {"cores": os.cpu_count(), "turns": turns, "date": date,
                 "startup_s": rig.start_info["startup_s"], "base_rss_mb": base,
-                "setup": "real Whisper tiny.en (int8), real Piper en_US-joe-medium, "
-                         "Gemini stand-in 300 ms to first token"}
+                "setup": "real Whisper tiny.en (int8), real Piper en_US-joe-medium, " + (
+                    f"offline: no Gemini, the local model {offline} answers (at most 48 tokens)"
+                    if offline else
+                    "Gemini stand-in 300 ms to first token")}
         for n in levels:
             out.append(await level(rig, n, turns, base))
-            save(out, info, started)
+            save(out, info, started, report_name)
             row = report.concurrency_summary(out)["rows"][-1]
             say(f"{n} calls: p50 {row['latency']['median']} p95 {row['latency']['p95']} "
                 f"ms, underruns {row['gaps']}, cpu/turn {out[-1]['cpu_s_per_turn']:.2f} s, "
                 f"load {out[-1]['load_before']:.1f}")
-    return save(out, info, started)
+    return save(out, info, started, report_name)
 
 
-def save(out: list[dict[str, Any]], info: dict[str, Any], started: float) -> str:
+def save(out: list[dict[str, Any]], info: dict[str, Any], started: float,
+         name: str = "capacity") -> str:
     """Write the report so far (after every level: a later one may not finish)."""
     info["minutes"] = (time.monotonic() - started) / 60
     text = render(out, info)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    existing = (RESULTS / "capacity.md").read_text() if (RESULTS / "capacity.md").exists() else ""
+    md = RESULTS / f"{name}.md"
+    existing = md.read_text() if md.exists() else ""
     notes = existing.split("\n## Notes", 1)[1] if "\n## Notes" in existing else ""
-    (RESULTS / "capacity.md").write_text(text + ("\n## Notes" + notes if notes else ""))
-    (RESULTS / "capacity.json").write_text(json.dumps({"info": info, "levels": out}, indent=1))
+    md.write_text(text + ("\n## Notes" + notes if notes else ""))
+    (RESULTS / f"{name}.json").write_text(json.dumps({"info": info, "levels": out}, indent=1))
     return text
 
 
@@ -218,8 +230,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--levels", type=int, nargs="+", default=[1, 2, 3, 4, 5, 6])
     parser.add_argument("--turns", type=int, default=3)
+    parser.add_argument("--offline", choices=["gemma3-270m", "qwen0.5b"],
+                        help="no Gemini: this local model answers (capacity_offline.md)")
     args = parser.parse_args()
-    print(asyncio.run(main_async(args.levels, args.turns)))
+    print(asyncio.run(main_async(args.levels, args.turns, args.offline)))
 
 
 if __name__ == "__main__":

@@ -10,7 +10,8 @@
    tool list, for the default's shape (speakable vocabulary) and the real Gemma 3 270M, with
    and without KV reuse ("without": the context is emptied before each turn, so every turn
    prefills its whole prompt, as a cold model would). Per turn: first text (the answer, not
-   the filler), first audio (the first clause cut by the product's ClauseSplitter, then
+   the filler), first audio (the first piece as the product cuts it (tts/first_clause.py; also without
+   its slow-model rule, for comparison), then
    synthesised by the real Piper voice en_US-joe-medium in a thread while the model goes on,
    until its first audio chunk), the prompt's new tokens. Start-up: engine.start() (warm-up
    of the static prompt) and its token count, with the cloud prompt's for comparison.
@@ -42,8 +43,7 @@ from appliance.conversation.tools import ToolRegistry
 from appliance.llm.failover import ChatModels
 from appliance.llm.local import LocalModel, without_amx
 from appliance.store.db import Database
-from appliance.call.reply import FIRST_CLAUSE_MIN_WORDS
-from appliance.tts.clauses import ClauseSplitter
+from appliance.tts.first_clause import SpokenClauses
 from bench import llm_shapes
 from tests.support.fakes import make_settings
 
@@ -144,6 +144,7 @@ class Turn:
     prompt_tokens: int
     clause_chunks: int = 0         # text chunks (~tokens) up to the end of the first clause
     tts_cpu_ms: float = 0.0        # Piper's CPU time to the first audio chunk of it
+    first_piece: str = ""          # what Piper spoke first
 
     def estimate_ms(self, prefill_tps: float, decode_tps: float) -> float:
         """First audio on 2 idle cores: the new prompt tokens, the first clause's tokens,
@@ -157,6 +158,7 @@ class Config:
     label: str
     path: Path
     reuse: bool
+    slow_first: bool = True        # tts/first_clause.py's slow-model rule, as shipped
     turns: list[Turn] = field(default_factory=list)
     warm_ms: float = 0.0
     static_tokens: int = 0
@@ -183,13 +185,15 @@ async def build_engine(workdir: Path, model: LocalModel) -> tuple[Engine, Databa
     return engine, db
 
 
-async def one_turn(conversation: Any, question: str, voice: Any, model: LocalModel) -> Turn:
+async def one_turn(conversation: Any, question: str, voice: Any, model: LocalModel,
+                   slow_first: bool = True) -> Turn:
     loop = asyncio.get_running_loop()
     started = time.perf_counter()
     first_text = None
     audio: asyncio.Future[tuple[float, float]] | None = None
-    splitter = ClauseSplitter(first_min_words=FIRST_CLAUSE_MIN_WORDS)   # as on a call
+    splitter = SpokenClauses() if slow_first else SpokenClauses(slow_after_s=None)
     chunks = 0
+    first_piece = ""
 
     def synthesize(piece: str) -> tuple[float, float]:
         cpu = time.thread_time()
@@ -201,17 +205,19 @@ async def one_turn(conversation: Any, question: str, voice: Any, model: LocalMod
         if isinstance(event, TextDelta):
             first_text = first_text or time.perf_counter()
             chunks += audio is None
-            pieces = splitter.feed(event.text)
+            pieces = splitter.feed(event.text, time.perf_counter())
             if pieces and audio is None:
+                first_piece = pieces[0]
                 audio = loop.run_in_executor(None, synthesize, pieces[0])
         elif isinstance(event, ReplyDone) and audio is None:
             rest = splitter.flush()
-            audio = loop.run_in_executor(None, synthesize, rest[0] if rest else "Okay.")
+            first_piece = rest[0] if rest else "Okay."
+            audio = loop.run_in_executor(None, synthesize, first_piece)
     audio_at, tts_cpu = await audio if audio is not None else (time.perf_counter(), 0.0)
     stats = model.last_stats
     return Turn(((first_text or audio_at) - started) * 1000, (audio_at - started) * 1000,
                 stats.new_tokens if stats else 0, stats.prompt_tokens if stats else 0,
-                chunks, tts_cpu)
+                chunks, tts_cpu, first_piece)
 
 
 async def run_config(config: Config, model: LocalModel, voice: Any, turns: int,
@@ -235,7 +241,8 @@ async def run_config(config: Config, model: LocalModel, voice: Any, turns: int,
             config.prefill_ms.append((time.perf_counter() - t) * 1000)
             if not config.reuse:
                 await loop.run_in_executor(model._executor, model._llm.reset)
-            config.turns.append(await one_turn(conversation, question, voice, model))
+            config.turns.append(await one_turn(conversation, question, voice, model,
+                                               config.slow_first))
     finally:
         await engine.close()
         db.close()
@@ -301,10 +308,10 @@ def report(candidates: dict[str, dict[str, float]], configs: list[Config],
     out += ["## Offline turns through the engine (call channel, max 48 answer tokens)", "",
             "First text = the answer's first words (not the filler); first audio = the first "
             "clause synthesised by Piper (joe, real) to its first chunk. Turn 1 included.", "",
-            "| model | KV reuse | warm-up ms (static tokens; cloud prompt) | first text p50 / "
+            "| model | KV reuse | first piece | warm-up ms (static tokens; cloud prompt) | first text p50 / "
             "p95 ms | first audio p50 / p95 ms | est. first audio on 2 idle cores p50 / p95 "
             "ms | new prompt tokens p50 | prompt tokens p50 | background prefill p50 ms |",
-            "|---|---|---|---|---|---|---|---|---|"]
+            "|---|---|---|---|---|---|---|---|---|---|"]
     for c in configs:
         text = [t.first_text_ms for t in c.turns]
         audio = [t.first_audio_ms for t in c.turns]
@@ -314,7 +321,8 @@ def report(candidates: dict[str, dict[str, float]], configs: list[Config],
             values = [t.estimate_ms(*two_core_estimate(rates)) for t in c.turns]
             est = f"{statistics.median(values):.0f} / {p(values, .95):.0f}"
         out.append(
-            f"| {c.label} | {'yes' if c.reuse else 'no'} | {c.warm_ms:.0f} ({c.static_tokens}; "
+            f"| {c.label} | {'yes' if c.reuse else 'no'} | "
+            f"{'slow-model rule' if c.slow_first else 'clause or sentence end'} | {c.warm_ms:.0f} ({c.static_tokens}; "
             f"{c.cloud_static_tokens}) | {statistics.median(text):.0f} / {p(text, .95):.0f} | "
             f"{statistics.median(audio):.0f} / {p(audio, .95):.0f} | {est} | "
             f"{statistics.median(t.new_tokens for t in c.turns):.0f} | "
@@ -351,12 +359,13 @@ async def main_async(turns: int, with_candidates: bool, default: str,
         for label, path in models.items():
             model = load_model(path)
             try:
-                for reuse in (True, False):
-                    config = Config(label, path, reuse)
+                for reuse, slow in ((True, True), (True, False), (False, True)):
+                    config = Config(label, path, reuse, slow)
                     await run_config(config, model, voice, turns, Path(tmp))
                     configs.append(config)
-                    progress(f"{label}, reuse {reuse}: first audio "
-                             f"{[round(t.first_audio_ms) for t in config.turns]} ms")
+                    progress(f"{label}, reuse {reuse}, slow rule {slow}: first audio "
+                             f"{[round(t.first_audio_ms) for t in config.turns]} ms; first "
+                             f"pieces {[t.first_piece for t in config.turns]}")
                 mixed[label] = await interleaved(model, voice, Path(tmp))
             finally:
                 model.close()

@@ -169,3 +169,34 @@ def test_receptionist_synonyms_stand_in_for_unknown_words() -> None:
 
     assert "address" in synonyms("located") and "price" in synonyms("cost")
     assert synonyms("kettle") == ()
+
+
+def test_question_words_are_embedded_once_and_answers_do_not_change(
+        ingested: Database, embedder) -> None:  # noqa: F811
+    """kb/word_cache.py: a word's vector is kept, so the next search embeds only the question."""
+    embedded: list[list[str]] = []
+
+    class Counting:
+        name, dimension, identity = embedder.name, embedder.dimension, embedder.identity
+
+        def embed_query(self, text):
+            return embedder.embed_query(text)
+
+        def embed_query_and_words(self, text, words):
+            embedded.append(list(words))
+            return embedder.embed_query_and_words(text, words)
+
+        def embed_passages(self, texts, batch=16):
+            return embedder.embed_passages(texts, batch)
+
+    kb = KnowledgeBase(ingested, Counting())
+    fresh = KnowledgeBase(ingested, embedder)
+    question = "could a plumber fix my leaking kitchen tap tomorrow"
+    first = kb.search(question)
+    assert embedded and "kitchen" in embedded[0], "the question's words went with it to the model"
+    again = kb.search(question)
+    assert len(embedded) == 1, "the second search embedded no word again"
+    kb.search("is the kitchen tap repair expensive")     # only its new words are embedded
+    assert embedded[1] and "kitchen" not in embedded[1]
+    assert [h.text for h in again] == [h.text for h in first] == [
+        h.text for h in fresh.search(question)]

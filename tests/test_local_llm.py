@@ -15,7 +15,7 @@ import pytest
 from appliance.config import LocalLlmSettings, ModelRef
 from appliance.llm.base import (ChatMessage, ChatRequest, StreamDone, TextChunk, ToolCall,
                                 ToolCallChunk, ToolSpec)
-from appliance.llm.local import LocalModel, Splitter, tool_call_schema
+from appliance.llm.local import VOICE_MAX_TOKENS, LocalModel, Splitter, tool_call_schema
 from tests.support.fakes import chat_model_path
 
 STATIC = ("You are the receptionist of Sunrise Appliances, a repair shop in Tel Aviv. "
@@ -365,3 +365,13 @@ async def test_a_reused_and_a_restored_prefix_answer_as_a_fresh_prompt_does(gemm
     cold = text_of(await collect(gemma, replace(follow, session="")))
     assert gemma.last_stats.cached_tokens == 0
     assert reused == restored == cold, (reused, restored, cold)
+
+
+async def test_a_spoken_answer_stops_at_the_voice_cap_a_written_one_does_not(small):
+    """llm/local.py VOICE_MAX_TOKENS: [local_llm] max_tokens is 2000 here."""
+    small._llm.set_seed(1234)
+    spoken = await collect(small, short(voice=True))
+    small._llm.set_seed(1234)
+    written = await collect(small, short())
+    assert 0 < spoken[-1].output_tokens <= VOICE_MAX_TOKENS
+    assert written[-1].output_tokens > VOICE_MAX_TOKENS, "random weights: it would go on"

@@ -17,15 +17,12 @@ from dataclasses import dataclass, replace
 from ..conversation.conversation import Conversation
 from ..conversation.gate import ReleaseGate
 from ..conversation.events import Action, ActionRequested, Filler, ReplyDone, TextDelta
-from ..tts.clauses import ClauseSplitter, speakable
+from ..tts.clauses import speakable
+from ..tts.first_clause import SpokenClauses
 from .events import TurnDecided
 from .player import Player
 from .speech import PhoneSpeech
 from .timing import TurnTimes
-
-# The first clause ends at the first comma after 2 words ("Of course,", "I'm sorry,"): Piper's
-# first audio comes ~40% sooner than at 3 words (bench/results/first_clause.md).
-FIRST_CLAUSE_MIN_WORDS = 2
 
 
 @dataclass(frozen=True)
@@ -69,12 +66,12 @@ class ReplyRun:
 
     async def _generate(self, text: str, language: str | None,
                         clauses: asyncio.Queue[str | None]) -> None:
-        splitter = ClauseSplitter(first_min_words=FIRST_CLAUSE_MIN_WORDS)
+        splitter = SpokenClauses()
         try:
             async for event in self._conversation.reply(text, language, self.gate):
                 if isinstance(event, TextDelta):
                     self.stamp(first_token_at=self._clock())
-                    for clause in splitter.feed(event.text):
+                    for clause in splitter.feed(event.text, self._clock()):
                         self._put_clause(clause, clauses)
                 elif isinstance(event, Filler):
                     for clause in splitter.flush():

@@ -40,6 +40,7 @@ from .floor import Floor
 from .index import TITLE_TABLE, VEC_TABLE, meta, vec_table_exists
 from .matrix import CachedMatrix
 from .vocab import Vocabulary, expandable, in_model_script
+from .word_cache import WordVectors
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +121,7 @@ class KnowledgeBase:
             f"SELECT rowid, embedding FROM {TITLE_TABLE}", "vectors_stamp")
         self.candidates = candidates
         self._warned_model = False
+        self.word_vectors = WordVectors()      # question words' vectors, between searches
 
     @classmethod
     def from_settings(cls, db: Database, embedder: TextEmbedder | None,
@@ -160,8 +162,14 @@ class KnowledgeBase:
                  if expandable(t, self.calibration.latin_only)]
         if both is None or not words or retrievers == ("vector",):
             return self.embedder.embed_query(query), {}
-        vector, matrix = both(query, words)
-        return vector, dict(zip(words, matrix))
+        kept = self.word_vectors.known(words)
+        missing = [w for w in dict.fromkeys(words) if w not in kept]
+        if not missing:
+            return self.embedder.embed_query(query), kept
+        vector, matrix = both(query, missing)
+        fresh = dict(zip(missing, matrix))
+        self.word_vectors.keep(fresh)
+        return vector, {**kept, **fresh}
 
     # -- inside one read ---------------------------------------------------------------------
 

@@ -47,6 +47,11 @@ DEFAULT_SAMPLING = Sampling()
 _MAX_TOOL_TOKENS = 512
 _MIN_TOOL_ROOM = 48        # fewer free context cells than this: no tool call is attempted
 _CONTEXT_MARGIN = 8
+# A spoken answer is "up to three short sentences" (conversation/prompt.py), ~40-70 tokens. A
+# small local model that rambles on would hold a core for seconds per turn (decoding, then
+# Piper for every word) while the caller has long stopped listening: on a call its answer
+# stops here, whatever [local_llm] max_tokens allows the written channels.
+VOICE_MAX_TOKENS = 96
 
 
 class LocalModel:
@@ -174,7 +179,8 @@ class LocalModel:
         return llm.tokenize(prompt.encode("utf-8"), add_bos=add_bos, special=True)
 
     def _max_tokens(self, request: ChatRequest) -> int:
-        return request.max_tokens or self.settings.max_tokens
+        limit = request.max_tokens or self.settings.max_tokens
+        return min(limit, VOICE_MAX_TOKENS) if request.voice else limit
 
     # -- streaming ------------------------------------------------------------------------
 

@@ -85,6 +85,22 @@ class ClauseSplitter:
         self._emitted += len(pieces)
         return pieces
 
+    def cut_first_piece(self, min_words: int) -> list[str]:
+        """The model is slow: end the first piece now, at the last word that has fully arrived
+        (never after a dangling "the", "and", "to" ...), if it holds at least ``min_words``
+        words. Later pieces are never cut this way. Returns [] when there is nothing to cut."""
+        if self._emitted:
+            return []
+        cut = _word_cut(self._buf, min_words)
+        if cut is None:
+            return []
+        piece = speakable(self._buf[:cut])
+        self._buf = self._buf[cut:].lstrip()
+        if not piece:
+            return []
+        self._emitted += 1
+        return [piece]
+
     def flush(self) -> list[str]:
         """End of the reply: return the rest (at most one piece)."""
         piece = speakable(self._buf)
@@ -156,6 +172,28 @@ def _period_verdict(buf: str, i: int, j: int) -> bool | None:
 
 def _word_count(text: str) -> int:
     return sum(1 for w in text.split() if any(c.isalnum() for c in w))
+
+
+# Words a spoken piece should not end on: the next word belongs to them.
+_DANGLING = frozenset({
+    "a", "an", "the", "and", "or", "but", "to", "of", "for", "from", "in", "on", "at", "by",
+    "with", "is", "are", "our", "your", "my", "we", "i", "you", "it", "that", "this", "be",
+    "и", "в", "на", "с", "к", "по", "для", "или", "а", "но", "у", "о",
+})
+
+
+def _word_cut(buf: str, min_words: int) -> int | None:
+    """End of the last complete word of ``buf`` (one followed by white space) that leaves at
+    least ``min_words`` words and does not end on a dangling word; None if there is none."""
+    ends = [m.start() for m in re.finditer(r"(?<=\S)\s", buf)]
+    for end in reversed(ends):
+        words = buf[:end].split()
+        if len(words) < min_words:
+            return None
+        last = words[-1].strip("\"'“”‘’«»()[]*_").lower()
+        if last and last not in _DANGLING and last[-1] not in "-–—":
+            return end
+    return None
 
 
 def _fallback_cut(buf: str, limit: int) -> int | None:
