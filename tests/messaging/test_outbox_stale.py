@@ -29,8 +29,10 @@ async def test_a_stale_sending_row_no_longer_blocks_the_queue(tmp_path: Path) ->
         assert [m.body for m in fake.messages] == ["earlier note", "Reply to: hello"]
         lookups = [r for r in fake.requests if r.method == "GET"]
         assert len(lookups) == 1                  # reconciled first, not blindly re-sent
-        states = h.rows("SELECT state FROM messages_out ORDER BY id")
-        assert states == [{"state": "sent"}, {"state": "sent"}]
+        # the stand-in has a message as soon as it is POSTed; its row says 'sent' a moment later
+        await h.wait_for(lambda: h.rows("SELECT state FROM messages_out ORDER BY id")
+                         == [{"state": "sent"}, {"state": "sent"}], timeout=15,
+                         what="both rows marked sent")
 
 
 async def test_write_durable_syncs_fully_and_goes_back_to_normal(tmp_path: Path) -> None:
