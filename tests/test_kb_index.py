@@ -246,13 +246,19 @@ def test_missing_folder(db: Database) -> None:
     assert caught.value.code == "no_directory"
 
 
-def test_an_index_without_part_vectors_gets_them_without_re_embedding_passages(
-        db: Database, kb_dir: Path) -> None:
+def reingest_without(table: str, db: Database, kb_dir: Path):
+    """Index kb_dir, drop `table` (as an index made before it existed), index again: the
+    embedder (what the second ingest embedded) and the second report."""
     fake = FakeEmbedder()
     Indexer(db, fake).ingest(kb_dir)
-    db.write_sync(lambda c: c.execute("DROP TABLE kb_part_vec"))   # as made before parts
+    db.write_sync(lambda c: c.execute(f"DROP TABLE {table}"))
     fake.embedded.clear()
-    report = Indexer(db, fake).ingest(kb_dir)
+    return fake, Indexer(db, fake).ingest(kb_dir)
+
+
+def test_an_index_without_part_vectors_gets_them_without_re_embedding_passages(
+        db: Database, kb_dir: Path) -> None:
+    fake, report = reingest_without("kb_part_vec", db, kb_dir)
     assert report.passages_embedded == 0 and report.passages_reused == report.passages_total
     consistent(db)
     passages = [p for rel in scan(kb_dir) if kind_of(rel)
@@ -275,11 +281,7 @@ def test_passage_parts_are_the_title_and_its_sentences_or_fields() -> None:
 
 def test_an_index_without_title_vectors_gets_them_without_re_embedding_passages(
         db: Database, kb_dir: Path) -> None:
-    fake = FakeEmbedder()
-    Indexer(db, fake).ingest(kb_dir)
-    db.write_sync(lambda c: c.execute("DROP TABLE kb_vec_title"))   # as made before titles
-    fake.embedded.clear()
-    report = Indexer(db, fake).ingest(kb_dir)
+    fake, report = reingest_without("kb_vec_title", db, kb_dir)
     assert report.passages_embedded == 0 and report.passages_reused == report.passages_total
     assert consistent(db)["vectors"] == report.passages_total
     # titles and sentences only (the part vectors are new too): no whole passage
