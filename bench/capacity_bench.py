@@ -42,6 +42,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 from . import harness, llm_shapes, report, sections
 from .harness import Rig, Setup, turn
 from .models import CACHE, BenchModels, _embedding
+from .realmodels import ensure_or_exit
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -59,26 +60,12 @@ def say(text: str) -> None:
 
 
 def real_models(offline: str | None = None) -> BenchModels:
-    from .realmodels import RealModelUnavailable, ensure
-
-    try:
-        whisper, voice = ensure("whisper-tiny.en"), ensure("piper-joe")
-        chat = {"qwen0.5b": llm_shapes.ensure("qwen2.5-0.5b", speakable=True)}
-        if offline == "gemma3-270m":
-            chat["gemma3-270m"] = ensure("gemma3-270m")
-    except RealModelUnavailable as exc:
-        raise SystemExit(f"real models unavailable: {exc}") from None
+    whisper, voice = ensure_or_exit("whisper-tiny.en"), ensure_or_exit("piper-joe")
+    chat = {"qwen0.5b": llm_shapes.ensure("qwen2.5-0.5b", speakable=True)}
+    if offline == "gemma3-270m":
+        chat["gemma3-270m"] = ensure_or_exit("gemma3-270m")
     return BenchModels(whisper={"tiny": whisper}, chat=chat, embedding=_embedding(CACHE),
                        voice=voice)
-
-
-def smart_turn() -> Path:
-    from .realmodels import RealModelUnavailable, ensure
-
-    try:
-        return ensure("smart-turn-v3.2")
-    except RealModelUnavailable as exc:
-        raise SystemExit(f"real models unavailable: {exc}") from None
 
 
 KB_SUBSET = ("faq.md", "hours.md")    # indexed at start-up: the whole kb/ takes ~10 min here
@@ -98,7 +85,8 @@ def english_config(path: Path, setup: Setup, models: BenchModels, gemini_url: st
     parser.read(path, encoding="utf-8")
     parser["stt"]["languages"] = "en"
     parser["kb"]["directory"] = str(kb_dir)
-    parser["call"]["turn_model"] = str(smart_turn())   # end of turn as the product decides it
+    # end of turn as the product decides it
+    parser["call"]["turn_model"] = str(ensure_or_exit("smart-turn-v3.2"))
     with open(path, "w", encoding="utf-8") as f:
         parser.write(f)
 
