@@ -222,15 +222,22 @@ def _tts(r: _Reader, models: _Models) -> TtsSettings:
     return TtsSettings(voices=voices)
 
 
-# [call] keys of the silence-only endpointer that issue 12 replaced (turn_wait_ms and the turn
-# model now): an older config.ini that still sets them keeps working; they are ignored.
-RETIRED_CALL_KEYS = ("endpoint_wait_ms", "endpoint_short_wait_ms", "endpoint_long_wait_ms")
+# [call] keys no longer read, with what replaced them: an older config.ini that still sets them
+# keeps working (an upgrade keeps /etc/appliance/config.ini); they are ignored with a warning.
+# The endpoint_* keys: the silence-only endpointer that issue 12 replaced. caller_pause_turns:
+# the caller-pause floor counted over the last N turns, measured worse than the whole call's
+# (bench/results/turn_taking_pause_floor.md).
+_WHOLE_CALL = "the caller-pause floor is always that of the whole call"
+RETIRED_CALL_KEYS = (("endpoint_wait_ms", "see turn_wait_ms"),
+                     ("endpoint_short_wait_ms", "see turn_wait_ms"),
+                     ("endpoint_long_wait_ms", "see turn_wait_ms"),
+                     ("caller_pause_turns", _WHOLE_CALL))
 
 
 def _call(r: _Reader, models: _Models) -> CallSettings:
-    for key in RETIRED_CALL_KEYS:
+    for key, instead in RETIRED_CALL_KEYS:
         if r.str("call", key):
-            log.warning("[call] %s is no longer used (see turn_wait_ms); ignored", key)
+            log.warning("[call] %s is no longer used (%s); ignored", key, instead)
     value = r.raw("call", "turn_model", "")
     if value.lower() in ("off", "none"):
         turn_model = None
@@ -249,7 +256,6 @@ def _call(r: _Reader, models: _Models) -> CallSettings:
         turn_wait_ms=r.int("call", "turn_wait_ms", 700, 200, 5000),
         transcript_wait_ms=r.int("call", "transcript_wait_ms", 1500, 200, 10000),
         caller_pause_margin_ms=r.int("call", "caller_pause_margin_ms", 150, 0, 2000),
-        caller_pause_turns=r.int("call", "caller_pause_turns", 0, 0, 100),
         turn_model=turn_model,
         speculative_replies=r.bool("call", "speculative_replies", True),
         max_concurrent=r.int("call", "max_concurrent", 0, 0, 256) or _default_max_calls(),

@@ -138,7 +138,6 @@ class CallSettings:
     turn_wait_ms: int = 700        # end of turn when neither transcript nor model is decisive
     transcript_wait_ms: int = 1500  # least wait while the pause's transcript has not come
     caller_pause_margin_ms: int = 150  # later waits >= the caller's longest held pause + this
-    caller_pause_turns: int = 0    # ... of their last N turns (0: of the whole call)
     turn_model: ModelRef | None = None   # smart-turn ONNX (None: transcript + silence only)
     speculative_replies: bool = True     # start the reply in a pause, release it at the end
     # admission (call/registry.py): beyond max_concurrent streamed calls, `overflow` decides

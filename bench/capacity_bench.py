@@ -17,9 +17,11 @@ measured at the Twilio side: while a reply plays, the next mu-law frame arrives 
 would play silence); gaps at a piece boundary are counted too (the caller hears them the
 same). Memory per call: (peak RSS during the level - RSS before the first call) / N.
 
-Writes bench/results/capacity.md and capacity.json. The machine may be shared with other
-jobs: the load average is recorded per level, and the CPU seconds per turn are what the box
-itself spent, whatever else ran.
+Writes bench/results/capacity.md and capacity.json (with --offline MODEL: that model's
+section of capacity_offline.md, the other models' sections and the notes kept, and
+capacity_offline.json). The machine may be shared with other jobs: the load average is
+recorded per level, and the CPU seconds per turn are what the box itself spent, whatever
+else ran.
 """
 
 from __future__ import annotations
@@ -37,15 +39,20 @@ from typing import Any
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from . import harness, llm_shapes, report
+from . import harness, llm_shapes, report, sections
 from .harness import Rig, Setup, turn
 from .models import CACHE, BenchModels, _embedding
+from .realmodels import ensure_or_exit
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 CALL_SET = ["en_hours.wav", "en_price.wav", "en_book.wav", "en_bye.wav", "en_human.wav",
             "en_phone.wav"]
 TEMPLATE_DB = ROOT / "bench" / ".cache" / "capacity-kb.db"
+# capacity_offline.md: one section per --offline model, keyed by its heading
+OFFLINE_HEADINGS = {"gemma3-270m": "Gemma 3 270M (real weights)",
+                    "qwen0.5b": "Qwen2.5-0.5B-Instruct shape (the default; random weights)"}
+OFFLINE_TITLE = "# Whole offline calls (bench/capacity_bench.py --offline MODEL)"
 
 
 def say(text: str) -> None:
@@ -53,26 +60,12 @@ def say(text: str) -> None:
 
 
 def real_models(offline: str | None = None) -> BenchModels:
-    from .realmodels import RealModelUnavailable, ensure
-
-    try:
-        whisper, voice = ensure("whisper-tiny.en"), ensure("piper-joe")
-        chat = {"qwen0.5b": llm_shapes.ensure("qwen2.5-0.5b", speakable=True)}
-        if offline == "gemma3-270m":
-            chat["gemma3-270m"] = ensure("gemma3-270m")
-    except RealModelUnavailable as exc:
-        raise SystemExit(f"real models unavailable: {exc}") from None
+    whisper, voice = ensure_or_exit("whisper-tiny.en"), ensure_or_exit("piper-joe")
+    chat = {"qwen0.5b": llm_shapes.ensure("qwen2.5-0.5b", speakable=True)}
+    if offline == "gemma3-270m":
+        chat["gemma3-270m"] = ensure_or_exit("gemma3-270m")
     return BenchModels(whisper={"tiny": whisper}, chat=chat, embedding=_embedding(CACHE),
                        voice=voice)
-
-
-def smart_turn() -> Path:
-    from .realmodels import RealModelUnavailable, ensure
-
-    try:
-        return ensure("smart-turn-v3.2")
-    except RealModelUnavailable as exc:
-        raise SystemExit(f"real models unavailable: {exc}") from None
 
 
 KB_SUBSET = ("faq.md", "hours.md")    # indexed at start-up: the whole kb/ takes ~10 min here
@@ -92,7 +85,8 @@ def english_config(path: Path, setup: Setup, models: BenchModels, gemini_url: st
     parser.read(path, encoding="utf-8")
     parser["stt"]["languages"] = "en"
     parser["kb"]["directory"] = str(kb_dir)
-    parser["call"]["turn_model"] = str(smart_turn())   # end of turn as the product decides it
+    # end of turn as the product decides it
+    parser["call"]["turn_model"] = str(ensure_or_exit("smart-turn-v3.2"))
     with open(path, "w", encoding="utf-8") as f:
         parser.write(f)
 
@@ -143,9 +137,14 @@ def fmt(v: float | None) -> str:
 
 
 def render(levels: list[dict[str, Any]], info: dict[str, Any]) -> str:
+    return "# Simultaneous calls on one box (bench/capacity_bench.py)\n\n" + levels_report(
+        levels, info)
+
+
+def levels_report(levels: list[dict[str, Any]], info: dict[str, Any]) -> str:
+    """The set-up, the table of levels and what held (capacity.md below its title)."""
     summary = report.concurrency_summary(levels)
-    out = ["# Simultaneous calls on one box (bench/capacity_bench.py)", "",
-           f"{info['cores']} cores; {info['setup']}; {info['turns']} caller turns per call, "
+    out = [f"{info['cores']} cores; {info['setup']}; {info['turns']} caller turns per call, "
            f"calls started a few seconds apart; server start-up {info['startup_s']} s, RSS "
            f"{info['base_rss_mb']:.0f} MB before the first call. Run {info['date']} UTC, "
            f"{info['minutes']:.1f} min. The box is shared: the load average (1 min) is given "
@@ -178,7 +177,6 @@ async def main_async(levels: list[int], turns: int, offline: str | None = None) 
     # local-model bench, stands in for an instruct model's one or two spoken sentences.
     setup = (Setup(whisper="tiny", llm="local", chat=offline, max_tokens=48) if offline else
              Setup(whisper="tiny", llm="cloud", chat="qwen0.5b", ttft_s=0.3))
-    report_name = "capacity_offline" if offline else "capacity"
     out: list[dict[str, Any]] = []
     tmp = CACHE.parent / "capacity-run"      # kept after the run: the server's log is there
     shutil.rmtree(tmp, ignore_errors=True)
@@ -204,24 +202,32 @@ async def main_async(levels: list[int], turns: int, offline: str | None = None) 
                     "Gemini stand-in 300 ms to first token")}
         for n in levels:
             out.append(await level(rig, n, turns, base))
-            save(out, info, started, report_name)
+            save(out, info, started, offline)
             row = report.concurrency_summary(out)["rows"][-1]
             say(f"{n} calls: p50 {row['latency']['median']} p95 {row['latency']['p95']} "
                 f"ms, underruns {row['gaps']}, cpu/turn {out[-1]['cpu_s_per_turn']:.2f} s, "
                 f"load {out[-1]['load_before']:.1f}")
-    return save(out, info, started, report_name)
+    return save(out, info, started, offline)
 
 
 def save(out: list[dict[str, Any]], info: dict[str, Any], started: float,
-         name: str = "capacity") -> str:
-    """Write the report so far (after every level: a later one may not finish)."""
+         offline: str | None = None) -> str:
+    """Write the report so far (after every level: a later one may not finish). Offline, only
+    that model's section of capacity_offline.md is rewritten (the other models' and the notes
+    stay); otherwise capacity.md, its notes kept."""
     info["minutes"] = (time.monotonic() - started) / 60
-    text = render(out, info)
+    name = "capacity_offline" if offline else "capacity"
     RESULTS.mkdir(parents=True, exist_ok=True)
     md = RESULTS / f"{name}.md"
     existing = md.read_text() if md.exists() else ""
-    notes = existing.split("\n## Notes", 1)[1] if "\n## Notes" in existing else ""
-    md.write_text(text + ("\n## Notes" + notes if notes else ""))
+    if offline:
+        text = levels_report(out, info)
+        md.write_text(sections.merge_section(existing, OFFLINE_HEADINGS[offline], text,
+                                             OFFLINE_TITLE))
+    else:
+        text = render(out, info)
+        notes = existing.split("\n## Notes", 1)[1] if "\n## Notes" in existing else ""
+        md.write_text(text + ("\n## Notes" + notes if notes else ""))
     (RESULTS / f"{name}.json").write_text(json.dumps({"info": info, "levels": out}, indent=1))
     return text
 
@@ -230,7 +236,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--levels", type=int, nargs="+", default=[1, 2, 3, 4, 5, 6])
     parser.add_argument("--turns", type=int, default=3)
-    parser.add_argument("--offline", choices=["gemma3-270m", "qwen0.5b"],
+    parser.add_argument("--offline", choices=list(OFFLINE_HEADINGS),
                         help="no Gemini: this local model answers (capacity_offline.md)")
     args = parser.parse_args()
     print(asyncio.run(main_async(args.levels, args.turns, args.offline)))

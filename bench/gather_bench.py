@@ -36,7 +36,7 @@ from tests.support import models as tm
 from tests.support.fixtures import MODELS_CACHE, write_ini
 
 from .harness import _Proc
-from .realmodels import RealModelUnavailable, ensure
+from .realmodels import ensure_or_exit
 
 TOKEN = "bench-auth-token-0123456789abcdef"
 PUBLIC = "https://receptionist.example.com"
@@ -156,11 +156,7 @@ def report(results: dict[str, list[dict[str, float]]]) -> str:
 
 
 def main() -> int:
-    try:
-        voice = ensure("piper-joe")
-    except RealModelUnavailable as exc:
-        print(f"the real Piper voice is unavailable: {exc}", file=sys.stderr)
-        return 1
+    voice = ensure_or_exit("piper-joe")
     with tempfile.TemporaryDirectory() as tmp:
         results = asyncio.run(run(voice, Path(tmp)))
     text = report(results)

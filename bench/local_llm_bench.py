@@ -342,16 +342,13 @@ def report(candidates: dict[str, dict[str, float]], configs: list[Config],
 async def main_async(turns: int, with_candidates: bool, default: str,
                      build: bool = False) -> str:
     from appliance.tts.piper import Voice
-    from bench.realmodels import RealModelUnavailable, ensure
+    from bench.realmodels import ensure_or_exit
 
     load = os.getloadavg()
     started = time.perf_counter()
     models: dict[str, Path] = {f"{default} shape": llm_shapes.ensure(default, speakable=True)}
-    try:
-        models["gemma3-270m (real)"] = ensure("gemma3-270m")
-        voice_path = ensure("piper-joe")
-    except RealModelUnavailable as exc:
-        raise SystemExit(f"real models unavailable: {exc}") from None
+    models["gemma3-270m (real)"] = ensure_or_exit("gemma3-270m")
+    voice_path = ensure_or_exit("piper-joe")
     voice = Voice.load(voice_path, threads=1)
     configs: list[Config] = []
     mixed: dict[str, dict[str, float]] = {}

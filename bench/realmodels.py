@@ -71,6 +71,15 @@ def ensure(name: str) -> Path:
     return target
 
 
+def ensure_or_exit(name: str) -> Path:
+    """``ensure(name)`` for a benchmark: a model that cannot be had ends the run with one line
+    (SystemExit, exit status 1) rather than a traceback."""
+    try:
+        return ensure(name)
+    except RealModelUnavailable as exc:
+        raise SystemExit(f"real models unavailable: {exc}") from None
+
+
 def available(name: str) -> bool:
     try:
         ensure(name)

@@ -279,7 +279,7 @@ async def _play_set(systems: dict[str, Appliance | Pipecat], tallies: dict[str, 
 
 
 def parse_overrides(items: list[str]) -> dict[tuple[str, str], str]:
-    """["call.caller_pause_turns=3"] -> {("call", "caller_pause_turns"): "3"}."""
+    """["call.caller_pause_margin_ms=300"] -> {("call", "caller_pause_margin_ms"): "300"}."""
     overrides = {}
     for item in items:
         name, sep, value = item.partition("=")
@@ -334,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="barge-ins spoken over the bot's answers (0: none)")
     parser.add_argument("--appliance-set", action="append", default=[], metavar="S.KEY=VALUE",
                         help="override one key of the appliance's config.ini (repeatable), "
-                             "e.g. call.caller_pause_turns=3")
+                             "e.g. call.caller_pause_margin_ms=300")
     parser.add_argument("--bargeins-only", action="store_true",
                         help="play only the barge-in calls, not the turn set")
     parser.add_argument("--ttft", type=float, default=0.3,

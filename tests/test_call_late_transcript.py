@@ -77,10 +77,13 @@ def test_short_turn_waits_keep_the_wait_table_ordered(make_settings) -> None:
     assert params.base_wait_ms == 200 and params.fast_wait_ms <= 200
 
 
-def test_an_older_config_with_the_retired_endpoint_keys_still_loads(make_settings, caplog) -> None:
+def test_an_older_config_with_retired_call_keys_still_loads(make_settings, caplog) -> None:
     settings = make_settings(extra="[call]\nendpoint_wait_ms = 500\nendpoint_short_wait_ms = 250\n"
                                    "endpoint_long_wait_ms = 1200\n")
     assert settings.call.turn_wait_ms == 700
     assert "endpoint_wait_ms is no longer used" in caplog.text
+    windowed = make_settings(extra="[call]\ncaller_pause_turns = 3\n")   # session 5's knob
+    assert turn_params(windowed.call) == turn_params(settings.call)
+    assert "caller_pause_turns is no longer used" in caplog.text
     with pytest.raises(Exception, match="unknown key"):
         make_settings(extra="[call]\nendpoint_wiat_ms = 500\n")   # a typo is still caught

@@ -20,6 +20,7 @@ from appliance.kb.passage import Passage
 from appliance.kb.sources import kind_of, parse_source
 from appliance.kb.stats import read_stats
 from appliance.kb.search import KnowledgeBase
+from appliance.kb.tables import table_exists
 from appliance.store.db import Database
 from tests.support import kb as kb_support
 from tests.support.kb import KB_DIR
@@ -79,7 +80,7 @@ def consistent(db: Database) -> dict[str, int]:
         for table in ("kb_fts", "kb_trigram"):
             assert {r[0] for r in conn.execute(f"SELECT rowid FROM {table}")} == ids, table
         vec = set()
-        if conn.execute("SELECT 1 FROM sqlite_master WHERE name='kb_vec'").fetchone():
+        if table_exists(conn, "kb_vec"):
             vec = {r[0] for r in conn.execute("SELECT rowid FROM kb_vec")}
             assert vec <= ids
             titles = {r[0] for r in conn.execute("SELECT rowid FROM kb_vec_title")}

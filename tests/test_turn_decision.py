@@ -274,31 +274,12 @@ def _yes_turn(det):
     return decision.ended_by, decision.wait_ms
 
 
-def test_with_adapt_turns_the_floor_lasts_that_many_turns_after_the_pause():
-    floored = ("caller_pauses", 992 + 150)
-    for turns, expected in ((2, [floored, floored, ("model+text", 350)]),
-                            (0, [floored, floored, floored])):      # 0: the whole call
-        det = TurnDetector(TurnParams(adapt_turns=turns))
-        _held_pause_turn(det)
-        assert [_yes_turn(det) for _ in range(3)] == expected, turns
-
-
-def test_with_adapt_turns_a_later_pause_renews_the_floor_and_an_older_longer_one_expires():
-    det = TurnDetector(TurnParams(adapt_turns=2))
-    _held_pause_turn(det, pause_ms=1216)                        # turn 1
-    assert _yes_turn(det) == ("caller_pauses", 1216 + 150)      # turn 2: turn 1 counts
-    _held_pause_turn(det, pause_ms=608)                         # turn 3: a shorter pause
-    assert _yes_turn(det) == ("caller_pauses", 608 + 150)       # turn 4: turns 2-3 count
-    assert _yes_turn(det) == ("caller_pauses", 608 + 150)       # turn 5: turns 3-4
-    assert _yes_turn(det) == ("model+text", 350)                 # turn 6: none of them
-
-
-def test_with_adapt_turns_an_early_commit_counts_for_the_turn_it_ended():
-    det = TurnDetector(TurnParams(adapt_turns=1))
-    run(det, speech(900) + silence(800), {1: ("It's forty five Allenby Road.", 0.95)})
-    second = run(det, speech(600) + silence(1200), {1: ("Third floor, thank you.", 0.95)})
-    assert (commits(second)[0].ended_by, commits(second)[0].wait_ms) == ("caller_pauses", 950)
-    run(det, silence(3000))
-    assert _yes_turn(det) == ("model+text", 350)     # turn 3: only turn 2 counts, no pause
-    with pytest.raises(ValueError):
-        TurnParams(adapt_turns=-1)
+def test_the_floor_is_the_longest_held_pause_of_the_whole_call():
+    det = TurnDetector()
+    _held_pause_turn(det, pause_ms=608)                         # turn 1
+    assert _yes_turn(det) == ("caller_pauses", 608 + 150)       # turn 2
+    _held_pause_turn(det, pause_ms=1216)                        # turn 3: a longer pause
+    assert [_yes_turn(det) for _ in range(3)] == [("caller_pauses", 1216 + 150)] * 3
+    _held_pause_turn(det, pause_ms=608)                         # turn 7: a shorter one
+    assert _yes_turn(det) == ("caller_pauses", 1216 + 150)      # the floor does not come down
+    assert det.caller_pause_ms == 1216

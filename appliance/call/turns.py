@@ -57,7 +57,7 @@ class EndCall(Exception):
 def turn_params(s: CallSettings) -> TurnParams:
     """The detector's waits: [call] turn_wait_ms is the undecided wait, transcript_wait_ms the
     least wait while the transcript is pending, caller_pause_margin_ms the margin over the
-    caller's longest held pause (of their last caller_pause_turns turns; 0: of the call)."""
+    caller's longest held pause of the call."""
     p = TurnParams()
     base = s.turn_wait_ms         # the shorter waits never exceed it (the table stays ordered)
     return replace(p, fast_wait_ms=min(p.fast_wait_ms, base),
@@ -66,7 +66,7 @@ def turn_params(s: CallSettings) -> TurnParams:
                    model_wait_ms=min(p.model_wait_ms, base), base_wait_ms=base,
                    doubt_wait_ms=max(p.doubt_wait_ms, base), max_wait_ms=max(p.max_wait_ms, base),
                    pending_wait_ms=s.transcript_wait_ms,
-                   adapt_margin_ms=s.caller_pause_margin_ms, adapt_turns=s.caller_pause_turns)
+                   adapt_margin_ms=s.caller_pause_margin_ms)
 
 
 class CallControl(Protocol):

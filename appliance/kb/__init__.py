@@ -14,6 +14,7 @@
 - calibration.py: the floors (and an optional fitted no-answer model) per embedding model.
 - synonyms.py: generic receptionist vocabulary (location/address, price/cost, book/appointment).
 - vocab.py: query expansion with the KB's own words (embedded at ingest).
+- tables.py: ``table_exists`` (shared by index.py and its side tables).
 - matrix.py: in-memory vector matrices (title vectors, vocabulary) reloaded per ingest.
 - evaluate.py: recall@k / abstention of a questions file (``appliance kb eval``).
 - commands.py: ``appliance kb ingest | search | stats | eval``.

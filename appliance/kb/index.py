@@ -42,6 +42,7 @@ from .sources import (
     parse_source,
     too_large,
 )
+from .tables import table_exists
 
 log = logging.getLogger(__name__)
 
@@ -84,11 +85,6 @@ class IngestReport:
     vectors: bool = True            # False: indexed for keyword search only (no model)
     model_changed: bool = False
     seconds: float = 0.0
-
-
-def vec_table_exists(conn: sqlite3.Connection, table: str = VEC_TABLE) -> bool:
-    return conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (table,)).fetchone() \
-        is not None
 
 
 def title_text(passage: Passage) -> str:
@@ -184,8 +180,8 @@ class Indexer:
             return False
         recorded = meta(conn).get("embedding_model")
         identity = self.embedder.identity
-        if recorded == identity and vec_table_exists(conn):
-            before_titles = not vec_table_exists(conn, TITLE_TABLE)
+        if recorded == identity and table_exists(conn, VEC_TABLE):
+            before_titles = not table_exists(conn, TITLE_TABLE)
             if before_titles:                                # an index made before titles
                 self._create_vec(conn, TITLE_TABLE)
             if parts.ensure_table(conn) or before_titles:    # or before part vectors
@@ -301,8 +297,8 @@ class Indexer:
             "INSERT INTO kb_files(path, sha256, size, kind, passages, warnings, embedding_model) "
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
             (rel, digest, size, kind, len(passages), warnings, identity)).lastrowid
-        has_vec = vectors is not None and vec_table_exists(conn)
-        has_titles = titles is not None and vec_table_exists(conn, TITLE_TABLE)
+        has_vec = vectors is not None and table_exists(conn, VEC_TABLE)
+        has_titles = titles is not None and table_exists(conn, TITLE_TABLE)
         for i, passage in enumerate(passages):
             pid = conn.execute(
                 "INSERT INTO kb_passages(file_id, ordinal, title, text, locator, row_number, "
@@ -336,17 +332,17 @@ class Indexer:
         ids = [r[0] for r in conn.execute("SELECT id FROM kb_passages WHERE file_id = ?",
                                           (row[0],))]
         tables = ["kb_fts", "kb_trigram"] + [t for t in (VEC_TABLE, TITLE_TABLE)
-                                             if vec_table_exists(conn, t)]
+                                             if table_exists(conn, t)]
         for table in tables:
             conn.executemany(f"DELETE FROM {table} WHERE rowid = ?", [(i,) for i in ids])
-        if vec_table_exists(conn, parts.PART_TABLE):
+        if table_exists(conn, parts.PART_TABLE):
             parts.delete(conn, ids)
         conn.execute("DELETE FROM kb_passages WHERE file_id = ?", (row[0],))
         conn.execute("DELETE FROM kb_files WHERE id = ?", (row[0],))
 
 
 def _existing_vectors(conn: sqlite3.Connection, hashes: list[str]) -> dict[str, np.ndarray]:
-    if not vec_table_exists(conn):
+    if not table_exists(conn, VEC_TABLE):
         return {}
     found: dict[str, np.ndarray] = {}
     unique = list(dict.fromkeys(hashes))

@@ -19,6 +19,7 @@ import numpy as np
 
 from .embed import TextEmbedder
 from .passage import Passage
+from .tables import table_exists
 
 PART_TABLE = "kb_part_vec"
 RERANK = 10               # the fused ranking's best candidates that are reordered
@@ -40,8 +41,7 @@ def passage_parts(passage: Passage) -> list[str]:
 
 def ensure_table(conn: sqlite3.Connection) -> bool:
     """Create the table; True when it was not there (an index made before part vectors)."""
-    missing = conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?",
-                           (PART_TABLE,)).fetchone() is None
+    missing = not table_exists(conn, PART_TABLE)
     conn.execute(f"CREATE TABLE IF NOT EXISTS {PART_TABLE} ("
                  "passage_id INTEGER NOT NULL, embedding BLOB NOT NULL)")
     conn.execute(f"CREATE INDEX IF NOT EXISTS {PART_TABLE}_passage ON {PART_TABLE}(passage_id)")

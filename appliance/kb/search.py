@@ -37,8 +37,9 @@ from .confidence import TOP, Features, features
 from .coverage import WordCoverage
 from .embed import TextEmbedder
 from .floor import Floor
-from .index import TITLE_TABLE, VEC_TABLE, meta, vec_table_exists
+from .index import TITLE_TABLE, VEC_TABLE, meta
 from .matrix import CachedMatrix
+from .tables import table_exists
 from .vocab import Vocabulary, expandable, in_model_script
 from .word_cache import WordVectors
 
@@ -185,7 +186,7 @@ class KnowledgeBase:
             conn.execute("COMMIT")
 
     def vectors_usable(self, conn: sqlite3.Connection) -> bool:
-        if not vec_table_exists(conn):
+        if not table_exists(conn, VEC_TABLE):
             return False
         recorded = meta(conn).get("embedding_model")
         if self.embedder is not None and recorded != self.embedder.identity:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass
 
-from .index import VEC_TABLE, meta, vec_table_exists
+from .index import VEC_TABLE, meta
+from .tables import table_exists
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,7 @@ def read_stats(conn: sqlite3.Connection) -> KbStats:
                        bool(r["embedding_model"]), r["indexed_at"])
              for r in conn.execute("SELECT * FROM kb_files ORDER BY path")]
     vectors = (conn.execute(f"SELECT count(*) FROM {VEC_TABLE}").fetchone()[0]
-               if vec_table_exists(conn) else 0)
+               if table_exists(conn, VEC_TABLE) else 0)
     return KbStats(files=files,
                    passages=conn.execute("SELECT count(*) FROM kb_passages").fetchone()[0],
                    vectors=vectors, embedding_model=info.get("embedding_model", ""),

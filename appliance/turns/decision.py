@@ -31,10 +31,10 @@ model shortens or lengthens the wait. The caller teaches it too: a pause they we
 ``Resume``, or a new turn starting within ``adapt_gap_ms`` of a committed turn's end of speech:
 that commit was early) sets a floor for the caller's next turns, the longest such pause plus
 ``adapt_margin_ms`` (at most ``max_wait_ms``; ended_by "caller_pauses"), so a caller who reads
-things out with one-second pauses is cut off once, not at every turn. With ``adapt_turns`` = N
-the floor follows only the pauses of the caller's last N turns (a one-off pause while reading
-out a number stops slowing the rest of the call); 0 keeps the longest pause of the whole call. The floor starts at the
-next turn: within a turn the text already says whether more is coming. "pending" (a transcript was asked for but has not come)
+things out with one-second pauses is cut off once, not at every turn. The floor is the longest
+such pause of the whole call (counting only the last few turns measured worse:
+bench/results/turn_taking_pause_floor.md). It starts at the next turn: within a turn the text
+already says whether more is coming. "pending" (a transcript was asked for but has not come)
 never waits less than ``base_wait_ms``. A signal that arrives after its wait has already passed commits at once; signals for an older
 pause are ignored. A voiced blip shorter than ``resume_min_ms`` counts as silence, but no turn is
 committed while such a blip is going on. Voicing uses hysteresis (open at ``start_threshold``,
@@ -73,7 +73,6 @@ class TurnParams:
     pending_wait_ms: int = 0  # least wait while the transcript has not come (0: base_wait_ms)
     adapt_margin_ms: int = 150  # later waits >= the caller's longest mid-turn pause + this (0: off)
     adapt_gap_ms: int = 1500  # a turn starting this soon after a commit's end of speech: too early
-    adapt_turns: int = 0  # the floor counts the held pauses of the last N turns (0: whole call)
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.continue_threshold <= self.start_threshold <= 1.0:
@@ -88,8 +87,8 @@ class TurnParams:
             raise ValueError("need 0 < fast <= quick <= text <= model <= base <= doubt <= max")
         if self.max_turn_ms <= 0:
             raise ValueError("max_turn_ms must be > 0")
-        if min(self.adapt_margin_ms, self.adapt_gap_ms, self.adapt_turns) < 0:
-            raise ValueError("adapt_margin_ms, adapt_gap_ms and adapt_turns must be >= 0")
+        if min(self.adapt_margin_ms, self.adapt_gap_ms) < 0:
+            raise ValueError("adapt_margin_ms and adapt_gap_ms must be >= 0")
 
     def wait_for(self, signal: TextSignal | None, model_p: float | None,
                  text_pending: bool = False) -> tuple[int, EndedBy]:
@@ -176,8 +175,7 @@ class TurnDetector:
         self._now_ms = start_ms
         self._pause_id = 0  # increases for every pause, across turns
         self._expect: Expect | None = None
-        self._turn_no = 0  # turns started so far
-        self._holds: list[tuple[int, int]] = []  # (turn, pause) the caller went on after
+        self._longest_hold_ms = 0  # the longest pause the caller went on after, this call
         self._floor_ms = 0  # the wait floor in force this turn (from the earlier turns)
         self._last_end_ms: int | None = None  # end of speech of the last committed turn
         self.reset()
@@ -229,7 +227,7 @@ class TurnDetector:
 
     @property
     def caller_pause_ms(self) -> int:
-        """The longest pause this caller went on after in the turns that count (0: none)."""
+        """The longest pause this caller went on after before this turn (0: none)."""
         return self._floor_ms
 
     def _wait(self) -> tuple[int, EndedBy]:
@@ -242,17 +240,8 @@ class TurnDetector:
                 return floor, "caller_pauses"
         return wait, ended_by
 
-    def _held(self, pause_ms: int, turn_no: int) -> None:
-        self._holds.append((turn_no, pause_ms))
-        if not self.params.adapt_turns:          # the whole call: only the longest counts
-            self._holds = [max(self._holds, key=lambda hold: hold[1])]
-
-    def _floor_for_turn(self, turn_no: int) -> int:
-        """The longest held pause of the turns that count for ``turn_no`` (the earlier ones)."""
-        n = self.params.adapt_turns
-        if n:
-            self._holds = [h for h in self._holds if h[0] >= turn_no - n]
-        return max((pause for _, pause in self._holds), default=0)
+    def _held(self, pause_ms: int) -> None:
+        self._longest_hold_ms = max(self._longest_hold_ms, pause_ms)
 
     # --- inputs ----------------------------------------------------------------------------
     def frame(self, speech_probability: float, duration_ms: int) -> list[TurnEvent]:
@@ -303,10 +292,9 @@ class TurnDetector:
         if self._last_end_ms is not None and \
                 self._turn_start_ms - self._last_end_ms <= self.params.adapt_gap_ms:
             # the last commit was early: a pause of the turn it ended
-            self._held(self._turn_start_ms - self._last_end_ms, self._turn_no)
+            self._held(self._turn_start_ms - self._last_end_ms)
         self._last_end_ms = None
-        self._turn_no += 1
-        self._floor_ms = self._floor_for_turn(self._turn_no)
+        self._floor_ms = self._longest_hold_ms
         self._last_voiced_end_ms = self._now_ms
         self._pauses_in_turn = 0
         return [TurnStarted(at_ms=self._turn_start_ms)]
@@ -328,7 +316,7 @@ class TurnDetector:
         events: list[TurnEvent] = []
         if self._announced:
             pause_ms = self._run_start_ms - self._last_voiced_end_ms
-            self._held(pause_ms, self._turn_no)
+            self._held(pause_ms)
             events.append(Resume(self._run_start_ms, pause_ms, self._pause_id))
         self._state = _State.SPEECH
         self._last_voiced_end_ms = self._now_ms
