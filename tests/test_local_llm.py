@@ -7,6 +7,7 @@ them: streaming, cancellation, KV-cache reuse, grammar-constrained tool calls, t
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from dataclasses import replace
 
@@ -16,6 +17,7 @@ from appliance.config import LocalLlmSettings, ModelRef
 from appliance.llm.base import (ChatMessage, ChatRequest, StreamDone, TextChunk, ToolCall,
                                 ToolCallChunk, ToolSpec)
 from appliance.llm.local import VOICE_MAX_TOKENS, LocalModel, Splitter, tool_call_schema
+from appliance.llm.local_phases import PREFILL_CHUNK, Job, text_phase
 from tests.support.fakes import chat_model_path
 
 STATIC = ("You are the receptionist of Sunrise Appliances, a repair shop in Tel Aviv. "
@@ -177,6 +179,39 @@ async def test_cancel_stops_generation_promptly(local):
     assert isinstance(events[-1], StreamDone)
     assert time.monotonic() - started < 2.0, "the cancelled generation did not hold the model"
     assert local.last_stats is not None and local.last_stats.output_tokens <= 4
+
+
+class _StopAfter(threading.Event):
+    """A stop flag that reads "stop" from its ``n``-th look on: a reply cancelled while the
+    model reads its prompt, at a known point."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self.looks, self.n = 0, n
+
+    def is_set(self) -> bool:
+        self.looks += 1
+        return self.looks >= self.n or super().is_set()
+
+
+def test_a_reply_cancelled_while_its_prompt_is_read_stops_within_one_chunk(local):
+    history = tuple(ChatMessage("user" if i % 2 == 0 else "assistant",
+                                f"Message {i}: do you repair fridges and ovens on Fridays?")
+                    for i in range(30))
+    _, tokens = local._tokens_for(request(*history, ChatMessage("user", "And washers?")))
+    assert len(tokens) > 4 * PREFILL_CHUNK
+    sample = local._sample_args()
+    with local._lock:
+        for stop, produced_any in ((_StopAfter(2), False), (threading.Event(), True)):
+            local._llm.reset()
+            job = Job(tools=(), tool_choice="none", max_tokens=2,
+                      emit=lambda kind, item: None, stop=stop)
+            text, produced, _ = text_phase(local._llm, tokens, job, [], 2, sample)
+            if produced_any:                      # not cancelled: the whole prompt, then tokens
+                assert produced > 0 and local._llm.n_tokens >= len(tokens)
+            else:                                 # one chunk read, then it stopped
+                assert (text, produced) == ("", 0)
+                assert local._llm.n_tokens == PREFILL_CHUNK
 
 
 async def test_one_generation_at_a_time(local):
