@@ -155,7 +155,8 @@ class KnowledgeBase:
     def _embed(self, query: str, retrievers: tuple[str, ...]
                ) -> tuple[np.ndarray | None, dict[str, np.ndarray]]:
         """The question's vector and, in the same model call, those of its words that query
-        expansion may need (a real Embedder; test fakes embed the words later if needed)."""
+        expansion may need and neither an earlier search nor the KB's own vocabulary holds
+        (a real Embedder; test fakes embed the words later if needed)."""
         if "vector" not in retrievers or self.embedder is None or not query.strip():
             return None, {}
         both = getattr(self.embedder, "embed_query_and_words", None)
@@ -165,6 +166,11 @@ class KnowledgeBase:
             return self.embedder.embed_query(query), {}
         kept = self.word_vectors.known(words)
         missing = [w for w in dict.fromkeys(words) if w not in kept]
+        if missing:      # the KB's own words have their vectors from the ingest
+            identity = self.embedder.identity
+            kept.update(self.db.read_sync(
+                lambda c: self.vocabulary.known(c, identity, missing)))
+            missing = [w for w in missing if w not in kept]
         if not missing:
             return self.embedder.embed_query(query), kept
         vector, matrix = both(query, missing)
