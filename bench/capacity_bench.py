@@ -11,7 +11,8 @@ Streams WebSocket, 20 ms mu-law frames at real time, the bot's audio played back
 each with `--turns` caller utterances from shared/audio, started `stagger` apart.
 
 Per N: turn_latency p50 / p95 on the caller's clock (end of the caller's speech -> first bot
-frame), underruns, the server's CPU seconds per caller turn and the RSS. An underrun is
+frame, which may be the "one moment" filler), the answer's own first frame (not the filler),
+underruns, the server's CPU seconds per caller turn and the RSS. An underrun is
 measured at the Twilio side: while a reply plays, the next mu-law frame arrives more than
 100 ms after the frames received so far have finished playing (harness._dry_gaps: the phone
 would play silence); gaps at a piece boundary are counted too (the caller hears them the
@@ -149,15 +150,17 @@ def levels_report(levels: list[dict[str, Any]], info: dict[str, Any]) -> str:
            f"{info['base_rss_mb']:.0f} MB before the first call. Run {info['date']} UTC, "
            f"{info['minutes']:.1f} min. The box is shared: the load average (1 min) is given "
            f"per level; CPU s per turn is what the server process spent, whatever else ran.", "",
-           "| calls | turns | turn_latency p50 / p95 ms | max ms | underruns (longest ms) | "
+           "| calls | turns | turn_latency p50 / p95 ms | max ms | answer (not the filler) "
+           "p50 / p95 ms | turns with a filler first | underruns (longest ms) | "
            "no reply | STT p50 ms | TTS first audio p50 ms | server CPU s per turn | RSS per "
            "call MB | load before / after | holds (p95 <= 1.5 s, 0 underruns) |",
-           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for lv, row in zip(levels, summary["rows"]):
-        lat = row["latency"]
+        lat, answer = row["latency"], row["answer"]
         out.append(
             f"| {row['calls']} | {lat['n']} | {fmt(lat['median'])} / {fmt(lat['p95'])} | "
-            f"{fmt(lat['max'])} | {row['gaps']} ({fmt(row['longest_gap'])}) | "
+            f"{fmt(lat['max'])} | {fmt(answer['median'])} / {fmt(answer['p95'])} | "
+            f"{row['fillers']} | {row['gaps']} ({fmt(row['longest_gap'])}) | "
             f"{row['missing']} | {fmt(row['stt']['median'])} | {fmt(row['tts']['median'])} | "
             f"{lv['cpu_s_per_turn']:.2f} | {lv['rss_per_call_mb']:.0f} | "
             f"{lv['load_before']:.1f} / {lv['load_after']:.1f} | "

@@ -125,6 +125,8 @@ def concurrency_summary(levels: list[dict[str, Any]]) -> dict[str, Any]:
                      "mid_piece_gaps": len(mid), "longest_gap": max((g[0] for g in gaps),
                                                                     default=None),
                      "missing": missing, "peak_rss_mb": level["peak_rss_mb"], "ok": ok,
+                     "answer": stats(t.get("answer_ms") for t in turns),
+                     "fillers": sum(1 for t in turns if t.get("filler")),
                      "stt": stats(_row(t, "stt_ms") for t in turns),
                      "tts": stats(_row(t, "tts_first_audio_ms") for t in turns)})
     held = 0
