@@ -24,6 +24,32 @@ def test_pick_takes_the_best_lane_then_the_oldest() -> None:
     assert pick([], {}, LIMITS) is None
 
 
+def test_pick_takes_the_earliest_deadline_within_a_lane_and_lanes_still_come_first() -> None:
+    # a reply with seconds of audio queued (due at 3.0) waits for a first clause (due at 1.0)
+    queue = [Waiting(1, Lane.LIVE, 3.0), Waiting(2, Lane.LIVE, 1.0), Waiting(3, Lane.LIVE, 1.0)]
+    assert pick(queue, {}, LIMITS) == 1                   # then the older of equal deadlines
+    assert pick([Waiting(1, Lane.SPECULATIVE, 0.5), Waiting(2, Lane.LIVE, 9.0)], {}, LIMITS) == 1
+
+
+def test_a_job_due_later_lets_a_job_due_now_go_first() -> None:
+    import time
+
+    cpu = CpuScheduler(1)
+    gate = threading.Event()
+    ran: list[str] = []
+    try:
+        busy = cpu.submit(Lane.LIVE, gate.wait)                 # the worker is busy
+        later = cpu.submit_by(Lane.LIVE, time.perf_counter() + 30, lambda: ran.append("later"))
+        now = cpu.submit(Lane.LIVE, ran.append, "now")
+        past = cpu.executor(Lane.LIVE).submit_by(time.perf_counter() - 5, lambda: ran.append("past"))
+        gate.set()
+        for f in (busy, later, now, past):
+            f.result(timeout=10)
+        assert ran == ["now", "past", "later"]    # a deadline already passed counts as now
+    finally:
+        cpu.shutdown(wait=True)
+
+
 def test_pick_keeps_notes_to_their_limit() -> None:
     queue = [Waiting(1, Lane.NOTE), Waiting(2, Lane.NOTE)]
     assert pick(queue, {Lane.NOTE: 0}, LIMITS) == 0

@@ -54,3 +54,17 @@ async def test_a_dropped_reply_is_never_sent_and_the_player_is_idle() -> None:
         assert "3" not in player.heard().text and player.speaking
     finally:
         task.cancel()
+
+
+def test_queued_audio_counts_what_the_caller_has_still_to_hear_and_not_held_replies() -> None:
+    now = [100.0]
+
+    async def send(text: str) -> None:
+        pass
+
+    player = Player(send, "MZ1", clock=lambda: now[0])
+    assert player.queued_s() == 0.0
+    _piece(player, 1, frames=50)                       # 1 s of audio queued, none sent yet
+    player.hold(2)
+    _piece(player, 2, frames=100)                      # a held speculative reply: not counted
+    assert abs(player.queued_s() - 1.0) < 1e-9

@@ -111,6 +111,12 @@ class Player:
         """Call after Piece.add_audio/finish so the sender wakes up."""
         self._wake.set()
 
+    def queued_s(self) -> float:
+        """Seconds of audio the caller has still to hear: in Twilio's buffer and queued here
+        (a held speculative reply does not count: nothing of it plays yet)."""
+        unsent = sum(len(p.frames) - p.sent for p in self._pieces if p.reply_id not in self._held)
+        return max(0.0, self._buffer_end - self._clock()) + unsent * FRAME_S
+
     @property
     def speaking(self) -> bool:
         """Bot audio is queued, in Twilio's buffer, or awaiting its mark (held audio is not)."""

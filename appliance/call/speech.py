@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from concurrent.futures import Executor
-from typing import Iterator, Protocol
+from concurrent.futures import Executor, Future
+from typing import Awaitable, Callable, Iterator, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 
@@ -20,6 +20,7 @@ from ..audio.resample import Resampler
 from .player import Piece, Player
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class AudioPieceLike(Protocol):
@@ -29,6 +30,18 @@ class AudioPieceLike(Protocol):
 
 class SpeakerLike(Protocol):
     def synthesize(self, text: str, language: str | None = None) -> Iterator[AudioPieceLike]: ...
+
+
+@runtime_checkable
+class DueExecutor(Protocol):
+    """An executor that orders jobs by when they are due (sched/cpu.py LaneExecutor)."""
+
+    def submit_by(self, deadline: float | None, fn: Callable[[], T]) -> Future[T]: ...
+
+
+# Piper's next chunk is due this long before the caller's queued audio runs out: a sentence
+# takes ~60 ms per second of audio on this box, plus the wait behind a job already running.
+DUE_MARGIN_S = 0.5
 
 
 class PhoneSpeech:
@@ -52,6 +65,17 @@ class PhoneSpeech:
             if len(tail):
                 yield pcm16_to_ulaw(tail.astype("<i2").tobytes())
 
+    def _next_chunk(self, loop: asyncio.AbstractEventLoop, iterator: Iterator[bytes],
+                    player: Player) -> Awaitable[bytes | None]:
+        """The next mu-law chunk, from a worker; due when the audio queued before it would
+        run out (a first clause: now), so the scheduler serves callers who hear nothing yet
+        before a reply that still has seconds of audio queued."""
+        executor = self._executor
+        if isinstance(executor, DueExecutor):
+            due = time.perf_counter() + max(0.0, player.queued_s() - DUE_MARGIN_S)
+            return asyncio.wrap_future(executor.submit_by(due, lambda: next(iterator, None)))
+        return loop.run_in_executor(executor, next, iterator, None)
+
     async def speak(self, text: str, language: str | None, piece: Piece, player: Player,
                     ) -> float | None:
         """Synthesise into `piece` as audio arrives; returns the time of the first audio."""
@@ -66,7 +90,7 @@ class PhoneSpeech:
         first: float | None = None
         try:
             while True:
-                chunk = await loop.run_in_executor(self._executor, next, iterator, None)
+                chunk = await self._next_chunk(loop, iterator, player)
                 if chunk is None:
                     break
                 if first is None:

@@ -12,7 +12,11 @@ nobody waiting on a line. So every model job goes through this scheduler:
   ``holdoff_s`` (``yielding``): notes fill the gaps in the calls (while callers speak) instead
   of sharing the cores with a turn, or with the reply audio that follows the model's answer.
 
-Within a lane jobs run in submission order. A job is never pre-empted; a queued job whose
+Within a lane jobs run by deadline, then in submission order: a job's deadline is when it
+was queued unless the submitter names a later one (``submit_by``). Piper's next chunk for a
+reply that still has seconds of audio queued for the caller is due only when that audio runs
+out, so another caller's first words, due now, go first (at 5-6 calls on 2 cores several turns
+end at once; bench/results/capacity.md). A job is never pre-empted; a queued job whose
 future was cancelled (a pause the caller spoke through) is dropped without running.
 ``pick`` (which job runs next) is pure; `CpuScheduler` adds the threads around it.
 """
@@ -58,6 +62,7 @@ class _Job:
     run: Callable[[], object]
     future: Future[object]
     queued_at: float
+    deadline: float               # time.perf_counter() seconds: when it should start at the latest
 
 
 @dataclass(frozen=True)
@@ -66,11 +71,13 @@ class Waiting:
 
     seq: int
     lane: Lane
+    deadline: float = 0.0
 
 
 def pick(queue: Sequence[Waiting], running: Mapping[Lane, int], limits: Mapping[Lane, int],
          yielding: frozenset[Lane] = frozenset(), quiet: bool = True) -> int | None:
-    """Index in ``queue`` of the job to run next: the best lane, then the oldest, among lanes
+    """Index in ``queue`` of the job to run next: the best lane, then the earliest deadline,
+    then the oldest, among lanes
     under their limit of jobs running at once; a ``yielding`` lane only while no job of a
     better lane runs or waits and the better lanes have been ``quiet`` (for the hold-off).
     None when nothing may start."""
@@ -83,7 +90,8 @@ def pick(queue: Sequence[Waiting], running: Mapping[Lane, int], limits: Mapping[
                 not quiet or any(running.get(lane, 0) for lane in Lane if lane < job.lane)
                 or any(other.lane < job.lane for other in queue)):
             continue
-        if best is None or (job.lane, job.seq) < (queue[best].lane, queue[best].seq):
+        if best is None or (job.lane, job.deadline, job.seq) < (
+                queue[best].lane, queue[best].deadline, queue[best].seq):
             best = i
     return best
 
@@ -133,12 +141,18 @@ class CpuScheduler:
 
     def submit(self, lane: Lane, fn: Callable[P, T], /, *args: P.args,
                **kwargs: P.kwargs) -> Future[T]:
+        return self.submit_by(lane, None, lambda: fn(*args, **kwargs))
+
+    def submit_by(self, lane: Lane, deadline: float | None, fn: Callable[[], T]) -> Future[T]:
+        """``fn()`` in ``lane``, due at ``deadline`` (time.perf_counter() seconds; None or
+        earlier than now: now)."""
         future: Future[T] = Future()
         with self._cond:
             if self._closed:
                 raise RuntimeError("the CPU scheduler is shut down")
-            job = _Job(next(self._seq), lane, lambda: fn(*args, **kwargs),
-                       future, time.perf_counter())  # type: ignore[arg-type]
+            now = time.perf_counter()
+            job = _Job(next(self._seq), lane, fn, future, now,  # type: ignore[arg-type]
+                       now if deadline is None else max(now, deadline))
             self._queue.append(job)
             if lane not in self.yielding:
                 self._busy_at = job.queued_at
@@ -175,7 +189,7 @@ class CpuScheduler:
     def _next(self) -> _Job | None:
         """Under the lock: the job to start now (drops cancelled ones), or None."""
         while True:
-            waiting = [Waiting(j.seq, j.lane) for j in self._queue]
+            waiting = [Waiting(j.seq, j.lane, j.deadline) for j in self._queue]
             i = pick(waiting, self._running, self.limits, self.yielding,
                      quiet=self._holdoff_left() == 0)
             if i is None:
@@ -235,6 +249,10 @@ class LaneExecutor(Executor):
     def submit(self, fn: Callable[P, T], /, *args: P.args,  # type: ignore[override]
                **kwargs: P.kwargs) -> Future[T]:
         return self.scheduler.submit(self.lane, fn, *args, **kwargs)
+
+    def submit_by(self, deadline: float | None, fn: Callable[[], T]) -> Future[T]:
+        """``fn()`` due at ``deadline`` (time.perf_counter() seconds); see CpuScheduler."""
+        return self.scheduler.submit_by(self.lane, deadline, fn)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """The scheduler is shared: shutting one lane's view down does nothing."""
