@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .tables import table_exists
+
 
 @dataclass
 class Rows:
@@ -20,8 +22,9 @@ class Rows:
 
 
 class CachedMatrix:
-    def __init__(self, select: str, stamp: str) -> None:
-        self.select, self.stamp = select, stamp   # select: (key, embedding blob) rows
+    def __init__(self, table: str, select: str, stamp: str) -> None:
+        # select: (key, embedding blob) rows of ``table``
+        self.table, self.select, self.stamp = table, select, stamp
         self._key: str | None = None
         self._rows: Rows | None = None
 
@@ -33,10 +36,9 @@ class CachedMatrix:
         key = f"{found[0]}|{params!r}"
         if self._rows is not None and self._key == key:
             return self._rows
-        try:
-            fetched = conn.execute(self.select, params).fetchall()
-        except sqlite3.OperationalError:      # the table does not exist (yet)
+        if not table_exists(conn, self.table):   # an index made before this table existed
             return None
+        fetched = conn.execute(self.select, params).fetchall()
         if not fetched:
             return None
         vectors = np.stack([np.frombuffer(blob, dtype="<f4") for _, blob in fetched])

@@ -76,12 +76,11 @@ def best_similarities(conn: sqlite3.Connection, pids: Sequence[int], vector: np.
     as the embedders return them); passages without parts are left out."""
     if not pids:
         return {}
-    try:
-        rows = conn.execute(
-            f"SELECT passage_id, embedding FROM {PART_TABLE} WHERE passage_id IN "
-            f"({','.join('?' * len(pids))})", list(pids)).fetchall()
-    except sqlite3.OperationalError:          # an index made before part vectors
+    if not table_exists(conn, PART_TABLE):      # an index made before part vectors
         return {}
+    rows = conn.execute(
+        f"SELECT passage_id, embedding FROM {PART_TABLE} WHERE passage_id IN "
+        f"({','.join('?' * len(pids))})", list(pids)).fetchall()
     if not rows:
         return {}
     matrix = np.frombuffer(b"".join(blob for _, blob in rows), dtype="<f4").reshape(

@@ -21,6 +21,7 @@ import numpy as np
 
 from . import text as textmod
 from .matrix import CachedMatrix, similarities
+from .tables import table_exists
 
 RRF_K = 60
 # Title vectors rank short questions well but also like any passage with a related heading: they
@@ -74,12 +75,11 @@ def rare_trigrams(conn: sqlite3.Connection, terms: list[str], total: int) -> lis
     grams = list(dict.fromkeys(g for t in terms for g in textmod.trigrams(t)))
     if not grams:
         return []
-    try:
-        df = dict(conn.execute(
-            f"SELECT term, doc FROM kb_trigram_vocab WHERE term IN ({','.join('?' * len(grams))})",
-            grams).fetchall())
-    except sqlite3.OperationalError:   # a database made before kb_trigram_vocab existed
+    if not table_exists(conn, "kb_trigram_vocab"):   # a database made before it existed
         return grams
+    df = dict(conn.execute(
+        f"SELECT term, doc FROM kb_trigram_vocab WHERE term IN ({','.join('?' * len(grams))})",
+        grams).fetchall())
     present = [g for g in grams if df.get(g)]
     limit = max(COMMON_TRIGRAM_SHARE * total, 50)
     rare = [g for g in present if df[g] <= limit]

@@ -119,7 +119,7 @@ class KnowledgeBase:
         self.min_coverage = min_coverage
         self.vocabulary = Vocabulary(self.calibration.expansion, self.calibration.latin_only)
         self._title_matrix = CachedMatrix(
-            f"SELECT rowid, embedding FROM {TITLE_TABLE}", "vectors_stamp")
+            TITLE_TABLE, f"SELECT rowid, embedding FROM {TITLE_TABLE}", "vectors_stamp")
         self.candidates = candidates
         self._warned_model = False
         self.word_vectors = WordVectors()      # question words' vectors, between searches

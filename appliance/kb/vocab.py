@@ -21,6 +21,7 @@ import numpy as np
 
 from .embed import TextEmbedder
 from .matrix import CachedMatrix, Rows, similarities
+from .tables import table_exists
 
 log = logging.getLogger(__name__)
 
@@ -63,10 +64,8 @@ def refresh(conn_read: sqlite3.Connection, embedder: TextEmbedder, latin_only: b
     Runs in a read transaction; the caller writes the result (embedding happens outside the
     write lock). Words embedded by another model are re-embedded.
     """
-    try:
-        stored = dict(conn_read.execute(f"SELECT term, model FROM {VOCAB_TABLE}").fetchall())
-    except sqlite3.OperationalError:
-        stored = {}
+    stored = (dict(conn_read.execute(f"SELECT term, model FROM {VOCAB_TABLE}").fetchall())
+              if table_exists(conn_read, VOCAB_TABLE) else {})
     wanted = index_terms(conn_read, latin_only)
     wanted_set = set(wanted)
     identity = embedder.identity
@@ -94,7 +93,7 @@ class Vocabulary:
     def __init__(self, floor: float, latin_only: bool) -> None:
         self.floor, self.latin_only = floor, latin_only
         self._matrix = CachedMatrix(
-            f"SELECT term, embedding FROM {VOCAB_TABLE} WHERE model = ?", "vocab_stamp")
+            VOCAB_TABLE, f"SELECT term, embedding FROM {VOCAB_TABLE} WHERE model = ?", "vocab_stamp")
         self._positions: tuple[Rows, dict[str, int]] | None = None   # (rows, term -> row)
 
     def known(self, conn: sqlite3.Connection, identity: str, terms: list[str]

@@ -74,10 +74,11 @@ def match_owner(*paths: Path) -> None:
 
 
 def applied_migrations(conn: sqlite3.Connection) -> set[int]:
-    try:
-        return {row[0] for row in conn.execute("SELECT number FROM schema_migrations")}
-    except sqlite3.OperationalError:
+    # Only a missing table means "none applied"; a locked or broken file raises.
+    if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'schema_migrations'").fetchone() \
+            is None:
         return set()
+    return {row[0] for row in conn.execute("SELECT number FROM schema_migrations")}
 
 
 def known_migrations() -> set[int]:
