@@ -231,8 +231,19 @@ def save(out: list[dict[str, Any]], info: dict[str, Any], started: float,
         text = render(out, info)
         notes = existing.split("\n## Notes", 1)[1] if "\n## Notes" in existing else ""
         md.write_text(text + ("\n## Notes" + notes if notes else ""))
-    (RESULTS / f"{name}.json").write_text(json.dumps({"info": info, "levels": out}, indent=1))
+    run = {"info": info, "levels": out}
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(offline_runs(path, offline, run) if offline else run, indent=1))
     return text
+
+
+def offline_runs(path: Path, model: str, run: dict[str, Any]) -> dict[str, Any]:
+    """capacity_offline.json: the last run of each --offline model, keyed by model, so a
+    rerun of one keeps the other's raw numbers (as the Markdown keeps its section)."""
+    runs = json.loads(path.read_text()) if path.exists() else {}
+    if "levels" in runs:              # a file from before runs were keyed by model
+        runs = {"earlier run": runs}
+    return {**runs, model: run}
 
 
 def main() -> None:

@@ -3,6 +3,8 @@ own section (bench/sections.py, used by bench/capacity_bench.py's save)."""
 
 from __future__ import annotations
 
+import json
+
 from pathlib import Path
 
 import pytest
@@ -87,3 +89,20 @@ def test_the_bench_save_keeps_the_other_model(tmp_path: Path,
     assert "the gemma set-up" in text and "gemma run 1" not in written
     assert dict(parts)[QWEN] == f"## {QWEN}\nqwen run 1\n\n\n"
     assert written.endswith("## Notes\n\n- written by hand\n")
+
+
+def test_the_json_keeps_each_models_last_run(tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(capacity_bench, "RESULTS", tmp_path)
+    old = {"info": {"setup": "a run from before the file was keyed"}, "levels": []}
+    (tmp_path / "capacity_offline.json").write_text(json.dumps(old))
+    info = {"cores": 2, "turns": 2, "date": "2026-12-02 06:00", "startup_s": 8.0,
+            "base_rss_mb": 1000.0, "setup": "set-up"}
+    capacity_bench.save([_level(1)], dict(info), 0.0, "gemma3-270m")
+    capacity_bench.save([_level(1), _level(2)], dict(info), 0.0, "qwen0.5b")
+    capacity_bench.save([_level(2)], dict(info), 0.0, "gemma3-270m")
+    runs = json.loads((tmp_path / "capacity_offline.json").read_text())
+    assert list(runs) == ["earlier run", "gemma3-270m", "qwen0.5b"]
+    assert runs["earlier run"] == old
+    assert [lv["calls"] for lv in runs["gemma3-270m"]["levels"]] == [2]
+    assert [lv["calls"] for lv in runs["qwen0.5b"]["levels"]] == [1, 2]
