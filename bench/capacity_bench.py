@@ -229,8 +229,7 @@ def save(out: list[dict[str, Any]], info: dict[str, Any], started: float,
                                              OFFLINE_TITLE))
     else:
         text = render(out, info)
-        notes = existing.split("\n## Notes", 1)[1] if "\n## Notes" in existing else ""
-        md.write_text(text + ("\n## Notes" + notes if notes else ""))
+        md.write_text(sections.with_notes(text, existing))
     run = {"info": info, "levels": out}
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(offline_runs(path, offline, run) if offline else run, indent=1))

@@ -44,7 +44,7 @@ from appliance.llm.failover import ChatModels
 from appliance.llm.local import LocalModel, without_amx
 from appliance.store.db import Database
 from appliance.tts.first_clause import SpokenClauses
-from bench import llm_shapes
+from bench import llm_shapes, sections
 from tests.support.fakes import make_settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -389,8 +389,7 @@ async def main_async(turns: int, with_candidates: bool, default: str,
 def write(text: str) -> None:
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     existing = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else ""
-    keep = existing.split("\n## Notes", 1)[1] if "\n## Notes" in existing else ""
-    RESULTS.write_text(text + ("\n## Notes" + keep if keep else ""), encoding="utf-8")
+    RESULTS.write_text(sections.with_notes(text, existing), encoding="utf-8")
 
 
 def progress(line: str) -> None:

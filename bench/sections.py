@@ -33,6 +33,14 @@ def join(preamble: str, sections: list[Section]) -> str:
     return "\n\n".join(head + ["\n\n\n".join(blocks)]) + "\n"
 
 
+def with_notes(text: str, existing: str, notes: str = "Notes") -> str:
+    """A fresh report ``text`` followed by the hand-written ``## notes`` section (and whatever
+    follows it) of the ``existing`` file, if it has one."""
+    marker = f"\n## {notes}"
+    kept = existing.split(marker, 1)[1] if marker in existing else ""
+    return text + (marker + kept if kept else "")
+
+
 def merge_section(existing: str, heading: str, body: str, preamble: str = "",
                   before: str = "Notes") -> str:
     """``existing`` with the section ``## heading`` replaced by ``body`` (the text under the

@@ -106,3 +106,11 @@ def test_the_json_keeps_each_models_last_run(tmp_path: Path,
     assert runs["earlier run"] == old
     assert [lv["calls"] for lv in runs["gemma3-270m"]["levels"]] == [2]
     assert [lv["calls"] for lv in runs["qwen0.5b"]["levels"]] == [1, 2]
+
+
+def test_a_fresh_report_keeps_the_hand_written_notes() -> None:
+    old = "# Report\n\nold table\n\n## Notes\n\n- by hand\n"
+    assert sections.with_notes("# Report\n\nnew table\n", old) == \
+        "# Report\n\nnew table\n\n## Notes\n\n- by hand\n"
+    assert sections.with_notes("# Report\n\nnew table\n", "# Report\n\nold\n") == \
+        "# Report\n\nnew table\n"
