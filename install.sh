@@ -108,6 +108,11 @@ if [ "$DEV" = 1 ]; then
     say "Installing Chromium for the dashboard's browser tests"
     apt_install chromium chromium-driver || warn "no Chromium (needs apt and root): the browser tests will be skipped"
   fi
+  # A second voice for the real-speech turn set (espeak-ng) and a WAV reader that is not ours (sox).
+  if ! command -v espeak-ng >/dev/null 2>&1 || ! command -v sox >/dev/null 2>&1; then
+    say "Installing espeak-ng and sox for the speech tests"
+    apt_install espeak-ng sox || warn "no espeak-ng or sox (needs apt and root): two speech tests will be skipped"
+  fi
 else
   "$VPY" -m pip install --quiet -e .
 fi

