@@ -216,3 +216,46 @@ def test_the_kbs_own_words_are_not_embedded_again_at_question_time(
     _, vectors = kb._embed("could a plumber fix my leaking kitchen tap", ("bm25", "vector"))
     assert {"kitchen", "tap", "plumber"} <= set(vectors)
     assert float(vectors["kitchen"] @ again[0]) > 0.9999
+
+
+def test_the_in_memory_vector_ranking_is_sqlite_vecs(kb: KnowledgeBase) -> None:
+    """The vector retriever ranks a numpy copy of kb_vec (matrix.py); it must give the very
+    candidates, order and similarities of sqlite-vec's own KNN, and follow an ingest."""
+    from appliance.kb import retrieve
+    from appliance.kb.index import VEC_TABLE
+
+    def compare(conn, vector) -> None:  # noqa: ANN001
+        rows = conn.execute(f"SELECT rowid, distance FROM {VEC_TABLE} WHERE embedding "
+                            "MATCH ? AND k = 20 ORDER BY distance",
+                            (vector.astype("<f4").tobytes(),)).fetchall()
+        scored, ids, sims = retrieve.nearest(conn, kb._vector_matrix, vector, 20)
+        assert ids == [pid for pid, _ in rows]
+        assert all(abs(sims[pid] - (1 - d)) < 1e-5 for pid, d in rows)
+        outside = conn.execute(f"SELECT rowid FROM {VEC_TABLE} WHERE rowid NOT IN "
+                               f"({','.join('?' * len(ids))}) LIMIT 1", ids).fetchone()[0]
+        exact = retrieve.similarity(conn, VEC_TABLE, outside, vector)
+        assert scored is not None and exact is not None
+        assert abs(scored.get(outside) - exact) < 1e-5
+
+    assert kb.embedder is not None
+    for question in ("How much is the Dyson V12?", "do you deliver to Haifa",
+                     "מה שעות הפתיחה", "washer warranty"):
+        vector = kb.embedder.embed_query(question)
+        kb.db.read_sync(lambda conn, v=vector: compare(conn, v))
+    before = kb.db.read_sync(kb._vector_matrix.rows)
+    kb.db.write_sync(lambda c: c.execute(
+        "UPDATE kb_meta SET value = 'changed' WHERE key = 'vectors_stamp'"))
+    assert kb.db.read_sync(kb._vector_matrix.rows) is not before      # read again
+    assert kb.db.read_sync(kb._vector_matrix.rows) is kb.db.read_sync(kb._vector_matrix.rows)
+
+
+def test_start_up_loads_the_vectors_the_first_question_uses(ingested: Database,  # noqa: F811
+                                                            embedder) -> None:  # noqa: F811
+    kb = KnowledgeBase(ingested, embedder)
+    matrices = (kb._vector_matrix, kb._title_matrix, kb.vocabulary._matrix)
+    assert all(m._cached is None for m in matrices)
+    kb.load_vectors()
+    loaded = [m._cached for m in matrices]
+    assert all(c is not None for c in loaded)
+    assert kb.search("How much is the Dyson V12?")
+    assert all(m._cached is c for m, c in zip(matrices, loaded))   # nothing read again

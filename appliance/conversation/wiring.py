@@ -43,6 +43,7 @@ async def load_knowledge(rt: Runtime, s: Settings, db: Database | None) -> Knowl
         return Knowledge(local, embedder, None)
     kb = KnowledgeBase.from_settings(db, embedder, s.kb)
     await _index(db, embedder, s)
+    await asyncio.to_thread(kb.load_vectors)
     return Knowledge(local, embedder, kb)
 
 

@@ -32,8 +32,9 @@ class WordCoverage:
         self.total = 0
         self.weights: dict[str, float] = {}
         self._memo: dict[tuple[str, str], bool] = {}
+        self._coverages: dict[int, float] = {}     # passage -> coverage, for these expansions
         # unknown question word -> KB words close to it (vocab.py); they count as the word
-        self.expansions: dict[str, list[tuple[str, float]]] = {}
+        self._expansions: dict[str, list[tuple[str, float]]] = {}
         if not terms:
             return
         self.total = total = conn.execute("SELECT count(*) FROM kb_passages").fetchone()[0] or 1
@@ -45,6 +46,15 @@ class WordCoverage:
             self.weights[term] = math.log(1.0 + (total - df + 0.5) / (df + 0.5))
         self.total_weight = sum(self.weights.values())
 
+    @property
+    def expansions(self) -> dict[str, list[tuple[str, float]]]:
+        return self._expansions
+
+    @expansions.setter
+    def expansions(self, value: dict[str, list[tuple[str, float]]]) -> None:
+        self._expansions = value
+        self._coverages.clear()
+
     def add_synonyms(self) -> None:
         """Expand every term with its receptionist synonyms (synonyms.py) the index holds."""
         wanted = {t: synonyms(t) for t in self.terms if synonyms(t)}
@@ -54,6 +64,7 @@ class WordCoverage:
         held = {w for (w,) in self.conn.execute(
             f"SELECT term FROM kb_fts_vocab WHERE term IN ({','.join('?' * len(words))})",
             words)}
+        self._coverages.clear()
         for term, group in wanted.items():
             found = [(w, SYNONYM_WEIGHT) for w in group if w in held]
             if found:
@@ -89,6 +100,13 @@ class WordCoverage:
         return list(dict.fromkeys(selective + extra))
 
     def coverage(self, pid: int) -> float:
+        """One search asks for a passage's coverage several times (floor, rerank, hit)."""
+        known = self._coverages.get(pid)
+        if known is None:
+            known = self._coverages[pid] = self._coverage(pid)
+        return known
+
+    def _coverage(self, pid: int) -> float:
         if not self.terms:
             return 0.0
         row = self.conn.execute("SELECT title, body, extra FROM kb_fts WHERE rowid = ?",
@@ -125,4 +143,3 @@ class WordCoverage:
             if hit:
                 return True
         return False
-

@@ -3,15 +3,10 @@ fitted no-answer model in calibration.py; confidence.py is the other way)."""
 
 from __future__ import annotations
 
-import sqlite3
-from typing import TYPE_CHECKING, Mapping
+from typing import TYPE_CHECKING, Callable, Mapping
 
-import numpy as np
-
-from . import retrieve
 from .calibration import COVERAGE_WEIGHT
 from .coverage import WordCoverage
-from .index import VEC_TABLE
 
 if TYPE_CHECKING:
     from .search import KnowledgeBase
@@ -26,10 +21,11 @@ class Floor:
     retrievers agree on.
     """
 
-    def __init__(self, kb: "KnowledgeBase", conn: sqlite3.Connection, words: WordCoverage,
-                 vector: np.ndarray | None, similarities: dict[int, float],
+    def __init__(self, kb: "KnowledgeBase", similarity: Callable[[int], float | None],
+                 words: WordCoverage, similarities: dict[int, float],
                  titles: dict[int, float], use_similarity: bool, use_coverage: bool) -> None:
-        self.kb, self.conn, self.words, self.vector = kb, conn, words, vector
+        # similarity: a passage's similarity to the question (use_similarity: there is one)
+        self.kb, self.similarity, self.words = kb, similarity, words
         self.similarities, self.titles = similarities, titles
         self.use_similarity, self.use_coverage = use_similarity, use_coverage
         # A passage outside the vector top-N is at most as similar as the N-th one: it needs
@@ -42,7 +38,7 @@ class Floor:
         """(similarity, coverage) when the passage answers, else None."""
         kb, sim = self.kb, self.similarities.get(pid)
         if self.use_similarity and sim is None and self.nth >= kb.min_similarity:
-            sim = retrieve.similarity(self.conn, VEC_TABLE, pid, self.vector)
+            sim = self.similarity(pid)
         coverage = self.words.coverage(pid)
         agreed = best and ranks.get("vector") == 1 and 1 in (ranks.get("bm25"),
                                                             ranks.get("trigram"))
@@ -55,6 +51,6 @@ class Floor:
                       and title >= kb.calibration.title_similarity))
         if not passes:
             return None
-        if self.use_similarity and sim is None and self.vector is not None:
-            sim = retrieve.similarity(self.conn, VEC_TABLE, pid, self.vector)
+        if self.use_similarity and sim is None:
+            sim = self.similarity(pid)
         return sim, coverage

@@ -20,7 +20,7 @@ from typing import Mapping
 import numpy as np
 
 from . import text as textmod
-from .matrix import CachedMatrix, similarities
+from .matrix import CachedMatrix, Scored
 from .tables import table_exists
 
 RRF_K = 60
@@ -86,25 +86,15 @@ def rare_trigrams(conn: sqlite3.Connection, terms: list[str], total: int) -> lis
     return rare or sorted(present, key=lambda g: df[g])[:5]
 
 
-def knn(conn: sqlite3.Connection, table: str, vector: np.ndarray, limit: int
-        ) -> tuple[list[int], dict[int, float]]:
-    rows = conn.execute(
-        f"SELECT rowid, distance FROM {table} WHERE embedding MATCH ? AND k = ?",
-        (vector.astype("<f4").tobytes(), limit)).fetchall()
-    return [r[0] for r in sorted(rows, key=lambda r: r[1])], {r[0]: 1.0 - r[1] for r in rows}
-
-
-def titles(conn: sqlite3.Connection, matrix: CachedMatrix, vector: np.ndarray, limit: int
-           ) -> tuple[list[int], dict[int, float]]:
-    """The passages whose titles are closest to the question, and their similarities."""
-    rows = matrix.rows(conn)
-    if rows is None:
-        return [], {}
-    scores = similarities(rows.vectors, vector[None, :])[:, 0]
-    n = min(limit, len(scores))
-    top = np.argpartition(-scores, n - 1)[:n]
-    best = sorted(top, key=lambda i: -scores[i])
-    return [rows.keys[i] for i in best], {rows.keys[i]: float(scores[i]) for i in best}
+def nearest(conn: sqlite3.Connection, matrix: CachedMatrix, vector: np.ndarray, limit: int
+            ) -> tuple[Scored | None, list[int], dict[int, float]]:
+    """The passages whose vectors (passage or title, by ``matrix``) are closest to the
+    question: (every row's similarity, the ``limit`` best, their similarities)."""
+    scored = matrix.scored(conn, vector)
+    if scored is None:
+        return None, [], {}
+    best, sims = scored.top(limit)
+    return scored, best, sims
 
 
 def similarity(conn: sqlite3.Connection, table: str, pid: int, vector: np.ndarray

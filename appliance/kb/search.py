@@ -38,7 +38,7 @@ from .coverage import WordCoverage
 from .embed import TextEmbedder
 from .floor import Floor
 from .index import TITLE_TABLE, VEC_TABLE, meta
-from .matrix import CachedMatrix
+from .matrix import CachedMatrix, Scored
 from .tables import table_exists
 from .vocab import Vocabulary, expandable, in_model_script
 from .word_cache import WordVectors
@@ -120,6 +120,10 @@ class KnowledgeBase:
         self.vocabulary = Vocabulary(self.calibration.expansion, self.calibration.latin_only)
         self._title_matrix = CachedMatrix(
             TITLE_TABLE, f"SELECT rowid, embedding FROM {TITLE_TABLE}", "vectors_stamp")
+        # The passage vectors in memory too: a product with 10k x 384 costs 2-4 ms on this
+        # box's one thread, a sqlite-vec KNN over the same rows 4-9 ms.
+        self._vector_matrix = CachedMatrix(
+            VEC_TABLE, f"SELECT rowid, embedding FROM {VEC_TABLE}", "vectors_stamp")
         self.candidates = candidates
         self._warned_model = False
         self.word_vectors = WordVectors()      # question words' vectors, between searches
@@ -130,6 +134,24 @@ class KnowledgeBase:
         """``[kb] min_score`` > 0 sets the similarity floor; 0 keeps the model's default."""
         return cls(db, embedder, top_k=settings.top_k,
                    min_similarity=settings.min_score if settings.min_score > 0 else None)
+
+    def load_vectors(self) -> None:
+        """Read the passage, title and word vectors into memory now, so the first caller's
+        question does not pay for it (~50-100 ms at 10k passages). Blocks: a worker thread."""
+        embedder = self.embedder
+        if embedder is None:
+            return
+
+        def load(conn: sqlite3.Connection) -> None:
+            if not self.vectors_usable(conn):
+                return
+            for matrix in (self._vector_matrix, self._title_matrix):
+                rows = matrix.rows(conn)
+                if rows is not None:
+                    rows.positions  # noqa: B018 - built once, here
+            self.vocabulary.load(conn, embedder.identity)
+
+        self.db.read_sync(load)
 
     def search(self, query: str, k: int | None = None, mode: Mode = "hybrid") -> list[Hit]:
         """The best ``k`` (default top_k) passages when the KB answers; [] = no answer."""
@@ -220,7 +242,8 @@ class _Search:
                 conn, kb.embedder, self.words.unknown_terms(), word_vectors)
         if retrievers != ("vector",):
             self.words.add_synonyms()
-        self.similarities: dict[int, float] = {}
+        self.similarities: dict[int, float] = {}     # the vector retriever's top candidates
+        self.scored: Scored | None = None            # every passage's similarity
         self.titles: dict[int, float] = {}
         self.rerank_scores: dict[int, float] = {}
 
@@ -272,7 +295,7 @@ class _Search:
         answer the floor would hide at rank 2 or 3 still reaches the model), and the hits
         come in that order."""
         use_similarity = "vector" in self.retrievers and self.vector is not None
-        floor = Floor(self.kb, self.conn, self.words, self.vector if use_similarity else None,
+        floor = Floor(self.kb, self._similarity, self.words,
                       self.similarities, self.titles, use_similarity=use_similarity,
                       use_coverage=self.retrievers != ("vector",))
         hits: list[Hit] = []
@@ -307,11 +330,11 @@ class _Search:
         if "trigram" in self.retrievers:
             lists["trigram"] = retrieve.trigram(conn, words.unknown_terms(), words.total, limit)
         if "vector" in self.retrievers and self.vector is not None:
-            lists["vector"], self.similarities = retrieve.knn(conn, VEC_TABLE, self.vector,
-                                                             limit)
+            self.scored, lists["vector"], self.similarities = retrieve.nearest(
+                conn, kb._vector_matrix, self.vector, limit)
         if "title" in self.retrievers and self.vector is not None and self.readable:
-            lists["title"], self.titles = retrieve.titles(conn, kb._title_matrix, self.vector,
-                                                          limit)
+            _, lists["title"], self.titles = retrieve.nearest(conn, kb._title_matrix,
+                                                              self.vector, limit)
         return lists
 
     def _answers(self, found: Features) -> bool:
@@ -331,6 +354,8 @@ class _Search:
         if self.vector is None:
             return None
         sim = self.similarities.get(pid)
+        if sim is None and self.scored is not None:
+            sim = self.scored.get(pid)
         return sim if sim is not None else retrieve.similarity(self.conn, VEC_TABLE, pid,
                                                                 self.vector)
 

@@ -20,7 +20,7 @@ import time
 import numpy as np
 
 from .embed import TextEmbedder
-from .matrix import CachedMatrix, Rows, similarities
+from .matrix import CachedMatrix, similarities
 from .tables import table_exists
 
 log = logging.getLogger(__name__)
@@ -94,7 +94,6 @@ class Vocabulary:
         self.floor, self.latin_only = floor, latin_only
         self._matrix = CachedMatrix(
             VOCAB_TABLE, f"SELECT term, embedding FROM {VOCAB_TABLE} WHERE model = ?", "vocab_stamp")
-        self._positions: tuple[Rows, dict[str, int]] | None = None   # (rows, term -> row)
 
     def known(self, conn: sqlite3.Connection, identity: str, terms: list[str]
               ) -> dict[str, np.ndarray]:
@@ -105,10 +104,14 @@ class Vocabulary:
         rows = self._matrix.rows(conn, identity)
         if rows is None:
             return {}
-        if self._positions is None or self._positions[0] is not rows:
-            self._positions = (rows, {term: i for i, term in enumerate(rows.keys)})
-        positions = self._positions[1]
+        positions = rows.positions
         return {t: rows.vectors[positions[t]] for t in terms if t in positions}
+
+    def load(self, conn: sqlite3.Connection, identity: str) -> None:
+        """Read the word vectors now (start-up), not at the first question."""
+        rows = self._matrix.rows(conn, identity)
+        if rows is not None:
+            rows.positions  # noqa: B018 - built once, here
 
     def expand(self, conn: sqlite3.Connection, embedder: TextEmbedder, terms: list[str],
                vectors: dict[str, np.ndarray] | None = None
