@@ -51,8 +51,10 @@ def _padded(pcm_16k: np.ndarray) -> np.ndarray:
 # "No, thank you. [320 ms] Goodbye.": the pause is only just longer than the 200 ms fast wait
 # after a closing phrase the turn model also scores finished (0.91). Whether Silero's silence,
 # which lags the audio, reaches 200 ms before "Goodbye" depends on its float results: it never
-# did on the Intel boxes; on an AMD EPYC box (2026-12-02) it did, and the turn was cut there.
-# The bench counts such cut-offs (issue 12); this test keeps the other clips strict.
+# did on the Intel boxes; on an AMD EPYC box (2026-12-02) it did, and the detector committed
+# there. On a call the two parts still become one turn when the caller goes on before the
+# reply is heard (call/turns.py _merge_if_unheard); this test of the detector alone keeps the
+# other clips strict.
 MARGINAL = {"en_bye.wav": "a 320 ms pause after a closing phrase: CPU-dependent (see above)"}
 
 
