@@ -247,6 +247,9 @@ def test_the_in_memory_vector_ranking_is_sqlite_vecs(kb: KnowledgeBase) -> None:
         "UPDATE kb_meta SET value = 'changed' WHERE key = 'vectors_stamp'"))
     assert kb.db.read_sync(kb._vector_matrix.rows) is not before      # read again
     assert kb.db.read_sync(kb._vector_matrix.rows) is kb.db.read_sync(kb._vector_matrix.rows)
+    # An index last written before the stamp existed is still searched by meaning.
+    kb.db.write_sync(lambda c: c.execute("DELETE FROM kb_meta WHERE key = 'vectors_stamp'"))
+    assert "vector" in kb.search("How much is the Dyson V12?")[0].found_by
 
 
 def test_start_up_loads_the_vectors_the_first_question_uses(ingested: Database,  # noqa: F811

@@ -2,7 +2,8 @@
 
 A brute-force product with a numpy matrix of a few thousand rows costs ~1 ms, less than a
 sqlite-vec KNN over the same rows; the query-expansion vocabulary, the title vectors and the
-passage vectors are read this way (the vec0 tables stay the store of record). ``stamp`` is a kb_meta key an ingest rewrites whenever the rows change.
+passage vectors are read this way (the vec0 tables stay the store of record). ``stamp`` is a
+kb_meta key an ingest rewrites whenever the rows change.
 """
 
 from __future__ import annotations
@@ -58,9 +59,9 @@ class CachedMatrix:
     def rows(self, conn: sqlite3.Connection, *params: object) -> Rows | None:
         """The rows (None when there are none yet); ``params`` fill the select's ?s."""
         found = conn.execute("SELECT value FROM kb_meta WHERE key = ?", (self.stamp,)).fetchone()
-        if found is None:
-            return None
-        key = f"{found[0]}|{params!r}"
+        # No stamp: an index last written before stamps existed (read as it is; the next
+        # ingest writes one, and the rows are read again).
+        key = f"{found[0] if found is not None else ''}|{params!r}"
         cached = self._cached
         if cached is not None and cached[0] == key:
             return cached[1]
