@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import sqlite3
 from dataclasses import dataclass, field
-from functools import cached_property
 
 import numpy as np
 
@@ -21,11 +20,10 @@ from .tables import table_exists
 class Rows:
     keys: list
     vectors: np.ndarray       # (len(keys), dimension), unit rows
+    positions: dict = field(init=False, repr=False)    # key -> its row
 
-    @cached_property
-    def positions(self) -> dict:
-        """key -> its row."""
-        return {key: i for i, key in enumerate(self.keys)}
+    def __post_init__(self) -> None:
+        self.positions = {key: i for i, key in enumerate(self.keys)}
 
 
 @dataclass

@@ -146,9 +146,7 @@ class KnowledgeBase:
             if not self.vectors_usable(conn):
                 return
             for matrix in (self._vector_matrix, self._title_matrix):
-                rows = matrix.rows(conn)
-                if rows is not None:
-                    rows.positions  # noqa: B018 - built once, here
+                matrix.rows(conn)
             self.vocabulary.load(conn, embedder.identity)
 
         self.db.read_sync(load)

@@ -1,12 +1,8 @@
 """Schema look-ups shared by the index and its side tables (kept apart: parts.py and vocab.py
-cannot import index.py, which imports them)."""
+cannot import index.py, which imports them). The check itself is the store's."""
 
 from __future__ import annotations
 
-import sqlite3
+from ..store.schema import table_exists
 
-
-def table_exists(conn: sqlite3.Connection, name: str) -> bool:
-    """Is there a table (or index, view, virtual table) called ``name``?"""
-    return conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (name,)).fetchone() \
-        is not None
+__all__ = ["table_exists"]

@@ -109,9 +109,7 @@ class Vocabulary:
 
     def load(self, conn: sqlite3.Connection, identity: str) -> None:
         """Read the word vectors now (start-up), not at the first question."""
-        rows = self._matrix.rows(conn, identity)
-        if rows is not None:
-            rows.positions  # noqa: B018 - built once, here
+        self._matrix.rows(conn, identity)
 
     def expand(self, conn: sqlite3.Connection, embedder: TextEmbedder, terms: list[str],
                vectors: dict[str, np.ndarray] | None = None

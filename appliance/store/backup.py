@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from .schema import migrations
+from .schema import migrations, table_exists
 
 log = logging.getLogger(__name__)
 NAME = re.compile(r"^appliance-(\d{8}T\d{6}\d*Z)-s(\d+)-([a-z-]+)\.db$")
@@ -75,8 +75,7 @@ def match_owner(*paths: Path) -> None:
 
 def applied_migrations(conn: sqlite3.Connection) -> set[int]:
     # Only a missing table means "none applied"; a locked or broken file raises.
-    if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'schema_migrations'").fetchone() \
-            is None:
+    if not table_exists(conn, "schema_migrations"):
         return set()
     return {row[0] for row in conn.execute("SELECT number FROM schema_migrations")}
 

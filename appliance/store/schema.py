@@ -6,7 +6,14 @@ both need it, so neither has to import the other's module.
 
 from __future__ import annotations
 
+import sqlite3
 from importlib import resources
+
+
+def table_exists(conn: sqlite3.Connection, name: str) -> bool:
+    """Is there a table (or index, view, virtual table) called ``name``?"""
+    return conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (name,)).fetchone() \
+        is not None
 
 
 class StoreError(Exception):
